@@ -1,0 +1,37 @@
+# lecal: regenerate the paper's tables from the committed recipes.
+CARGO ?= cargo
+LECAL := target/release/lecal
+DEVICE ?= auto
+DATA ?= data
+SCALE ?= full
+
+.PHONY: build demo test table-cifar100 plan-cifar100 lint clean-demo
+
+build:
+	$(CARGO) build --release
+
+$(LECAL): build
+
+# The whole pipeline on the built-in synthetic data, on the CPU, in minutes.
+demo: build
+	$(LECAL) run recipes/demo --device cpu
+	$(LECAL) table demo
+
+test:
+	$(CARGO) test --all-targets
+
+# CIFAR-100 (Table 1): needs data/cifar-100-binary/ (see README); DEVICE=cuda:0 on a GPU.
+table-cifar100: build
+	$(LECAL) run recipes/cifar100 --device $(DEVICE) --data-dir $(DATA) --scale $(SCALE)
+	$(LECAL) table cifar100 --scale $(SCALE)
+
+plan-cifar100: build
+	$(LECAL) plan recipes/cifar100 --scale $(SCALE)
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+# Forget the demo's runs (they are not committed) so that `make demo` trains again.
+clean-demo:
+	rm -rf results/runs/synthetic-*

@@ -1,0 +1,320 @@
+//! The command line: clap types, converted once into typed options, and one function per
+//! subcommand that strings the pipeline stages together.
+
+use crate::device::{self, DeviceChoice};
+use crate::exec::{self, Ended, Progress};
+use crate::plan::{self, model_title, Plan, Scale};
+use crate::recipe::{self, ModelName, RecipeSet};
+use crate::report;
+use crate::store::{RunState, Store};
+use crate::train::CandleTrainer;
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lecal",
+    version,
+    about = "Regenerates the tables of \"Label Enhancement for Better Model Generalization and Calibration\" from TOML recipes"
+)]
+pub struct Cli {
+    /// The results folder.
+    #[arg(long, global = true, default_value = "results", env = "LECAL_RESULTS")]
+    pub results: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the runs that recipes expand to, their state and dependencies.
+    Plan {
+        /// Recipe files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// full, quick or smoke: shrink epochs and data (scaled runs get their own ids).
+        #[arg(long, default_value = "full")]
+        scale: String,
+    },
+    /// Train every pending run of the recipes, teachers first; completed runs are skipped.
+    Run {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// auto, cpu or cuda:N.
+        #[arg(long, default_value = "auto")]
+        device: DeviceChoice,
+        #[arg(long, default_value = "full")]
+        scale: String,
+        /// Folder holding the datasets (cifar-10-batches-bin/, cifar-100-binary/).
+        #[arg(long, default_value = "data", env = "LECAL_DATA")]
+        data_dir: PathBuf,
+    },
+    /// Assemble a table from its recipes and results into <results>/tables/<name>.md and .csv.
+    Table {
+        /// A table name (found as <name>.table.toml under --recipes) or a table spec file.
+        table: String,
+        /// Where to look for table specs by name.
+        #[arg(long, default_value = "recipes")]
+        recipes: PathBuf,
+        #[arg(long, default_value = "full")]
+        scale: String,
+    },
+    /// Count and list done, partial, pending and failed runs.
+    Status {
+        /// Recipes whose runs to report (default: every recipe under recipes/).
+        paths: Vec<PathBuf>,
+        #[arg(long, default_value = "full")]
+        scale: String,
+    },
+    /// The model zoo with parameter counts for 10 and 100 classes.
+    Models,
+}
+
+/// Runs a parsed command line; the returned code is the process exit status.
+pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    let store = Store::new(&cli.results);
+    match cli.command {
+        Command::Plan { paths, scale } => {
+            let (_, plan) = load_plan(&paths, &scale)?;
+            print_plan(&plan, &store);
+        }
+        Command::Run {
+            paths,
+            device,
+            scale,
+            data_dir,
+        } => return run_cmd(&paths, device, &scale, data_dir, &store),
+        Command::Table {
+            table,
+            recipes,
+            scale,
+        } => table_cmd(&table, &recipes, &scale, &store)?,
+        Command::Status { paths, scale } => {
+            let paths = if paths.is_empty() {
+                vec![PathBuf::from("recipes")]
+            } else {
+                paths
+            };
+            let (_, plan) = load_plan(&paths, &scale)?;
+            print_status(&plan, &store);
+        }
+        Command::Models => print_models()?,
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn parse_scale(s: &str) -> anyhow::Result<Scale> {
+    Scale::named(s).map_err(|e| anyhow::anyhow!("--scale: {e}"))
+}
+
+/// Recipes → validated set → plan, failing with every recipe problem at once.
+pub fn load_plan(paths: &[PathBuf], scale: &str) -> anyhow::Result<(RecipeSet, Plan)> {
+    let scale = parse_scale(scale)?;
+    let set = recipe::load(paths)?;
+    if set.recipes.is_empty() {
+        bail!(
+            "no recipes found in {}",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    plan::check_implemented(&set)?;
+    let plan = plan::build(&set, &scale)?;
+    Ok((set, plan))
+}
+
+fn print_plan(plan: &Plan, store: &Store) {
+    let mut done = 0;
+    let mut done_epochs = 0;
+    let width = plan.runs.iter().map(|r| r.id.len()).max().unwrap_or(2);
+    println!(
+        "{:<width$}  {:<5} {:<28} {:<6} deps / cells",
+        "id", "seed", "state", "epochs"
+    );
+    for r in &plan.runs {
+        let state = store.state(&r.id);
+        let epochs = r.spec.schedule.epochs;
+        match state {
+            RunState::Done => {
+                done += 1;
+                done_epochs += epochs;
+            }
+            RunState::Partial(k) => done_epochs += k,
+            _ => {}
+        }
+        let mut what: Vec<String> = r.cells.iter().map(|(c, _)| c.to_string()).collect();
+        if !r.teacher_of.is_empty() {
+            what.push(format!("teacher of {} runs", r.teacher_of.len()));
+        }
+        let deps = if r.deps.is_empty() {
+            "-".to_string()
+        } else {
+            r.deps.join(",")
+        };
+        println!(
+            "{:<width$}  {:<5} {:<28} {:<6} {deps} / {}",
+            r.id,
+            r.spec.seed,
+            state.label(epochs),
+            epochs,
+            what.join("; ")
+        );
+    }
+    println!(
+        "total: {} runs, {} epochs ({} done), {} done, {} to train",
+        plan.runs.len(),
+        plan.total_epochs(),
+        done_epochs,
+        done,
+        plan.runs.len() - done
+    );
+}
+
+fn run_cmd(
+    paths: &[PathBuf],
+    device: DeviceChoice,
+    scale: &str,
+    data_dir: PathBuf,
+    store: &Store,
+) -> anyhow::Result<std::process::ExitCode> {
+    let (_, plan) = load_plan(paths, scale)?;
+    let dev = device::open(device)?;
+    let trainer = CandleTrainer::new(dev, data_dir);
+    let mut progress = Progress::new();
+    let report = exec::execute(&plan, store, &trainer, &mut progress);
+    let trained = report.count(|e| *e == Ended::Trained);
+    let already = report.count(|e| *e == Ended::AlreadyDone);
+    println!(
+        "{} runs: {trained} trained, {already} already done, {} failed or skipped",
+        plan.runs.len(),
+        report.failures().len()
+    );
+    let failures = report.failures();
+    if failures.is_empty() {
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    eprintln!("error: {} runs did not finish:", failures.len());
+    for (id, e) in failures {
+        match e {
+            Ended::Failed(why) => eprintln!("  {id}: failed: {why}"),
+            Ended::Skipped(why) => eprintln!("  {id}: skipped: {why}"),
+            _ => {}
+        }
+    }
+    Ok(std::process::ExitCode::FAILURE)
+}
+
+fn find_table_spec(name: &str, recipes: &Path) -> anyhow::Result<PathBuf> {
+    let p = Path::new(name);
+    if p.is_file() {
+        return Ok(p.to_path_buf());
+    }
+    let files = recipe::expand_paths(&[recipes.to_path_buf()])
+        .with_context(|| format!("looking for table `{name}`"))?;
+    let want = format!("{name}.table.toml");
+    files
+        .into_iter()
+        .find(|f| f.file_name().and_then(|n| n.to_str()) == Some(want.as_str()))
+        .with_context(|| format!("no table spec `{want}` under {}", recipes.display()))
+}
+
+fn table_cmd(name: &str, recipes: &Path, scale: &str, store: &Store) -> anyhow::Result<()> {
+    let spec_path = find_table_spec(name, recipes)?;
+    let dir = spec_path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let (set, plan) = load_plan(&[dir], scale)?;
+    let spec = set
+        .tables
+        .values()
+        .find(|t| t.path == spec_path)
+        .cloned()
+        .map_or_else(|| recipe::load_table(&spec_path), Ok)?;
+    let table = report::assemble(&spec, &plan, store, scale)?;
+    let written = report::write(&table, store)?;
+    print!("{}", report::Exporter::render(&report::Markdown, &table));
+    for p in written {
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
+fn print_status(plan: &Plan, store: &Store) {
+    let mut groups: [(&str, Vec<String>); 4] = [
+        ("done", vec![]),
+        ("partial", vec![]),
+        ("failed", vec![]),
+        ("pending", vec![]),
+    ];
+    for r in &plan.runs {
+        let st = store.state(&r.id);
+        let (k, text) = match &st {
+            RunState::Done => (0, r.id.clone()),
+            RunState::Partial(_) => (
+                1,
+                format!("{} ({})", r.id, st.label(r.spec.schedule.epochs)),
+            ),
+            RunState::Failed { epoch, reason } => {
+                (2, format!("{} (epoch {epoch}: {reason})", r.id))
+            }
+            RunState::Pending => (3, r.id.clone()),
+        };
+        groups[k].1.push(text);
+    }
+    println!(
+        "{} runs: {}",
+        plan.runs.len(),
+        groups
+            .iter()
+            .map(|(n, v)| format!("{} {n}", v.len()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for (name, ids) in &groups {
+        if !ids.is_empty() && *name != "done"
+            || (*name == "done" && ids.len() <= 50 && !ids.is_empty())
+        {
+            println!("{name}:");
+            for id in ids {
+                println!("  {id}");
+            }
+        }
+    }
+}
+
+fn print_models() -> anyhow::Result<()> {
+    println!(
+        "{:<10} {:>6} {:>14} {:>15}",
+        "model", "depth", "params (K=10)", "params (K=100)"
+    );
+    for m in ModelName::CIFAR {
+        let count = |k| -> anyhow::Result<usize> {
+            let (_, vm) = crate::model::build_trainable(m, k, 0, &candle_core::Device::Cpu)?;
+            Ok(crate::model::parameter_count(&vm))
+        };
+        println!(
+            "{:<10} {:>6} {:>14} {:>15}",
+            model_title(m),
+            m.cifar_depth().unwrap_or(0),
+            group(count(10)?),
+            group(count(100)?)
+        );
+    }
+    println!("CIFAR ResNets with 1x1-convolution shortcuts; ImageNet ResNet-18/34/50 are not implemented yet.");
+    Ok(())
+}
+
+/// 278324 -> "278,324".
+fn group(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}

@@ -1,0 +1,224 @@
+//! Turning images into normalised `f32` batches: the training transform (random crop with
+//! zero padding, random horizontal flip) and the test transform (normalise only).
+//!
+//! Each image's crop and flip come from its own random stream keyed by (seed, epoch,
+//! position in the epoch), so batches are identical however rayon schedules the work.
+
+use super::Dataset;
+use crate::plan::Transform;
+use crate::rng::Rng;
+use rayon::prelude::*;
+
+/// Per-channel lookup from byte value to normalised float.
+fn table(t: &Transform) -> [[f32; 256]; 3] {
+    let mut lut = [[0f32; 256]; 3];
+    for (c, row) in lut.iter_mut().enumerate() {
+        for (v, x) in row.iter_mut().enumerate() {
+            *x = ((v as f64 / 255.0 - t.mean[c]) / t.std[c]) as f32;
+        }
+    }
+    lut
+}
+
+/// Where an output pixel reads from: crop offset (in padded coordinates) and flip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    pub dx: usize,
+    pub dy: usize,
+    pub flip: bool,
+}
+
+impl Placement {
+    pub fn draw(t: &Transform, seed: u64, epoch: usize, position: usize) -> Self {
+        let mut r = Rng::stream(seed, "crop-flip", &[epoch as u64, position as u64]);
+        let range = 2 * t.crop_padding as u64 + 1;
+        let dx = r.below(range) as usize;
+        let dy = r.below(range) as usize;
+        let flip = t.flip && r.below(2) == 1;
+        Self { dx, dy, flip }
+    }
+
+    pub fn identity(t: &Transform) -> Self {
+        Self {
+            dx: t.crop_padding,
+            dy: t.crop_padding,
+            flip: false,
+        }
+    }
+}
+
+/// Writes one transformed image into `out` (3×H×W floats). Pixels taken from the padding
+/// are zero bytes (black) before normalisation, as torchvision's `RandomCrop(padding=p)`.
+pub fn place(
+    img: &[u8],
+    h: usize,
+    w: usize,
+    pad: usize,
+    p: Placement,
+    lut: &[[f32; 256]; 3],
+    out: &mut [f32],
+) {
+    for c in 0..3 {
+        let plane = &img[c * h * w..(c + 1) * h * w];
+        let dst = &mut out[c * h * w..(c + 1) * h * w];
+        for y in 0..h {
+            let sy = (y + p.dy) as isize - pad as isize;
+            for x in 0..w {
+                let xo = if p.flip { w - 1 - x } else { x };
+                let sx = (xo + p.dx) as isize - pad as isize;
+                let v = if sy >= 0 && (sy as usize) < h && sx >= 0 && (sx as usize) < w {
+                    plane[sy as usize * w + sx as usize]
+                } else {
+                    0
+                };
+                dst[y * w + x] = lut[c][v as usize];
+            }
+        }
+    }
+}
+
+/// A training batch: `indices` are dataset rows, `first_position` the position of the
+/// first of them in the epoch's order.
+pub fn train_batch(
+    ds: &Dataset,
+    indices: &[usize],
+    t: &Transform,
+    seed: u64,
+    epoch: usize,
+    first_position: usize,
+) -> Vec<f32> {
+    let lut = table(t);
+    let n = ds.image_size();
+    let mut out = vec![0f32; indices.len() * n];
+    out.par_chunks_mut(n)
+        .zip(indices.par_iter())
+        .enumerate()
+        .for_each(|(k, (o, &i))| {
+            let p = Placement::draw(t, seed, epoch, first_position + k);
+            place(ds.image(i), ds.height, ds.width, t.crop_padding, p, &lut, o);
+        });
+    out
+}
+
+/// A test batch of rows `start..end`: normalisation only.
+pub fn test_batch(ds: &Dataset, start: usize, end: usize, t: &Transform) -> Vec<f32> {
+    let lut = table(t);
+    let n = ds.image_size();
+    let mut out = vec![0f32; (end - start) * n];
+    out.par_chunks_mut(n).enumerate().for_each(|(k, o)| {
+        let img = ds.image(start + k);
+        for (c, (dst, src)) in o.chunks_mut(n / 3).zip(img.chunks(n / 3)).enumerate() {
+            for (d, &s) in dst.iter_mut().zip(src) {
+                *d = lut[c][s as usize];
+            }
+        }
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tf(pad: usize, flip: bool) -> Transform {
+        Transform {
+            crop_padding: pad,
+            flip,
+            mean: [0.0; 3],
+            std: [1.0 / 255.0; 3], // normalised value = byte value
+        }
+    }
+
+    fn ds(n: usize, h: usize, w: usize) -> Dataset {
+        Dataset {
+            images: (0..n * 3 * h * w).map(|i| (i % 200 + 1) as u8).collect(),
+            labels: vec![0; n],
+            height: h,
+            width: w,
+            classes: 2,
+        }
+    }
+
+    #[test]
+    fn identity_placement_equals_test_transform() {
+        let d = ds(2, 5, 4);
+        let t = tf(2, true);
+        let lut = table(&t);
+        let mut out = vec![0f32; d.image_size()];
+        place(d.image(1), 5, 4, 2, Placement::identity(&t), &lut, &mut out);
+        assert_eq!(out, test_batch(&d, 1, 2, &t));
+        assert_eq!(out[0], d.image(1)[0] as f32);
+    }
+
+    #[test]
+    fn flip_mirrors_rows() {
+        let d = ds(1, 3, 4);
+        let t = tf(0, true);
+        let lut = table(&t);
+        let mut out = vec![0f32; d.image_size()];
+        let p = Placement {
+            dx: 0,
+            dy: 0,
+            flip: true,
+        };
+        place(d.image(0), 3, 4, 0, p, &lut, &mut out);
+        for c in 0..3 {
+            for y in 0..3 {
+                for x in 0..4 {
+                    assert_eq!(
+                        out[c * 12 + y * 4 + x],
+                        d.image(0)[c * 12 + y * 4 + 3 - x] as f32
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn crop_shifts_content_and_pads_with_zero_bytes() {
+        let d = ds(1, 4, 4);
+        let t = tf(2, false);
+        let lut = table(&t);
+        let mut out = vec![0f32; d.image_size()];
+        // dx = dy = 0 in padded coordinates: the image moves 2 px right and down.
+        let p = Placement {
+            dx: 0,
+            dy: 0,
+            flip: false,
+        };
+        place(d.image(0), 4, 4, 2, p, &lut, &mut out);
+        assert_eq!(out[0], 0.0);
+        assert_eq!(out[4 + 1], 0.0);
+        assert_eq!(out[2 * 4 + 2], d.image(0)[0] as f32);
+        assert_eq!(out[3 * 4 + 3], d.image(0)[4 + 1] as f32);
+    }
+
+    #[test]
+    fn every_crop_keeps_a_window_of_the_image() {
+        let d = ds(8, 6, 6);
+        let t = tf(2, true);
+        let batch = train_batch(&d, &[0, 1, 2, 3, 4, 5, 6, 7], &t, 3, 1, 0);
+        let n = d.image_size();
+        for k in 0..8 {
+            let p = Placement::draw(&t, 3, 1, k);
+            assert!(p.dx <= 4 && p.dy <= 4);
+            // Count of non-padding pixels equals the overlap of the window and the image.
+            let ov = |o: usize| 6 - (o as isize - 2).unsigned_abs();
+            let expect = 3 * ov(p.dx) * ov(p.dy);
+            let got = batch[k * n..(k + 1) * n]
+                .iter()
+                .filter(|&&v| v != 0.0)
+                .count();
+            assert_eq!(got, expect, "image {k} {p:?}");
+        }
+        // Same seed, epoch and positions: same batch; another epoch: another batch.
+        assert_eq!(
+            batch,
+            train_batch(&d, &[0, 1, 2, 3, 4, 5, 6, 7], &t, 3, 1, 0)
+        );
+        assert_ne!(
+            batch,
+            train_batch(&d, &[0, 1, 2, 3, 4, 5, 6, 7], &t, 3, 2, 0)
+        );
+    }
+}

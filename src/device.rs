@@ -1,0 +1,63 @@
+//! `--device auto|cpu|cuda:N`, and what a device promises about repeatability.
+
+use anyhow::{bail, Context};
+use candle_core::Device;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceChoice {
+    Auto,
+    Cpu,
+    Cuda(usize),
+}
+
+impl std::str::FromStr for DeviceChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "cpu" => Ok(Self::Cpu),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Self::Cuda)
+                .ok_or_else(|| format!("unknown device `{s}`, expected auto, cpu or cuda:N")),
+        }
+    }
+}
+
+/// Opens the device. `auto` takes CUDA device 0 when lecal was built with CUDA and a GPU
+/// answers, and otherwise falls back to the CPU, saying so (candle's
+/// `Device::cuda_if_available` fails instead of falling back).
+pub fn open(choice: DeviceChoice) -> anyhow::Result<Device> {
+    match choice {
+        DeviceChoice::Cpu => Ok(Device::Cpu),
+        DeviceChoice::Cuda(n) => {
+            if !candle_core::utils::cuda_is_available() {
+                bail!("--device cuda:{n}: this lecal was built without CUDA; rebuild with `cargo build --release --features cuda`");
+            }
+            Device::new_cuda(n).with_context(|| format!("--device cuda:{n}: cannot open the GPU"))
+        }
+        DeviceChoice::Auto => {
+            if candle_core::utils::cuda_is_available() {
+                match Device::new_cuda(0) {
+                    Ok(d) => return Ok(d),
+                    Err(e) => eprintln!("note: no usable GPU ({e}); running on the CPU"),
+                }
+            }
+            Ok(Device::Cpu)
+        }
+    }
+}
+
+pub fn describe(d: &Device) -> String {
+    match d {
+        Device::Cpu => format!("cpu ({} threads)", rayon::current_num_threads()),
+        Device::Cuda(_) => "cuda".to_string(),
+        Device::Metal(_) => "metal".to_string(),
+    }
+}
+
+/// CPU runs are bitwise repeatable; GPU kernels (atomics, algorithm choice) may not be.
+pub fn bitwise_repeatable(d: &Device) -> bool {
+    matches!(d, Device::Cpu)
+}

@@ -1,0 +1,153 @@
+//! The executor against a fake trainer: ordering, skipping, failure isolation, and the
+//! files a run leaves, in milliseconds.
+
+use super::*;
+use crate::metrics::{evaluate, Evaluation};
+use crate::plan::{build, Scale};
+use crate::recipe::load;
+use crate::recipe::tests::{folder, VANILLA};
+use std::sync::Mutex;
+
+/// Pretends to train: accuracy grows with the seed; fails runs whose seed is listed.
+struct Fake {
+    fail_seeds: Vec<u64>,
+    trained: Mutex<Vec<String>>,
+}
+
+fn fake_eval(seed: u64) -> Evaluation {
+    // Two classes, four samples; seed s makes s+1 of them right (capped).
+    let right = (seed as usize + 1).min(4);
+    let labels = [0u16, 0, 0, 0];
+    let mut logits = Vec::new();
+    for i in 0..4 {
+        logits.extend(if i < right { [2.0f32, 0.0] } else { [0.0, 1.0] });
+    }
+    evaluate(&logits, &labels, 2)
+}
+
+impl Trainer for Fake {
+    fn device(&self) -> (String, bool) {
+        ("fake".into(), true)
+    }
+
+    fn train(&self, run: &PlannedRun, sink: &mut dyn RunSink) -> anyhow::Result<Outcome> {
+        self.trained.lock().unwrap().push(run.id.clone());
+        let mut epochs = Vec::new();
+        for epoch in 1..=run.spec.schedule.epochs {
+            if self.fail_seeds.contains(&run.spec.seed) && epoch == 2 {
+                anyhow::bail!("the loss is NaN");
+            }
+            let e = fake_eval(run.spec.seed);
+            let r = EpochRecord {
+                epoch,
+                lr: run.spec.schedule.lr_at(epoch),
+                train_loss: 1.0,
+                train_acc: 50.0,
+                test_loss: e.nll,
+                test_acc: e.accuracy,
+                ece: e.ece,
+                nll: e.nll,
+                brier: e.brier,
+                seconds: 0.0,
+            };
+            sink.epoch(&r)?;
+            epochs.push(r);
+        }
+        std::fs::write(sink.weights_path(), b"fake")?;
+        Ok(Outcome {
+            epochs,
+            last: fake_eval(run.spec.seed),
+        })
+    }
+}
+
+fn fake(fail_seeds: Vec<u64>) -> Fake {
+    Fake {
+        fail_seeds,
+        trained: Mutex::new(Vec::new()),
+    }
+}
+
+#[test]
+fn trains_pending_runs_once_and_writes_their_files() {
+    let dir = folder(&[("r.toml", VANILLA)]);
+    let set = load(&[dir.path().to_path_buf()]).unwrap();
+    let plan = build(&set, &Scale::named("full").unwrap()).unwrap();
+    let store = Store::new(dir.path().join("results"));
+    let t = fake(vec![]);
+    let report = execute(&plan, &store, &t, &mut Progress::quiet());
+    assert_eq!(report.count(|e| *e == Ended::Trained), 2);
+    let run_dir = store.run_dir(&plan.runs[0].id);
+    for f in [
+        store::RUN,
+        store::EPOCHS,
+        store::SUMMARY,
+        store::RELIABILITY,
+        store::PREDICTIONS,
+    ] {
+        assert!(run_dir.join(f).is_file(), "{f}");
+    }
+    let epochs = store::read_epochs(&run_dir.join(store::EPOCHS)).unwrap();
+    assert_eq!(epochs.len(), 2);
+    assert!((epochs[1].lr - 0.005).abs() < 1e-12);
+    let rec: RunRecord =
+        toml::from_str(&std::fs::read_to_string(run_dir.join(store::RUN)).unwrap()).unwrap();
+    assert_eq!(rec.spec, plan.runs[0].spec);
+    assert!(rec.provenance.wall_seconds.is_some());
+    assert!(rec.provenance.bitwise_repeatable);
+    let s = store::read_summary(&run_dir.join(store::SUMMARY)).unwrap();
+    assert_eq!(s.accuracy, 25.0);
+    // A second invocation trains nothing.
+    let t2 = fake(vec![]);
+    let report = execute(&plan, &store, &t2, &mut Progress::quiet());
+    assert!(t2.trained.lock().unwrap().is_empty());
+    assert_eq!(report.count(|e| *e == Ended::AlreadyDone), 2);
+}
+
+#[test]
+fn a_failed_run_is_marked_and_dependants_skipped_while_others_continue() {
+    let vanilla14 = VANILLA
+        .replace("\"ResNet8\"", "\"ResNet14\"")
+        .replace("student = \"resnet8\"", "student = \"resnet14\"");
+    let kd = VANILLA.replace("\"Vanilla\"", "\"KD\"").replace(
+        "method = \"vanilla\"",
+        "method = \"kd\"\nteachers = [ { model = \"resnet14\", seeds = [0] } ]",
+    );
+    let dir = folder(&[
+        ("v14.toml", &vanilla14),
+        ("kd.toml", &kd),
+        ("v8.toml", VANILLA),
+    ]);
+    let set = load(&[dir.path().to_path_buf()]).unwrap();
+    let plan = build(&set, &Scale::named("full").unwrap()).unwrap();
+    let store = Store::new(dir.path().join("results"));
+    // Seed 0 fails: the ResNet14 teacher (seed 0) and the ResNet8 vanilla seed 0.
+    let t = fake(vec![0]);
+    let report = execute(&plan, &store, &t, &mut Progress::quiet());
+    let teacher = plan.runs.iter().find(|r| !r.teacher_of.is_empty()).unwrap();
+    assert!(matches!(report.ended[&teacher.id], Ended::Failed(_)));
+    match store.state(&teacher.id) {
+        RunState::Failed { epoch, reason } => {
+            assert_eq!(epoch, 2);
+            assert!(reason.contains("NaN"));
+        }
+        s => panic!("{s:?}"),
+    }
+    for r in plan.runs.iter().filter(|r| !r.deps.is_empty()) {
+        assert!(matches!(&report.ended[&r.id], Ended::Skipped(w) if w.contains(&teacher.id)));
+    }
+    // Independent seed-1 runs finished.
+    let ok = plan
+        .runs
+        .iter()
+        .filter(|r| r.spec.seed == 1 && r.deps.is_empty());
+    for r in ok {
+        assert_eq!(report.ended[&r.id], Ended::Trained);
+        assert_eq!(store.state(&r.id), RunState::Done);
+    }
+    // Retrying clears the failure marker once it succeeds.
+    let t = fake(vec![]);
+    let report = execute(&plan, &store, &t, &mut Progress::quiet());
+    assert!(report.failures().is_empty());
+    assert_eq!(store.state(&teacher.id), RunState::Done);
+}

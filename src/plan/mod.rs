@@ -1,0 +1,474 @@
+//! The planner: a pure function from validated recipes to the run graph.
+//!
+//! Each recipe seed becomes one fully resolved [`RunSpec`]; teacher references become the
+//! vanilla runs they name, as dependencies. Runs are keyed by content id, so a run asked
+//! for by several cells (or serving as a teacher) appears once.
+
+mod scale;
+mod spec;
+
+pub use scale::Scale;
+pub use spec::*;
+
+use crate::recipe::{
+    Augment, CellRef, DatasetName, LabelSource, MethodFields, ModelName, Recipe, RecipeError,
+    RecipeErrors, RecipeSet, ScheduleChoice, SchedulePreset, ScheduleTable, TeacherDecl,
+};
+use std::collections::BTreeMap;
+
+/// A run and why it is in the plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedRun {
+    pub id: String,
+    pub spec: RunSpec,
+    /// The table cells (and seed) this run reports into.
+    pub cells: Vec<(CellRef, u64)>,
+    /// Runs that must be complete before this one starts (its teachers).
+    pub deps: Vec<String>,
+    /// Runs that use this one as a teacher.
+    pub teacher_of: Vec<String>,
+}
+
+/// What one recipe cell asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellPlan {
+    pub recipe: std::path::PathBuf,
+    /// One run id per seed, in the recipe's seed order.
+    pub runs: Vec<(u64, String)>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    /// In dependency order: every run comes after the runs it depends on.
+    pub runs: Vec<PlannedRun>,
+    pub cells: BTreeMap<CellRef, CellPlan>,
+}
+
+impl Plan {
+    pub fn get(&self, id: &str) -> Option<&PlannedRun> {
+        self.runs.iter().find(|r| r.id == id)
+    }
+
+    pub fn total_epochs(&self) -> usize {
+        self.runs.iter().map(|r| r.spec.schedule.epochs).sum()
+    }
+}
+
+/// Builds the plan of a recipe set at a scale. Pure: reads no file.
+pub fn build(set: &RecipeSet, scale: &Scale) -> Result<Plan, RecipeErrors> {
+    let mut plan = Plan::default();
+    let mut index: BTreeMap<String, usize> = BTreeMap::new();
+    let mut errors = Vec::new();
+    for recipe in &set.recipes {
+        match resolve_recipe(recipe, scale) {
+            Ok(resolved) => {
+                let mut cell_runs = Vec::new();
+                for (seed, spec, teachers) in resolved {
+                    let mut deps = Vec::new();
+                    for t in teachers {
+                        let tid = t.id();
+                        add_run(&mut plan, &mut index, tid.clone(), t, Vec::new());
+                        deps.push(tid);
+                    }
+                    let id = spec.id();
+                    add_run(&mut plan, &mut index, id.clone(), spec, deps.clone());
+                    let run = &mut plan.runs[index[&id]];
+                    run.cells.push((recipe.cell().clone(), seed));
+                    for d in deps {
+                        let t = &mut plan.runs[index[&d]];
+                        if !t.teacher_of.contains(&id) {
+                            t.teacher_of.push(id.clone());
+                        }
+                    }
+                    cell_runs.push((seed, id));
+                }
+                plan.cells.insert(
+                    recipe.cell().clone(),
+                    CellPlan {
+                        recipe: recipe.path.clone(),
+                        runs: cell_runs,
+                    },
+                );
+            }
+            Err(mut es) => errors.append(&mut es),
+        }
+    }
+    if errors.is_empty() {
+        Ok(plan)
+    } else {
+        Err(RecipeErrors(errors))
+    }
+}
+
+fn add_run(
+    plan: &mut Plan,
+    index: &mut BTreeMap<String, usize>,
+    id: String,
+    spec: RunSpec,
+    deps: Vec<String>,
+) {
+    if index.contains_key(&id) {
+        return;
+    }
+    index.insert(id.clone(), plan.runs.len());
+    plan.runs.push(PlannedRun {
+        id,
+        spec,
+        cells: Vec::new(),
+        deps,
+        teacher_of: Vec::new(),
+    });
+}
+
+/// Parts of the paper that the recipe schema accepts but this version cannot train yet.
+/// Asking for them is an error naming the recipe, never a silent fallback.
+pub fn check_implemented(set: &RecipeSet) -> Result<(), RecipeErrors> {
+    let mut errors = Vec::new();
+    for r in &set.recipes {
+        let method_span = r.raw.method.as_ref().map_or(0..0, |m| m.span());
+        if r.method.label == Some(LabelSource::Teachers) {
+            errors.push(r.error(
+                method_span,
+                "method",
+                "label = \"teachers\" (KD, SL, EN-SL, KD-SL) is not implemented yet in this version of lecal; implemented: hard, smoothed",
+            ));
+        }
+        if !r.raw.teachers.get_ref().is_empty() {
+            errors.push(r.error(
+                r.raw.teachers.span(),
+                "teachers",
+                "teacher runs are not implemented yet in this version of lecal",
+            ));
+        }
+        if let Some(a) = &r.raw.augment {
+            if *a.get_ref() != Augment::None {
+                errors.push(r.error(
+                    a.span(),
+                    "augment",
+                    "batch augmentation (mixup, cutmix, ricap) is not implemented yet in this version of lecal; implemented: none",
+                ));
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(RecipeErrors(errors))
+    }
+}
+
+type Resolved = Vec<(u64, RunSpec, Vec<RunSpec>)>;
+
+fn resolve_recipe(r: &Recipe, scale: &Scale) -> Result<Resolved, Vec<RecipeError>> {
+    let mut errors = Vec::new();
+    let raw = &r.raw;
+    let model = *raw.student.get_ref();
+    if model.cifar_depth().is_none() {
+        errors.push(r.error(
+            raw.student.span(),
+            "student",
+            format!(
+                "model `{}` (ImageNet ResNet) is not implemented yet; implemented: the CIFAR ResNets 8, 14, 20, 32, 44, 56, 110",
+                model.as_str()
+            ),
+        ));
+    }
+    let data = match data_spec(r, scale) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
+    let method = match method_spec(&r.method) {
+        Ok(m) => Some(m),
+        Err(msg) => {
+            let span = raw.method.as_ref().map_or(0..0, |m| m.span());
+            errors.push(r.error(span, "method", msg));
+            None
+        }
+    };
+    let schedule_choice = raw
+        .schedule
+        .as_ref()
+        .map(|s| s.get_ref().clone())
+        .unwrap_or(ScheduleChoice::Preset(SchedulePreset::Default));
+    let schedule = match schedule_spec(&schedule_choice, scale) {
+        Ok(s) => Some(s),
+        Err(msg) => {
+            let span = raw.schedule.as_ref().map_or(0..0, |s| s.span());
+            errors.push(r.error(span, "schedule", msg));
+            None
+        }
+    };
+    let (Some(data), Some(method), Some(schedule)) = (data, method, schedule) else {
+        return Err(errors);
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let transform = transform_spec(r, &data);
+    let augment = match raw.augment.as_ref().map(|a| a.get_ref()) {
+        None | Some(Augment::None) => AugmentSpec::None,
+        Some(Augment::Mixup { alpha }) => AugmentSpec::Mixup {
+            alpha: alpha.map_or(1.0, |a| a.0),
+        },
+        Some(Augment::Cutmix { alpha }) => AugmentSpec::Cutmix {
+            alpha: alpha.map_or(1.0, |a| a.0),
+        },
+        Some(Augment::Ricap { beta }) => AugmentSpec::Ricap {
+            beta: beta.map_or(0.3, |b| b.0),
+        },
+    };
+    let base = RunSpec {
+        trainer_version: TRAINER_VERSION,
+        seed: 0,
+        model,
+        data,
+        transform,
+        schedule,
+        method,
+        augment,
+        teachers: Vec::new(),
+        scale: scale.name.clone(),
+    };
+    // Teacher runs: vanilla runs of the named model on the same data.
+    let mut teacher_specs = Vec::new();
+    let mut teacher_refs = Vec::new();
+    for t in raw.teachers.get_ref() {
+        match teacher(r, t, &base, &schedule_choice, scale) {
+            Ok((specs, refs)) => {
+                teacher_specs.extend(specs);
+                teacher_refs.extend(refs);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(raw
+        .seeds
+        .get_ref()
+        .iter()
+        .map(|&seed| {
+            let spec = RunSpec {
+                seed,
+                teachers: teacher_refs.clone(),
+                ..base.clone()
+            };
+            (seed, spec, teacher_specs.clone())
+        })
+        .collect())
+}
+
+fn teacher(
+    r: &Recipe,
+    t: &TeacherDecl,
+    student: &RunSpec,
+    cell_schedule: &ScheduleChoice,
+    scale: &Scale,
+) -> Result<(Vec<RunSpec>, Vec<TeacherRef>), RecipeError> {
+    let span = r.raw.teachers.span();
+    if t.model.cifar_depth().is_none() {
+        return Err(r.error(
+            span,
+            "teachers.model",
+            format!(
+                "teacher model `{}` is not implemented yet",
+                t.model.as_str()
+            ),
+        ));
+    }
+    if let Some(path) = &t.checkpoint {
+        if t.seeds.is_some() {
+            return Err(r.error(
+                span,
+                "teachers.seeds",
+                "a checkpoint teacher takes no seeds",
+            ));
+        }
+        return Ok((
+            Vec::new(),
+            vec![TeacherRef::Checkpoint {
+                model: t.model,
+                path: path.clone(),
+            }],
+        ));
+    }
+    let choice = match (&t.schedule, cell_schedule) {
+        (Some(s), _) => s.clone(),
+        (None, ScheduleChoice::Preset(_)) => ScheduleChoice::Preset(SchedulePreset::Default),
+        (None, ScheduleChoice::Explicit(table)) => ScheduleChoice::Explicit(ScheduleTable {
+            base: Some(SchedulePreset::Default),
+            ..table.clone()
+        }),
+    };
+    let schedule =
+        schedule_spec(&choice, scale).map_err(|m| r.error(span.clone(), "teachers.schedule", m))?;
+    let mut specs = Vec::new();
+    let mut refs = Vec::new();
+    for &seed in t.seeds.as_deref().unwrap_or(&[0]) {
+        let spec = RunSpec {
+            seed,
+            model: t.model,
+            schedule: schedule.clone(),
+            method: Method::Hard,
+            augment: AugmentSpec::None,
+            teachers: Vec::new(),
+            ..student.clone()
+        };
+        refs.push(TeacherRef::Run { id: spec.id() });
+        specs.push(spec);
+    }
+    Ok((specs, refs))
+}
+
+/// Defaults of the synthetic dataset when a recipe leaves them out.
+pub const SYNTHETIC_DEFAULTS: SyntheticSpec = SyntheticSpec {
+    train: 2000,
+    test: 500,
+    data_seed: 0,
+};
+
+fn data_spec(r: &Recipe, scale: &Scale) -> Result<DataSpec, RecipeError> {
+    let raw = &r.raw;
+    let name = *raw.dataset.get_ref();
+    let (classes, resolution, synthetic, train_n, test_n) = match name {
+        DatasetName::Cifar10 => (10, 32, None, 50_000, 10_000),
+        DatasetName::Cifar100 => (100, 32, None, 50_000, 10_000),
+        DatasetName::Synthetic => {
+            let o = raw
+                .synthetic
+                .as_ref()
+                .map(|s| s.get_ref().clone())
+                .unwrap_or_default();
+            let d = SYNTHETIC_DEFAULTS;
+            let s = SyntheticSpec {
+                train: o.train.map_or(d.train, |v| v.0),
+                test: o.test.map_or(d.test, |v| v.0),
+                data_seed: o.data_seed.unwrap_or(d.data_seed),
+            };
+            let (tr, te) = (s.train, s.test);
+            let classes = o.classes.map_or(10, |v| v.0);
+            if !(2..=1000).contains(&classes) {
+                let span = raw.synthetic.as_ref().map_or(0..0, |s| s.span());
+                return Err(r.error(span, "synthetic.classes", "expected 2 to 1000 classes"));
+            }
+            let res = o.resolution.map_or(16, |v| v.0);
+            if !(8..=256).contains(&res) {
+                let span = raw.synthetic.as_ref().map_or(0..0, |s| s.span());
+                return Err(r.error(
+                    span,
+                    "synthetic.resolution",
+                    "expected a resolution from 8 to 256 pixels",
+                ));
+            }
+            (classes, res, Some(s), tr, te)
+        }
+        DatasetName::Stl10 | DatasetName::Imagenet => return Err(r.error(
+            raw.dataset.span(),
+            "dataset",
+            format!(
+                "dataset `{}` is not implemented yet; implemented: synthetic, cifar10, cifar100",
+                name.as_str()
+            ),
+        )),
+    };
+    Ok(DataSpec {
+        name,
+        classes,
+        resolution,
+        synthetic,
+        train_limit: scale.train_limit(train_n),
+        test_limit: scale.test_limit(test_n),
+    })
+}
+
+fn transform_spec(r: &Recipe, data: &DataSpec) -> Transform {
+    // The paper normalises CIFAR-10 with the CIFAR-100 statistics too (methods.md).
+    let (mean, std) = match &r.raw.normalize {
+        Some(n) => (n.mean, [n.std[0].0, n.std[1].0, n.std[2].0]),
+        None => match data.name {
+            DatasetName::Synthetic => ([0.5; 3], [0.25; 3]),
+            _ => ([0.5071, 0.4867, 0.4408], [0.2675, 0.2565, 0.2761]),
+        },
+    };
+    Transform {
+        // 4 px at 32x32 (the paper); the same eighth of the side at other resolutions.
+        crop_padding: data.resolution / 8,
+        flip: true,
+        mean,
+        std,
+    }
+}
+
+fn schedule_spec(choice: &ScheduleChoice, scale: &Scale) -> Result<Schedule, String> {
+    let s = match choice {
+        ScheduleChoice::Preset(p) => Schedule::preset(*p),
+        ScheduleChoice::Explicit(t) => {
+            let b = Schedule::preset(t.base.unwrap_or(SchedulePreset::Default));
+            Schedule {
+                lr: t.lr.map_or(b.lr, |v| v.0),
+                momentum: t.momentum.map_or(b.momentum, |v| v.0),
+                weight_decay: t.weight_decay.map_or(b.weight_decay, |v| v.0),
+                batch: t.batch.map_or(b.batch, |v| v.0),
+                epochs: t.epochs.map_or(b.epochs, |v| v.0),
+                milestones: t
+                    .milestones
+                    .as_ref()
+                    .map_or(b.milestones, |m| m.iter().map(|v| v.0).collect()),
+                gamma: t.gamma.map_or(b.gamma, |v| v.0),
+            }
+        }
+    };
+    if s.milestones.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(format!(
+            "milestones must increase, found {:?}",
+            s.milestones
+        ));
+    }
+    if let Some(&m) = s.milestones.iter().find(|&&m| m >= s.epochs) {
+        return Err(format!(
+            "milestone {m} is not before the last epoch ({})",
+            s.epochs
+        ));
+    }
+    if s.momentum >= 1.0 {
+        return Err(format!("momentum must be below 1, found {}", s.momentum));
+    }
+    if s.batch < 2 {
+        return Err("batch must be at least 2 (BatchNorm needs two samples)".into());
+    }
+    Ok(scale.schedule(s))
+}
+
+fn method_spec(m: &MethodFields) -> Result<Method, String> {
+    use crate::recipe::{Combine, KlReduction, TeacherReduction};
+    let label = m
+        .label
+        .ok_or("the method sets no `label` (hard, smoothed or teachers)")?;
+    Ok(match label {
+        LabelSource::Hard => Method::Hard,
+        LabelSource::Smoothed => Method::Smoothed {
+            epsilon: m.epsilon.map_or(0.1, |e| e.0),
+        },
+        LabelSource::Teachers => Method::Teachers {
+            combine: m.combine.unwrap_or(Combine::MeanSoftmax),
+            temperature: m.temperature.map_or(1.0, |t| t.0),
+            hard_weight: m.hard_weight.map_or(0.0, |w| w.0),
+            teacher_weight: m.teacher_weight.map_or(1.0, |w| w.0),
+            kl_reduction: m.kl_reduction.unwrap_or(KlReduction::BatchMean),
+            teacher_reduction: m.teacher_reduction.unwrap_or(TeacherReduction::Mean),
+        },
+    })
+}
+
+/// Display name of a model as in the paper's column headers.
+pub fn model_title(m: ModelName) -> String {
+    let s = m.as_str();
+    format!("ResNet{}", s.trim_start_matches("resnet"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,150 @@
+//! The fully resolved description of one training run. Every default is filled in, so the
+//! spec alone decides what is trained; its hash is the run's id.
+
+use crate::recipe::{
+    Combine, DatasetName, KlReduction, ModelName, SchedulePreset, TeacherReduction,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Bumped whenever training semantics change, so that old results are not mistaken for
+/// new ones. Part of every run id.
+pub const TRAINER_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    pub trainer_version: u32,
+    pub seed: u64,
+    pub model: ModelName,
+    pub data: DataSpec,
+    pub transform: Transform,
+    pub schedule: Schedule,
+    pub method: Method,
+    pub augment: AugmentSpec,
+    /// Teacher run ids or checkpoints, in the order the recipe lists them.
+    pub teachers: Vec<TeacherRef>,
+    /// The `--scale` the run was planned at (`full` for the paper's setting).
+    pub scale: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataSpec {
+    pub name: DatasetName,
+    pub classes: usize,
+    pub resolution: usize,
+    /// Generation parameters of the synthetic dataset.
+    pub synthetic: Option<SyntheticSpec>,
+    /// Use only the first n training / test images (scaled runs).
+    pub train_limit: Option<usize>,
+    pub test_limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyntheticSpec {
+    pub train: usize,
+    pub test: usize,
+    pub data_seed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transform {
+    /// Random crop with this much zero padding on each side (0 = no crop).
+    pub crop_padding: usize,
+    pub flip: bool,
+    pub mean: [f64; 3],
+    pub std: [f64; 3],
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Schedule {
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub batch: usize,
+    pub epochs: usize,
+    /// Epochs (1-based) after which the learning rate is multiplied by `gamma`.
+    pub milestones: Vec<usize>,
+    pub gamma: f64,
+}
+
+impl Schedule {
+    pub fn preset(p: SchedulePreset) -> Self {
+        match p {
+            SchedulePreset::Default => Self {
+                lr: 0.05,
+                momentum: 0.9,
+                weight_decay: 5e-4,
+                batch: 64,
+                epochs: 240,
+                milestones: vec![150, 180, 210],
+                gamma: 0.1,
+            },
+            SchedulePreset::Long => Self {
+                epochs: 350,
+                milestones: vec![150, 200, 250, 300],
+                ..Self::preset(SchedulePreset::Default)
+            },
+            SchedulePreset::Imagenet => Self {
+                lr: 0.1,
+                momentum: 0.9,
+                weight_decay: 1e-4,
+                batch: 256,
+                epochs: 100,
+                milestones: vec![30, 60, 90],
+                gamma: 0.1,
+            },
+        }
+    }
+
+    /// Learning rate of epoch `epoch` (1-based): epochs 1..=m1 use `lr`, m1+1..=m2 use
+    /// `lr·gamma`, and so on (PyTorch's MultiStepLR stepped after each epoch).
+    pub fn lr_at(&self, epoch: usize) -> f64 {
+        let passed = self.milestones.iter().filter(|&&m| epoch > m).count();
+        self.lr * self.gamma.powi(passed as i32)
+    }
+}
+
+/// The loss a run trains with. Only the fields that matter for a label source are kept,
+/// so that equal methods hash equally.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "label", rename_all = "kebab-case")]
+pub enum Method {
+    Hard,
+    Smoothed {
+        epsilon: f64,
+    },
+    Teachers {
+        combine: Combine,
+        temperature: f64,
+        hard_weight: f64,
+        teacher_weight: f64,
+        kl_reduction: KlReduction,
+        teacher_reduction: TeacherReduction,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum AugmentSpec {
+    None,
+    Mixup { alpha: f64 },
+    Cutmix { alpha: f64 },
+    Ricap { beta: f64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "lowercase")]
+pub enum TeacherRef {
+    Run { id: String },
+    Checkpoint { model: ModelName, path: String },
+}
+
+impl RunSpec {
+    /// The content id: `<dataset>-<model>-<12 hex digits of SHA-256 of the spec>`.
+    pub fn id(&self) -> String {
+        let text = toml::to_string(self).expect("a run spec always serialises");
+        let digest = Sha256::digest(text.as_bytes());
+        let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}-{}-{hex}", self.data.name.as_str(), self.model.as_str())
+    }
+}

@@ -1,0 +1,217 @@
+use super::*;
+use crate::recipe::tests::{folder, VANILLA};
+use crate::recipe::{load, RecipeSet};
+
+fn set(files: &[(&str, &str)]) -> (tempfile::TempDir, RecipeSet) {
+    let dir = folder(files);
+    let s = load(&[dir.path().to_path_buf()]).unwrap();
+    (dir, s)
+}
+
+fn full() -> Scale {
+    Scale::named("full").unwrap()
+}
+
+#[test]
+fn each_seed_becomes_a_run() {
+    let (_d, s) = set(&[("r.toml", VANILLA)]);
+    let p = build(&s, &full()).unwrap();
+    assert_eq!(p.runs.len(), 2);
+    assert_eq!(p.runs[0].spec.seed, 0);
+    assert_eq!(p.runs[1].spec.seed, 1);
+    assert_eq!(p.runs[0].spec.schedule.epochs, 2);
+    assert_eq!(p.runs[0].spec.schedule.lr, 0.05); // filled from `default`
+    let cell = p.cells.values().next().unwrap();
+    assert_eq!(cell.runs.len(), 2);
+    assert_eq!(p.total_epochs(), 4);
+}
+
+#[test]
+fn identical_runs_in_two_cells_are_planned_once() {
+    let other = VANILLA.replace("\"Vanilla\"", "\"LS\"");
+    let (_d, s) = set(&[("a.toml", VANILLA), ("b.toml", &other)]);
+    let p = build(&s, &full()).unwrap();
+    assert_eq!(p.runs.len(), 2, "same spec, same ids");
+    assert_eq!(p.runs[0].cells.len(), 2);
+    // A different method is a different run.
+    let ls = other.replace("\"vanilla\"", "\"smoothing\"");
+    let (_d, s) = set(&[("a.toml", VANILLA), ("b.toml", &ls)]);
+    assert_eq!(build(&s, &full()).unwrap().runs.len(), 4);
+}
+
+#[test]
+fn ids_are_stable_and_shaped() {
+    let (_d, s) = set(&[("r.toml", VANILLA)]);
+    let a = build(&s, &full()).unwrap();
+    let b = build(&s, &full()).unwrap();
+    assert_eq!(a, b);
+    let id = &a.runs[0].id;
+    assert!(id.starts_with("synthetic-resnet8-"), "{id}");
+    assert_eq!(id.len(), "synthetic-resnet8-".len() + 12);
+}
+
+#[test]
+fn ids_change_with_every_field() {
+    let (_d, s) = set(&[("r.toml", VANILLA)]);
+    let base = build(&s, &full()).unwrap().runs[0].spec.clone();
+    type Mutation = fn(&mut RunSpec);
+    let mutations: Vec<(&str, Mutation)> = vec![
+        ("trainer_version", |s| s.trainer_version += 1),
+        ("seed", |s| s.seed += 1),
+        ("model", |s| s.model = crate::recipe::ModelName::Resnet14),
+        ("data.name", |s| {
+            s.data.name = crate::recipe::DatasetName::Cifar10
+        }),
+        ("data.classes", |s| s.data.classes += 1),
+        ("data.resolution", |s| s.data.resolution += 1),
+        ("data.synthetic.train", |s| {
+            s.data.synthetic.as_mut().unwrap().train += 1
+        }),
+        ("data.synthetic.test", |s| {
+            s.data.synthetic.as_mut().unwrap().test += 1
+        }),
+        ("data.synthetic.data_seed", |s| {
+            s.data.synthetic.as_mut().unwrap().data_seed += 1
+        }),
+        ("data.train_limit", |s| s.data.train_limit = Some(10)),
+        ("data.test_limit", |s| s.data.test_limit = Some(10)),
+        ("transform.crop_padding", |s| s.transform.crop_padding += 1),
+        ("transform.flip", |s| s.transform.flip = !s.transform.flip),
+        ("transform.mean", |s| s.transform.mean[2] += 0.01),
+        ("transform.std", |s| s.transform.std[0] += 0.01),
+        ("schedule.lr", |s| s.schedule.lr *= 2.0),
+        ("schedule.momentum", |s| s.schedule.momentum = 0.8),
+        ("schedule.weight_decay", |s| s.schedule.weight_decay = 1e-4),
+        ("schedule.batch", |s| s.schedule.batch = 32),
+        ("schedule.epochs", |s| s.schedule.epochs += 1),
+        ("schedule.milestones", |s| s.schedule.milestones.push(2)),
+        ("schedule.gamma", |s| s.schedule.gamma = 0.2),
+        ("method", |s| s.method = Method::Smoothed { epsilon: 0.1 }),
+        ("augment", |s| s.augment = AugmentSpec::Mixup { alpha: 1.0 }),
+        ("teachers", |s| {
+            s.teachers.push(TeacherRef::Run { id: "x".into() })
+        }),
+        ("scale", |s| s.scale = "smoke".into()),
+    ];
+    let mut seen = std::collections::BTreeSet::new();
+    seen.insert(base.id());
+    for (name, m) in mutations {
+        let mut s = base.clone();
+        m(&mut s);
+        assert!(seen.insert(s.id()), "changing {name} kept the id");
+    }
+    // Method parameters count too.
+    let eps = |e| RunSpec {
+        method: Method::Smoothed { epsilon: e },
+        ..base.clone()
+    };
+    assert_ne!(eps(0.1).id(), eps(0.2).id());
+}
+
+#[test]
+fn teachers_resolve_to_the_vanilla_runs_and_are_deduped() {
+    // The Vanilla ResNet14 cell's runs double as the KD cell's teachers.
+    let vanilla14 = VANILLA
+        .replace("\"ResNet8\"", "\"ResNet14\"")
+        .replace("student = \"resnet8\"", "student = \"resnet14\"");
+    let kd = VANILLA.replace("\"Vanilla\"", "\"KD\"").replace(
+        "method = \"vanilla\"",
+        "method = \"kd\"\nteachers = [ { model = \"resnet14\", seeds = [0, 1] } ]",
+    );
+    let (_d, s) = set(&[("v14.toml", &vanilla14), ("kd.toml", &kd)]);
+    let p = build(&s, &full()).unwrap();
+    assert_eq!(
+        p.runs.len(),
+        4,
+        "2 KD students + 2 vanilla teachers, no extra"
+    );
+    let kd_runs: Vec<_> = p.runs.iter().filter(|r| !r.deps.is_empty()).collect();
+    assert_eq!(kd_runs.len(), 2);
+    let teachers = &kd_runs[0].deps;
+    assert_eq!(teachers.len(), 2);
+    for t in teachers {
+        let tr = p.get(t).unwrap();
+        assert_eq!(tr.spec.method, Method::Hard);
+        assert_eq!(
+            tr.cells[0].0.row, "Vanilla",
+            "the teacher is the Vanilla cell's run"
+        );
+        assert_eq!(tr.teacher_of.len(), 2);
+        // Dependency order: the teacher comes first.
+        let ti = p.runs.iter().position(|r| &r.id == t).unwrap();
+        let si = p.runs.iter().position(|r| r.id == kd_runs[0].id).unwrap();
+        assert!(ti < si);
+    }
+    // The student spec names its teachers by id.
+    assert_eq!(
+        kd_runs[0].spec.teachers,
+        teachers
+            .iter()
+            .map(|t| TeacherRef::Run { id: t.clone() })
+            .collect::<Vec<_>>()
+    );
+    // But this version refuses to train them, naming the file.
+    let e = check_implemented(&s).unwrap_err().to_string();
+    assert!(
+        e.contains("kd.toml") && e.contains("not implemented yet"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_scaled_plan_has_its_own_ids_and_fewer_epochs() {
+    let text = VANILLA.replace(
+        "schedule = { epochs = 2, milestones = [1] }",
+        "schedule = \"default\"",
+    );
+    let (_d, s) = set(&[("r.toml", &text)]);
+    let full_plan = build(&s, &full()).unwrap();
+    let smoke = build(&s, &Scale::named("smoke").unwrap()).unwrap();
+    assert_ne!(full_plan.runs[0].id, smoke.runs[0].id);
+    assert_eq!(smoke.runs[0].spec.schedule.epochs, 2);
+    assert!(smoke.runs[0].spec.schedule.milestones.is_empty());
+    let quick = build(&s, &Scale::named("quick").unwrap()).unwrap();
+    assert_eq!(quick.runs[0].spec.schedule.epochs, 24);
+    assert_eq!(quick.runs[0].spec.schedule.milestones, vec![15, 18, 21]);
+    assert_eq!(quick.runs[0].spec.data.train_limit, Some(13));
+    assert!(Scale::named("huge").is_err());
+}
+
+#[test]
+fn lr_steps_after_each_milestone() {
+    let s = Schedule::preset(crate::recipe::SchedulePreset::Default);
+    assert_eq!(s.lr_at(1), 0.05);
+    assert_eq!(s.lr_at(150), 0.05);
+    assert!((s.lr_at(151) - 0.005).abs() < 1e-12);
+    assert!((s.lr_at(180) - 0.005).abs() < 1e-12);
+    assert!((s.lr_at(181) - 0.0005).abs() < 1e-12);
+    assert!((s.lr_at(240) - 0.00005).abs() < 1e-12);
+    let l = Schedule::preset(crate::recipe::SchedulePreset::Long);
+    assert_eq!((l.epochs, l.milestones.len()), (350, 4));
+    let i = Schedule::preset(crate::recipe::SchedulePreset::Imagenet);
+    assert_eq!((i.lr, i.batch, i.epochs), (0.1, 256, 100));
+}
+
+#[test]
+fn bad_schedules_and_unimplemented_parts_are_errors_naming_the_file() {
+    let t = VANILLA.replace("milestones = [1]", "milestones = [3]");
+    let (_d, s) = set(&[("r.toml", &t)]);
+    let e = build(&s, &full()).unwrap_err().to_string();
+    assert!(e.contains("r.toml") && e.contains("milestone 3"), "{e}");
+    let t = VANILLA.replace("\"resnet8\"", "\"resnet18\"");
+    let (_d, s) = set(&[("r.toml", &t)]);
+    assert!(build(&s, &full())
+        .unwrap_err()
+        .to_string()
+        .contains("not implemented yet"));
+    let t = VANILLA.replace(
+        "seeds = [0, 1]",
+        "seeds = [0]\naugment = { kind = \"ricap\" }",
+    );
+    let (_d, s) = set(&[("r.toml", &t)]);
+    let e = check_implemented(&s).unwrap_err().to_string();
+    assert!(
+        e.contains("augment") && e.contains("not implemented yet"),
+        "{e}"
+    );
+}

@@ -1,0 +1,382 @@
+//! The raw mirror of the recipe TOML: what a user writes, validated without I/O.
+//!
+//! Every struct rejects unknown keys. Values a recipe may leave out are `Option`s here;
+//! the planner fills in the defaults of `methods.md`, so a default lives in one place.
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use toml::Spanned;
+
+/// A recipe file: one table cell.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRecipe {
+    pub cell: Spanned<CellRef>,
+    pub dataset: Spanned<DatasetName>,
+    /// Options of the built-in synthetic dataset (only with `dataset = "synthetic"`).
+    pub synthetic: Option<Spanned<SyntheticOptions>>,
+    /// Per-channel normalisation; the dataset's default when absent.
+    pub normalize: Option<Normalize>,
+    #[serde(default)]
+    pub schedule: Option<Spanned<ScheduleChoice>>,
+    pub student: Spanned<ModelName>,
+    pub seeds: Spanned<Vec<u64>>,
+    /// A method preset name, or a table `{ preset = "...", <overrides> }`; `vanilla` when absent.
+    pub method: Option<Spanned<MethodChoice>>,
+    #[serde(default = "no_teachers")]
+    pub teachers: Spanned<Vec<TeacherDecl>>,
+    pub augment: Option<Spanned<Augment>>,
+}
+
+fn no_teachers() -> Spanned<Vec<TeacherDecl>> {
+    Spanned::new(0..0, Vec::new())
+}
+
+/// Where a recipe's result goes: one cell of one table.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CellRef {
+    pub table: String,
+    pub row: String,
+    pub column: String,
+}
+
+impl fmt::Display for CellRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.table, self.row, self.column)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatasetName {
+    Synthetic,
+    Cifar10,
+    Cifar100,
+    Stl10,
+    Imagenet,
+}
+
+impl DatasetName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Synthetic => "synthetic",
+            Self::Cifar10 => "cifar10",
+            Self::Cifar100 => "cifar100",
+            Self::Stl10 => "stl10",
+            Self::Imagenet => "imagenet",
+        }
+    }
+}
+
+/// Options of the procedurally generated dataset (see `data::synthetic`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyntheticOptions {
+    pub train: Option<Positive<usize>>,
+    pub test: Option<Positive<usize>>,
+    pub resolution: Option<Positive<usize>>,
+    pub classes: Option<Positive<usize>>,
+    /// Seed of the generated images; fixed across run seeds so that seeds vary the training only.
+    pub data_seed: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Normalize {
+    pub mean: [f64; 3],
+    pub std: [Positive<f64>; 3],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelName {
+    Resnet8,
+    Resnet14,
+    Resnet20,
+    Resnet32,
+    Resnet44,
+    Resnet56,
+    Resnet110,
+    Resnet18,
+    Resnet34,
+    Resnet50,
+}
+
+impl ModelName {
+    pub const CIFAR: [ModelName; 7] = [
+        Self::Resnet8,
+        Self::Resnet14,
+        Self::Resnet20,
+        Self::Resnet32,
+        Self::Resnet44,
+        Self::Resnet56,
+        Self::Resnet110,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Resnet8 => "resnet8",
+            Self::Resnet14 => "resnet14",
+            Self::Resnet20 => "resnet20",
+            Self::Resnet32 => "resnet32",
+            Self::Resnet44 => "resnet44",
+            Self::Resnet56 => "resnet56",
+            Self::Resnet110 => "resnet110",
+            Self::Resnet18 => "resnet18",
+            Self::Resnet34 => "resnet34",
+            Self::Resnet50 => "resnet50",
+        }
+    }
+
+    /// Depth of a CIFAR ResNet (6n+2), `None` for the ImageNet models.
+    pub fn cifar_depth(self) -> Option<usize> {
+        Some(match self {
+            Self::Resnet8 => 8,
+            Self::Resnet14 => 14,
+            Self::Resnet20 => 20,
+            Self::Resnet32 => 32,
+            Self::Resnet44 => 44,
+            Self::Resnet56 => 56,
+            Self::Resnet110 => 110,
+            _ => return None,
+        })
+    }
+}
+
+/// `schedule = "default"` or `schedule = { base = "default", epochs = 30, ... }`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScheduleChoice {
+    Preset(SchedulePreset),
+    Explicit(ScheduleTable),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SchedulePreset {
+    Default,
+    Long,
+    Imagenet,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleTable {
+    pub base: Option<SchedulePreset>,
+    pub lr: Option<Positive<f64>>,
+    pub momentum: Option<NonNegative>,
+    pub weight_decay: Option<NonNegative>,
+    pub batch: Option<Positive<usize>>,
+    pub epochs: Option<Positive<usize>>,
+    pub milestones: Option<Vec<Positive<usize>>>,
+    pub gamma: Option<Positive<f64>>,
+}
+
+impl<'de> Deserialize<'de> for ScheduleChoice {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ScheduleChoice;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`default`, `long`, `imagenet`, or a table of schedule values")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                SchedulePreset::deserialize(de::value::StrDeserializer::<E>::new(v))
+                    .map(ScheduleChoice::Preset)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                ScheduleTable::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(ScheduleChoice::Explicit)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The parts a label-enhancement method is composed of (`methods.md`). Preset files hold
+/// these keys; a recipe names a preset and may override any of them inline.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MethodFields {
+    /// Another preset this one starts from.
+    pub preset: Option<String>,
+    /// Free text shown by `lecal plan`; not part of the run.
+    pub description: Option<String>,
+    pub label: Option<LabelSource>,
+    /// Label smoothing ε of `q = ε/K + (1-ε)·onehot(y)`.
+    pub epsilon: Option<UnitInterval>,
+    pub combine: Option<Combine>,
+    pub temperature: Option<Positive<f64>>,
+    /// Weight of the hard-label cross-entropy term.
+    pub hard_weight: Option<NonNegative>,
+    /// Weight of the teacher term (KD's α).
+    pub teacher_weight: Option<NonNegative>,
+    pub kl_reduction: Option<KlReduction>,
+    pub teacher_reduction: Option<TeacherReduction>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LabelSource {
+    Hard,
+    Smoothed,
+    Teachers,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Combine {
+    /// EN-SL / SL: cross-entropy to the mean of the teachers' softmax.
+    MeanSoftmax,
+    /// KD / KD-SL: a softened KL term per teacher.
+    PerTeacherKl,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KlReduction {
+    /// Averaged over B·K elements (PyTorch `reduction='mean'`), the paper's KD.
+    ElementMean,
+    /// Summed over classes, averaged over the batch (`batchmean`).
+    BatchMean,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TeacherReduction {
+    Mean,
+    Sum,
+}
+
+/// `method = "kd"` or `method = { preset = "en-sl", temperature = 2.0 }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MethodChoice(pub MethodFields);
+
+impl<'de> Deserialize<'de> for MethodChoice {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = MethodChoice;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a method preset name or a table `{ preset = \"...\", ... }`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(MethodChoice(MethodFields {
+                    preset: Some(v.to_string()),
+                    ..Default::default()
+                }))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                MethodFields::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(MethodChoice)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A teacher: the vanilla runs of a model (by seed), or an external checkpoint.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeacherDecl {
+    pub model: ModelName,
+    pub seeds: Option<Vec<u64>>,
+    /// The teacher runs' schedule; `default` when the cell names a preset, else the cell's
+    /// own table of values on the `default` base.
+    pub schedule: Option<ScheduleChoice>,
+    pub checkpoint: Option<String>,
+}
+
+/// Batch augmentation applied to every training batch.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Augment {
+    None,
+    Mixup { alpha: Option<Positive<f64>> },
+    Cutmix { alpha: Option<Positive<f64>> },
+    Ricap { beta: Option<Positive<f64>> },
+}
+
+/// A number that must be greater than zero.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize)]
+pub struct Positive<T>(pub T);
+
+impl<'de, T> Deserialize<'de> for Positive<T>
+where
+    T: Deserialize<'de> + PartialOrd + Default + fmt::Display,
+{
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = T::deserialize(d)?;
+        if v > T::default() {
+            Ok(Positive(v))
+        } else {
+            Err(de::Error::custom(format!(
+                "expected a number greater than 0, found {v}"
+            )))
+        }
+    }
+}
+
+/// A finite number that must be zero or more.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize)]
+pub struct NonNegative(pub f64);
+
+impl<'de> Deserialize<'de> for NonNegative {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = f64::deserialize(d)?;
+        if v.is_finite() && v >= 0.0 {
+            Ok(NonNegative(v))
+        } else {
+            Err(de::Error::custom(format!(
+                "expected a finite number of 0 or more, found {v}"
+            )))
+        }
+    }
+}
+
+/// A number in [0, 1].
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize)]
+pub struct UnitInterval(pub f64);
+
+impl<'de> Deserialize<'de> for UnitInterval {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = f64::deserialize(d)?;
+        if (0.0..=1.0).contains(&v) {
+            Ok(UnitInterval(v))
+        } else {
+            Err(de::Error::custom(format!(
+                "expected a number between 0 and 1, found {v}"
+            )))
+        }
+    }
+}
+
+/// A table spec file (`<name>.table.toml`): layout and reference values of one table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTableSpec {
+    pub title: String,
+    pub rows: Vec<String>,
+    pub columns: Vec<String>,
+    /// How a run's number is chosen; only `last-epoch` (the paper's protocol) is implemented.
+    #[serde(default = "default_protocol")]
+    pub protocol: Spanned<String>,
+    /// Text shown under the table.
+    pub note: Option<String>,
+    /// The paper's published value per row and column.
+    #[serde(default)]
+    pub paper: std::collections::BTreeMap<String, std::collections::BTreeMap<String, PaperValue>>,
+}
+
+fn default_protocol() -> Spanned<String> {
+    Spanned::new(0..0, "last-epoch".to_string())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaperValue {
+    pub acc: f64,
+    pub ece: f64,
+    pub acc_std: Option<f64>,
+}

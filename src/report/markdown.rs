@@ -1,0 +1,107 @@
+//! The paper's layout in Markdown: "acc ± std / ECE" per cell, best per column in bold.
+
+use super::{Cell, Exporter, Table};
+
+pub struct Markdown;
+
+fn cell_text(c: &Cell, bold_acc: bool, bold_ece: bool) -> String {
+    match c {
+        Cell::Missing => "—".into(),
+        Cell::Pending { .. } => "pending".into(),
+        Cell::Done(s) => {
+            let mut acc = format!("{:.2}", s.acc_mean);
+            if bold_acc {
+                acc = format!("**{acc}**");
+            }
+            if let Some(sd) = s.acc_std {
+                acc = format!("{acc} ± {sd:.2}");
+            }
+            let mut ece = format!("{:.3}", s.ece_mean);
+            if bold_ece {
+                ece = format!("**{ece}**");
+            }
+            let n = if s.n != s.seeds {
+                format!(" (n={})", s.n)
+            } else {
+                String::new()
+            };
+            format!("{acc} / {ece}{n}")
+        }
+    }
+}
+
+fn header(t: &Table, first: &str) -> String {
+    let mut s = format!("| {first} |");
+    for c in &t.columns {
+        s.push_str(&format!(" {c} |"));
+    }
+    s.push_str("\n|:--|");
+    for _ in &t.columns {
+        s.push_str(":-:|");
+    }
+    s.push('\n');
+    s
+}
+
+impl Exporter for Markdown {
+    fn extension(&self) -> &'static str {
+        "md"
+    }
+
+    fn render(&self, t: &Table) -> String {
+        let mut s = format!("# {}\n\n", t.title);
+        s.push_str(&header(t, "Method"));
+        let best: Vec<_> = t.columns.iter().map(|c| t.best(c)).collect();
+        for (i, row) in t.rows.iter().enumerate() {
+            s.push_str(&format!("| {row} |"));
+            for (j, col) in t.columns.iter().enumerate() {
+                let (ba, be) = &best[j];
+                let text = cell_text(t.get(row, col), ba.contains(&i), be.contains(&i));
+                s.push_str(&format!(" {text} |"));
+            }
+            s.push('\n');
+        }
+        s.push('\n');
+        s.push_str(&t.protocol_text());
+        s.push('\n');
+        if let Some(note) = &t.note {
+            s.push_str(&format!("\n{}\n", note.trim()));
+        }
+        if !t.paper.is_empty() {
+            s.push_str("\n## Published in the paper\n\n");
+            s.push_str(&header(t, "Method"));
+            for row in &t.rows {
+                s.push_str(&format!("| {row} |"));
+                for col in &t.columns {
+                    let text = match t.paper.get(&(row.clone(), col.clone())) {
+                        Some(p) => match p.acc_std {
+                            Some(sd) => format!("{:.2} ± {sd:.2} / {:.3}", p.acc, p.ece),
+                            None => format!("{:.2} / {:.3}", p.acc, p.ece),
+                        },
+                        None => "—".into(),
+                    };
+                    s.push_str(&format!(" {text} |"));
+                }
+                s.push('\n');
+            }
+            s.push_str("\n## Reproduction − paper\n\n");
+            s.push_str(&header(t, "Method"));
+            for row in &t.rows {
+                s.push_str(&format!("| {row} |"));
+                for col in &t.columns {
+                    let p = t.paper.get(&(row.clone(), col.clone()));
+                    let text = match (t.get(row, col), p) {
+                        (Cell::Done(c), Some(p)) => {
+                            format!("{:+.2} / {:+.3}", c.acc_mean - p.acc, c.ece_mean - p.ece)
+                        }
+                        (Cell::Pending { .. }, Some(_)) => "pending".into(),
+                        _ => "—".into(),
+                    };
+                    s.push_str(&format!(" {text} |"));
+                }
+                s.push('\n');
+            }
+        }
+        s
+    }
+}

@@ -1,0 +1,202 @@
+//! Tables: gather the finished runs of each cell of a table spec, reduce them to
+//! mean ± sample std over seeds, and export in the paper's layout.
+
+mod csv;
+mod markdown;
+
+pub use self::csv::Csv;
+pub use markdown::Markdown;
+
+use crate::plan::Plan;
+use crate::recipe::{PaperValue, TableSpec};
+use crate::store::{self, RunState, Store};
+use std::collections::BTreeMap;
+
+/// Numbers of one cell.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellStats {
+    /// Seeds the recipe asks for, and how many of them are done.
+    pub seeds: usize,
+    pub n: usize,
+    pub acc_mean: f64,
+    pub acc_std: Option<f64>,
+    pub ece_mean: f64,
+    pub ece_std: Option<f64>,
+    pub nll_mean: f64,
+    pub brier_mean: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    /// No recipe gives this cell.
+    Missing,
+    /// A recipe exists, no seed is done yet.
+    Pending {
+        seeds: usize,
+    },
+    Done(CellStats),
+}
+
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub name: String,
+    pub title: String,
+    pub rows: Vec<String>,
+    pub columns: Vec<String>,
+    pub note: Option<String>,
+    /// Scale of the runs, when not `full`.
+    pub scale: Option<String>,
+    pub cells: BTreeMap<(String, String), Cell>,
+    pub paper: BTreeMap<(String, String), PaperValue>,
+}
+
+/// Mean and sample standard deviation (n-1); no std for a single value.
+pub fn mean_std(xs: &[f64]) -> (f64, Option<f64>) {
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    if xs.len() < 2 {
+        return (mean, None);
+    }
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, Some(var.sqrt()))
+}
+
+/// Reduces per-seed summaries to a cell.
+pub fn cell_stats(seeds: usize, done: &[store::Summary]) -> Cell {
+    if done.is_empty() {
+        return Cell::Pending { seeds };
+    }
+    let col = |f: fn(&store::Summary) -> f64| done.iter().map(f).collect::<Vec<_>>();
+    let (acc_mean, acc_std) = mean_std(&col(|s| s.accuracy));
+    let (ece_mean, ece_std) = mean_std(&col(|s| s.ece));
+    Cell::Done(CellStats {
+        seeds,
+        n: done.len(),
+        acc_mean,
+        acc_std,
+        ece_mean,
+        ece_std,
+        nll_mean: mean_std(&col(|s| s.nll)).0,
+        brier_mean: mean_std(&col(|s| s.brier)).0,
+    })
+}
+
+/// Builds a table from its spec, the plan of its recipes and the results folder.
+pub fn assemble(
+    spec: &TableSpec,
+    plan: &Plan,
+    store: &Store,
+    scale: &str,
+) -> anyhow::Result<Table> {
+    let mut cells = BTreeMap::new();
+    for (cell, cp) in plan.cells.iter().filter(|(c, _)| c.table == spec.name) {
+        let mut done = Vec::new();
+        for (_, id) in &cp.runs {
+            if store.state(id) == RunState::Done {
+                done.push(store::read_summary(
+                    &store.run_dir(id).join(store::SUMMARY),
+                )?);
+            }
+        }
+        cells.insert(
+            (cell.row.clone(), cell.column.clone()),
+            cell_stats(cp.runs.len(), &done),
+        );
+    }
+    let paper = spec
+        .raw
+        .paper
+        .iter()
+        .flat_map(|(row, cols)| {
+            cols.iter()
+                .map(move |(col, v)| ((row.clone(), col.clone()), *v))
+        })
+        .collect();
+    Ok(Table {
+        name: spec.name.clone(),
+        title: spec.raw.title.clone(),
+        rows: spec.raw.rows.clone(),
+        columns: spec.raw.columns.clone(),
+        note: spec.raw.note.clone(),
+        scale: (scale != "full").then(|| scale.to_string()),
+        cells,
+        paper,
+    })
+}
+
+impl Table {
+    pub fn get(&self, row: &str, col: &str) -> &Cell {
+        self.cells
+            .get(&(row.to_string(), col.to_string()))
+            .unwrap_or(&Cell::Missing)
+    }
+
+    /// Row indices holding the best accuracy (highest) and the best ECE (lowest) of a
+    /// column, among cells with results; ties all count.
+    pub fn best(&self, col: &str) -> (Vec<usize>, Vec<usize>) {
+        let stats: Vec<(usize, &CellStats)> = self
+            .rows
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| match self.get(r, col) {
+                Cell::Done(s) => Some((i, s)),
+                _ => None,
+            })
+            .collect();
+        let round_acc = |x: f64| (x * 100.0).round() as i64;
+        let round_ece = |x: f64| (x * 1000.0).round() as i64;
+        let best_acc = stats.iter().map(|(_, s)| round_acc(s.acc_mean)).max();
+        let best_ece = stats.iter().map(|(_, s)| round_ece(s.ece_mean)).min();
+        (
+            stats
+                .iter()
+                .filter(|(_, s)| Some(round_acc(s.acc_mean)) == best_acc)
+                .map(|(i, _)| *i)
+                .collect(),
+            stats
+                .iter()
+                .filter(|(_, s)| Some(round_ece(s.ece_mean)) == best_ece)
+                .map(|(i, _)| *i)
+                .collect(),
+        )
+    }
+
+    pub fn protocol_text(&self) -> String {
+        let mut s = String::from(
+            "Accuracy (%) / ECE (15 bins) on the test set. Protocol: the last epoch of each run; \
+             mean ± sample standard deviation over seeds, with n shown where fewer seeds finished \
+             than the recipe lists; best per column in bold (highest accuracy, lowest ECE).",
+        );
+        if let Some(sc) = &self.scale {
+            s.push_str(&format!(
+                " Scale `{sc}`: shrunk runs for a smoke check, not comparable with the paper."
+            ));
+        }
+        s
+    }
+}
+
+/// An output format of a table.
+pub trait Exporter {
+    fn extension(&self) -> &'static str;
+    fn render(&self, t: &Table) -> String;
+}
+
+/// Writes `<tables>/<name>.md` and `.csv`; returns their paths.
+pub fn write(t: &Table, store: &Store) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let exporters: [&dyn Exporter; 2] = [&Markdown, &Csv];
+    let stem = match &t.scale {
+        Some(s) => format!("{}.{s}", t.name),
+        None => t.name.clone(),
+    };
+    let mut out = Vec::new();
+    for e in exporters {
+        let p = store.tables_dir().join(format!("{stem}.{}", e.extension()));
+        store::write_atomic(&p, e.render(t).as_bytes())?;
+        out.push(p);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

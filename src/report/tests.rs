@@ -1,0 +1,107 @@
+use super::*;
+use crate::recipe::PaperValue;
+
+fn stats(seeds: usize, accs: &[f64], eces: &[f64]) -> Cell {
+    let done: Vec<store::Summary> = accs
+        .iter()
+        .zip(eces)
+        .enumerate()
+        .map(|(i, (&a, &e))| store::Summary {
+            id: format!("r{i}"),
+            dataset: "d".into(),
+            model: "m".into(),
+            seed: i as u64,
+            epochs: 1,
+            accuracy: a,
+            ece: e,
+            nll: 1.0,
+            brier: 0.5,
+            train_accuracy: 0.0,
+            wall_seconds: 0.0,
+        })
+        .collect();
+    cell_stats(seeds, &done)
+}
+
+#[test]
+fn mean_and_sample_std() {
+    let (m, s) = mean_std(&[70.0, 71.0, 72.0]);
+    assert_eq!(m, 71.0);
+    assert_eq!(s, Some(1.0)); // sample std: sqrt(2 / 2)
+    assert_eq!(mean_std(&[5.0]), (5.0, None));
+}
+
+fn table() -> Table {
+    let mut cells = BTreeMap::new();
+    let k = |r: &str, c: &str| (r.to_string(), c.to_string());
+    cells.insert(
+        k("Vanilla", "A"),
+        stats(3, &[70.0, 71.0, 72.0], &[0.07, 0.08, 0.09]),
+    );
+    cells.insert(k("LS", "A"), stats(3, &[69.0, 70.0], &[0.02, 0.03]));
+    cells.insert(k("Vanilla", "B"), Cell::Pending { seeds: 3 });
+    cells.insert(
+        k("LS", "B"),
+        stats(3, &[60.0, 61.0, 62.0], &[0.05, 0.05, 0.05]),
+    );
+    let mut paper = BTreeMap::new();
+    paper.insert(
+        k("Vanilla", "A"),
+        PaperValue {
+            acc: 69.32,
+            ece: 0.070,
+            acc_std: None,
+        },
+    );
+    Table {
+        name: "t".into(),
+        title: "Title".into(),
+        rows: vec!["Vanilla".into(), "LS".into(), "KD".into()],
+        columns: vec!["A".into(), "B".into()],
+        note: None,
+        scale: None,
+        cells,
+        paper,
+    }
+}
+
+#[test]
+fn best_per_column_is_highest_accuracy_and_lowest_ece() {
+    let t = table();
+    assert_eq!(t.best("A"), (vec![0], vec![1]));
+    assert_eq!(t.best("B"), (vec![1], vec![1]));
+}
+
+#[test]
+fn markdown_layout() {
+    let md = Markdown.render(&table());
+    let expected = "\
+# Title
+
+| Method | A | B |
+|:--|:-:|:-:|
+| Vanilla | **71.00** ± 1.00 / 0.080 | pending |
+| LS | 69.50 ± 0.71 / **0.025** (n=2) | **61.00** ± 1.00 / **0.050** |
+| KD | — | — |
+";
+    assert!(md.starts_with(expected), "{md}");
+    assert!(md.contains("Protocol: the last epoch"), "{md}");
+    assert!(md.contains("## Published in the paper"));
+    assert!(md.contains("| Vanilla | 69.32 / 0.070 | — |"), "{md}");
+    assert!(md.contains("| Vanilla | +1.68 / +0.010 | — |"), "{md}");
+}
+
+#[test]
+fn csv_has_one_row_per_cell() {
+    let c = Csv.render(&table());
+    let lines: Vec<&str> = c.lines().collect();
+    assert_eq!(lines.len(), 1 + 6);
+    assert!(lines[0].starts_with("table,row,column,status,n,seeds,acc_mean"));
+    assert_eq!(
+        lines[1],
+        "t,Vanilla,A,done,3,3,71.0000,1.0000,0.08000,0.01000,1.00000,0.50000,69.32,,0.070"
+    );
+    assert!(lines[2].starts_with("t,Vanilla,B,pending,0,3,"));
+    assert!(lines[3].starts_with("t,LS,A,partial,2,3,69.5000"));
+    assert!(lines[5].starts_with("t,KD,A,missing,0,0"));
+}

@@ -1,0 +1,171 @@
+//! The files of one run folder and their formats.
+
+use super::write_atomic;
+use crate::metrics::Evaluation;
+use crate::plan::RunSpec;
+use crate::train::EpochRecord;
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+pub const RUN: &str = "run.toml";
+pub const EPOCHS: &str = "epochs.csv";
+pub const SUMMARY: &str = "summary.csv";
+pub const RELIABILITY: &str = "reliability.csv";
+pub const PREDICTIONS: &str = "predictions.csv";
+pub const FAILED: &str = "failed.toml";
+pub const WEIGHTS: &str = "weights.safetensors";
+
+/// Where and how a run was produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    pub lecal_version: String,
+    pub candle_version: String,
+    pub git_commit: String,
+    pub device: String,
+    /// Whether the device promises that rerunning gives bit-identical numbers.
+    pub bitwise_repeatable: bool,
+    pub cells: Vec<String>,
+    pub started_unix: u64,
+    pub finished_unix: Option<u64>,
+    pub wall_seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub spec: RunSpec,
+    pub provenance: Provenance,
+}
+
+/// The reported numbers of a finished run: those of its last epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub id: String,
+    pub dataset: String,
+    pub model: String,
+    pub seed: u64,
+    pub epochs: usize,
+    pub accuracy: f64,
+    pub ece: f64,
+    pub nll: f64,
+    pub brier: f64,
+    pub train_accuracy: f64,
+    pub wall_seconds: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    pub epoch: usize,
+    pub reason: String,
+}
+
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+pub fn write_toml<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
+    write_atomic(path, toml::to_string(value)?.as_bytes())
+}
+
+fn csv_bytes<T: Serialize>(rows: &[T]) -> anyhow::Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for r in rows {
+        w.serialize(r)?;
+    }
+    w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+pub fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> anyhow::Result<()> {
+    write_atomic(path, &csv_bytes(rows)?)
+}
+
+pub fn read_csv<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<Vec<T>> {
+    let mut r =
+        csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
+    r.deserialize()
+        .collect::<Result<Vec<T>, _>>()
+        .with_context(|| format!("{}: malformed CSV", path.display()))
+}
+
+pub fn read_epochs(path: &Path) -> anyhow::Result<Vec<EpochRecord>> {
+    read_csv(path)
+}
+
+pub fn read_summary(path: &Path) -> anyhow::Result<Summary> {
+    read_csv::<Summary>(path)?
+        .into_iter()
+        .next()
+        .with_context(|| format!("{}: no row", path.display()))
+}
+
+#[derive(Serialize)]
+struct BinRow {
+    bin: usize,
+    lo: f64,
+    hi: f64,
+    count: usize,
+    accuracy: f64,
+    confidence: f64,
+}
+
+#[derive(Serialize)]
+struct PredictionRow {
+    index: usize,
+    label: u16,
+    prediction: u16,
+    confidence: f64,
+}
+
+/// Writes reliability.csv and predictions.csv of an evaluation.
+pub fn write_evaluation(dir: &Path, e: &Evaluation) -> anyhow::Result<()> {
+    let bins: Vec<BinRow> = e
+        .bins
+        .iter()
+        .enumerate()
+        .map(|(i, b)| BinRow {
+            bin: i,
+            lo: b.lo,
+            hi: b.hi,
+            count: b.count,
+            accuracy: b.accuracy,
+            confidence: b.confidence,
+        })
+        .collect();
+    write_csv(&dir.join(RELIABILITY), &bins)?;
+    let preds: Vec<PredictionRow> = e
+        .predictions
+        .iter()
+        .enumerate()
+        .map(|(i, p)| PredictionRow {
+            index: i,
+            label: p.label,
+            prediction: p.prediction,
+            confidence: p.confidence,
+        })
+        .collect();
+    write_csv(&dir.join(PREDICTIONS), &preds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_whole_files_and_leaves_no_temporaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a/b.txt");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        let names: Vec<_> = std::fs::read_dir(p.parent().unwrap()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+        // A failing writer leaves the old file intact.
+        let r = super::super::write_atomic_with(&p, |_| anyhow::bail!("disk full"));
+        assert!(r.is_err());
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        assert_eq!(std::fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,129 @@
+//! The results folder: where each run's files live, how its state is read back, and
+//! atomic writes (temporary file + rename, so a reader never sees half a file).
+//!
+//! ```text
+//! <results>/runs/<id>/run.toml          resolved spec + provenance
+//! <results>/runs/<id>/epochs.csv        one row per finished epoch
+//! <results>/runs/<id>/summary.csv       the reported (last-epoch) numbers; present = done
+//! <results>/runs/<id>/reliability.csv   ECE bins of the last epoch
+//! <results>/runs/<id>/predictions.csv   per-sample label, prediction, confidence
+//! <results>/runs/<id>/failed.toml       why the last attempt failed
+//! <results>/runs/<id>/weights.safetensors
+//! <results>/tables/<table>.md, .csv
+//! ```
+
+mod files;
+
+pub use files::*;
+
+use anyhow::Context;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Writes `path` through a temporary file in the same folder and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    write_atomic_with(path, |tmp| {
+        let mut f = std::fs::File::create(tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        Ok(())
+    })
+}
+
+/// Lets `write` fill a temporary file, then renames it to `path`. On error the temporary
+/// file is removed and `path` is untouched.
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let result = write(&tmp)
+        .and_then(|_| std::fs::rename(&tmp, path).map_err(anyhow::Error::from))
+        .with_context(|| format!("cannot write {}", path.display()));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// State of a run as read from its folder.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunState {
+    Done,
+    /// Epochs finished so far.
+    Partial(usize),
+    Failed {
+        epoch: usize,
+        reason: String,
+    },
+    Pending,
+}
+
+impl RunState {
+    pub fn label(&self, epochs: usize) -> String {
+        match self {
+            Self::Done => "done".into(),
+            Self::Partial(k) => format!("partial {k} of {epochs} epochs"),
+            Self::Failed { epoch, .. } => format!("failed in epoch {epoch}"),
+            Self::Pending => "pending".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub root: PathBuf,
+}
+
+impl Store {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn runs_dir(&self) -> PathBuf {
+        self.root.join("runs")
+    }
+
+    pub fn run_dir(&self, id: &str) -> PathBuf {
+        self.runs_dir().join(id)
+    }
+
+    pub fn tables_dir(&self) -> PathBuf {
+        self.root.join("tables")
+    }
+
+    pub fn state(&self, id: &str) -> RunState {
+        let dir = self.run_dir(id);
+        if dir.join(SUMMARY).is_file() {
+            return RunState::Done;
+        }
+        if let Ok(text) = std::fs::read_to_string(dir.join(FAILED)) {
+            if let Ok(f) = toml::from_str::<Failure>(&text) {
+                return RunState::Failed {
+                    epoch: f.epoch,
+                    reason: f.reason,
+                };
+            }
+        }
+        match read_epochs(&dir.join(EPOCHS)) {
+            Ok(e) if !e.is_empty() => RunState::Partial(e.len()),
+            _ => RunState::Pending,
+        }
+    }
+
+    /// Ids of every run folder, sorted.
+    pub fn run_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = std::fs::read_dir(self.runs_dir())
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+            .collect();
+        ids.sort();
+        ids
+    }
+}

@@ -1,0 +1,221 @@
+//! Training one run: the loop, evaluation after every epoch, and the `Trainer` trait that
+//! lets the executor be tested with a fake.
+
+pub mod sgd;
+
+use crate::data::{self, transform, Splits};
+use crate::metrics::{self, Evaluation};
+use crate::model;
+use crate::plan::{PlannedRun, RunSpec};
+use crate::rng::Rng;
+use anyhow::{bail, Context};
+use candle_core::{Device, Tensor};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// One row of `epochs.csv`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub lr: f64,
+    pub train_loss: f64,
+    pub train_acc: f64,
+    pub test_loss: f64,
+    pub test_acc: f64,
+    pub ece: f64,
+    pub nll: f64,
+    pub brier: f64,
+    pub seconds: f64,
+}
+
+/// What a finished run hands back to be written.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub epochs: Vec<EpochRecord>,
+    /// The last epoch's evaluation (the paper's protocol).
+    pub last: Evaluation,
+}
+
+/// Where a trainer reports as it goes; the executor writes each epoch as it ends.
+pub trait RunSink {
+    fn epoch(&mut self, record: &EpochRecord) -> anyhow::Result<()>;
+    /// `done` of `total` training batches of the current epoch.
+    fn progress(&mut self, _epoch: usize, _done: usize, _total: usize) {}
+    /// Where the final weights go (the trainer writes them atomically).
+    fn weights_path(&self) -> PathBuf;
+}
+
+pub trait Trainer: Sync {
+    fn train(&self, run: &PlannedRun, sink: &mut dyn RunSink) -> anyhow::Result<Outcome>;
+    /// The device as recorded in run.toml, and whether it promises bitwise repeatability.
+    fn device(&self) -> (String, bool);
+}
+
+/// The real trainer, on a candle device.
+pub struct CandleTrainer {
+    pub device: Device,
+    pub data_dir: PathBuf,
+    cache: Mutex<HashMap<String, Arc<Splits>>>,
+}
+
+/// Evaluation batch size: large enough to keep the device busy, small enough for memory.
+const EVAL_BATCH: usize = 250;
+
+impl CandleTrainer {
+    pub fn new(device: Device, data_dir: PathBuf) -> Self {
+        Self {
+            device,
+            data_dir,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn data(&self, spec: &RunSpec) -> anyhow::Result<Arc<Splits>> {
+        let key = toml::to_string(&spec.data)?;
+        let mut cache = self.cache.lock().expect("data cache lock");
+        if let Some(d) = cache.get(&key) {
+            return Ok(d.clone());
+        }
+        let d = Arc::new(data::load(&spec.data, &self.data_dir)?);
+        if d.train.len() < 2 {
+            bail!(
+                "the training split has {} images, need at least 2",
+                d.train.len()
+            );
+        }
+        cache.insert(key, d.clone());
+        Ok(d)
+    }
+}
+
+/// Index of the largest value of each row.
+fn argmax_rows(v: &[f32], classes: usize) -> impl Iterator<Item = usize> + '_ {
+    v.chunks(classes).map(|row| {
+        row.iter()
+            .enumerate()
+            .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| {
+                if x > bv {
+                    (i, x)
+                } else {
+                    (bi, bv)
+                }
+            })
+            .0
+    })
+}
+
+/// Logits of the whole test split under a frozen model.
+pub fn predict(
+    net: &model::ResNet,
+    ds: &data::Dataset,
+    t: &crate::plan::Transform,
+    device: &Device,
+) -> anyhow::Result<Vec<f32>> {
+    let mut out = Vec::with_capacity(ds.len() * ds.classes);
+    let mut start = 0;
+    while start < ds.len() {
+        let end = (start + EVAL_BATCH).min(ds.len());
+        let x = transform::test_batch(ds, start, end, t);
+        let x = Tensor::from_vec(x, (end - start, 3, ds.height, ds.width), device)?;
+        let logits = net.forward_t(&x, false)?;
+        out.extend(logits.flatten_all()?.to_vec1::<f32>()?);
+        start = end;
+    }
+    Ok(out)
+}
+
+impl Trainer for CandleTrainer {
+    fn device(&self) -> (String, bool) {
+        (
+            crate::device::describe(&self.device),
+            crate::device::bitwise_repeatable(&self.device),
+        )
+    }
+
+    fn train(&self, run: &PlannedRun, sink: &mut dyn RunSink) -> anyhow::Result<Outcome> {
+        let spec = &run.spec;
+        let dev = &self.device;
+        let splits = self.data(spec)?;
+        let (train, test) = (&splits.train, &splits.test);
+        let classes = spec.data.classes;
+        if train.classes != classes {
+            bail!(
+                "dataset has {} classes, the run expects {classes}",
+                train.classes
+            );
+        }
+        let (net, varmap) = model::build_trainable(spec.model, classes, spec.seed, dev)?;
+        let params: Vec<_> = model::sorted_vars(&varmap)
+            .into_iter()
+            .filter(|(n, _)| !model::is_buffer(n))
+            .collect();
+        let s = &spec.schedule;
+        let mut opt = sgd::Sgd::new(params, s.momentum, s.weight_decay);
+        let (h, w) = (train.height, train.width);
+        let mut epochs = Vec::new();
+        let mut last = None;
+        for epoch in 1..=s.epochs {
+            let started = Instant::now();
+            let lr = s.lr_at(epoch);
+            let order = Rng::stream(spec.seed, "order", &[epoch as u64]).permutation(train.len());
+            // A last batch of one image is dropped: BatchNorm needs two.
+            let batches: Vec<&[usize]> = order.chunks(s.batch).filter(|b| b.len() >= 2).collect();
+            let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+            for (bi, idx) in batches.iter().enumerate() {
+                let x = transform::train_batch(
+                    train,
+                    idx,
+                    &spec.transform,
+                    spec.seed,
+                    epoch,
+                    bi * s.batch,
+                );
+                let x = Tensor::from_vec(x, (idx.len(), 3, h, w), dev)?;
+                let labels: Vec<u16> = idx.iter().map(|&i| train.labels[i]).collect();
+                let logits = net.forward_t(&x, true)?;
+                let loss = crate::method::loss(&spec.method, &logits, &labels, dev)?;
+                let lv = loss.to_scalar::<f32>()? as f64;
+                if !lv.is_finite() {
+                    bail!("epoch {epoch}, batch {}: the loss is {lv}", bi + 1);
+                }
+                let grads = loss.backward()?;
+                opt.step(&grads, lr)?;
+                let lg = logits.detach().flatten_all()?.to_vec1::<f32>()?;
+                correct += argmax_rows(&lg, classes)
+                    .zip(&labels)
+                    .filter(|(p, &l)| *p == l as usize)
+                    .count();
+                loss_sum += lv * idx.len() as f64;
+                seen += idx.len();
+                sink.progress(epoch, bi + 1, batches.len());
+            }
+            let frozen = model::build_frozen(spec.model, classes, model::snapshot(&varmap), dev)?;
+            let logits = predict(&frozen, test, &spec.transform, dev)?;
+            let eval = metrics::evaluate(&logits, &test.labels, classes);
+            let rec = EpochRecord {
+                epoch,
+                lr,
+                train_loss: loss_sum / seen as f64,
+                train_acc: 100.0 * correct as f64 / seen as f64,
+                test_loss: eval.nll,
+                test_acc: eval.accuracy,
+                ece: eval.ece,
+                nll: eval.nll,
+                brier: eval.brier,
+                seconds: started.elapsed().as_secs_f64(),
+            };
+            sink.epoch(&rec).context("writing the epoch's results")?;
+            epochs.push(rec);
+            last = Some(eval);
+        }
+        let weights: HashMap<String, Tensor> = model::snapshot(&varmap);
+        let path = sink.weights_path();
+        crate::store::write_atomic_with(&path, |tmp| {
+            candle_core::safetensors::save(&weights, tmp).map_err(anyhow::Error::from)
+        })?;
+        let last = last.context("a run has at least one epoch")?;
+        Ok(Outcome { epochs, last })
+    }
+}

@@ -1,0 +1,285 @@
+//! The real `lecal` binary on tiny recipe sets: training for an epoch or two on the
+//! built-in data, tables, reruns, errors. No network, no GPU, no downloaded data.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use std::fs;
+use std::path::Path;
+
+const TABLE: &str = r#"
+title = "Tiny"
+rows = ["Vanilla", "Label smoothing"]
+columns = ["ResNet8"]
+[paper.Vanilla]
+ResNet8 = { acc = 50.0, ece = 0.1 }
+"#;
+
+fn recipe(row: &str, method: &str, epochs: usize) -> String {
+    format!(
+        r#"cell = {{ table = "tiny", row = "{row}", column = "ResNet8" }}
+dataset = "synthetic"
+synthetic = {{ train = 96, test = 40, resolution = 8 }}
+schedule = {{ epochs = {epochs}, milestones = {milestones}, batch = 32 }}
+student = "resnet8"
+seeds = [0, 1]
+method = "{method}"
+"#,
+        milestones = if epochs > 1 { "[1]" } else { "[]" }
+    )
+}
+
+fn tiny(dir: &Path) {
+    let r = dir.join("recipes/tiny");
+    fs::create_dir_all(&r).unwrap();
+    fs::write(r.join("tiny.table.toml"), TABLE).unwrap();
+    fs::write(r.join("vanilla.toml"), recipe("Vanilla", "vanilla", 2)).unwrap();
+    fs::write(r.join("ls.toml"), recipe("Label smoothing", "smoothing", 2)).unwrap();
+}
+
+fn lecal(dir: &Path) -> Command {
+    let mut c = Command::cargo_bin("lecal").unwrap();
+    c.current_dir(dir)
+        .env_remove("LECAL_RESULTS")
+        .env_remove("LECAL_DATA");
+    c
+}
+
+#[test]
+fn plan_run_table_and_rerun_trains_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    tiny(d.path());
+    lecal(d.path())
+        .args(["plan", "recipes/tiny"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("pending"))
+        .stdout(predicate::str::contains(
+            "total: 4 runs, 8 epochs (0 done), 0 done, 4 to train",
+        ));
+    lecal(d.path())
+        .args(["run", "recipes/tiny", "--device", "cpu"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "4 runs: 4 trained, 0 already done",
+        ));
+    lecal(d.path())
+        .args(["plan", "recipes/tiny"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("4 done, 0 to train"));
+    let runs: Vec<_> = fs::read_dir(d.path().join("results/runs"))
+        .unwrap()
+        .collect();
+    assert_eq!(runs.len(), 4);
+    for r in runs {
+        let r = r.unwrap().path();
+        for f in [
+            "run.toml",
+            "epochs.csv",
+            "summary.csv",
+            "reliability.csv",
+            "predictions.csv",
+            "weights.safetensors",
+        ] {
+            assert!(r.join(f).is_file(), "{} lacks {f}", r.display());
+        }
+        let run = fs::read_to_string(r.join("run.toml")).unwrap();
+        assert!(run.contains("bitwise_repeatable = true"), "{run}");
+        assert!(run.contains("candle_version = \"0."), "{run}");
+        assert_eq!(
+            fs::read_to_string(r.join("epochs.csv"))
+                .unwrap()
+                .lines()
+                .count(),
+            3
+        );
+        assert_eq!(
+            fs::read_to_string(r.join("predictions.csv"))
+                .unwrap()
+                .lines()
+                .count(),
+            41
+        );
+    }
+    // A second run trains nothing.
+    lecal(d.path())
+        .args(["run", "recipes/tiny", "--device", "cpu"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("0 trained, 4 already done"));
+    lecal(d.path())
+        .args(["table", "tiny"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("| Vanilla |"));
+    let md = fs::read_to_string(d.path().join("results/tables/tiny.md")).unwrap();
+    assert!(!md.contains("pending"), "{md}");
+    assert!(md.contains(" ± "), "{md}");
+    assert!(md.contains("## Published in the paper"), "{md}");
+    let csv = fs::read_to_string(d.path().join("results/tables/tiny.csv")).unwrap();
+    assert_eq!(
+        csv.lines().filter(|l| l.contains(",done,2,2,")).count(),
+        2,
+        "{csv}"
+    );
+    lecal(d.path())
+        .args(["status", "recipes/tiny"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "4 runs: 4 done, 0 partial, 0 failed, 0 pending",
+        ));
+}
+
+#[test]
+fn same_seed_gives_identical_weights_and_numbers() {
+    let d = tempfile::tempdir().unwrap();
+    tiny(d.path());
+    fs::remove_file(d.path().join("recipes/tiny/ls.toml")).unwrap();
+    fs::write(
+        d.path().join("recipes/tiny/vanilla.toml"),
+        recipe("Vanilla", "vanilla", 1).replace("seeds = [0, 1]", "seeds = [3]"),
+    )
+    .unwrap();
+    for out in ["a", "b"] {
+        lecal(d.path())
+            .args(["--results", out, "run", "recipes/tiny", "--device", "cpu"])
+            .assert()
+            .success();
+    }
+    let id = fs::read_dir(d.path().join("a/runs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name();
+    let read =
+        |o: &str, f: &str| fs::read(d.path().join(o).join("runs").join(&id).join(f)).unwrap();
+    assert_eq!(
+        read("a", "weights.safetensors"),
+        read("b", "weights.safetensors")
+    );
+    assert_eq!(read("a", "predictions.csv"), read("b", "predictions.csv"));
+    assert_eq!(read("a", "reliability.csv"), read("b", "reliability.csv"));
+}
+
+#[test]
+fn an_invalid_recipe_set_fails_naming_the_file_and_writes_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    tiny(d.path());
+    fs::write(
+        d.path().join("recipes/tiny/ls.toml"),
+        recipe("Label smoothing", "smoothing", 2)
+            .replace("seeds = [0, 1]", "seeds = [0, 1]\nbatch_size = 3"),
+    )
+    .unwrap();
+    lecal(d.path())
+        .args(["run", "recipes/tiny", "--device", "cpu"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("ls.toml:7:1"))
+        .stderr(predicate::str::contains("batch_size"))
+        .stderr(predicate::str::contains("nothing was written"));
+    assert!(!d.path().join("results").exists());
+}
+
+#[test]
+fn an_unimplemented_method_is_a_clear_error() {
+    let d = tempfile::tempdir().unwrap();
+    tiny(d.path());
+    fs::write(
+        d.path().join("recipes/tiny/ls.toml"),
+        recipe("Label smoothing", "kd", 2),
+    )
+    .unwrap();
+    lecal(d.path())
+        .args(["plan", "recipes/tiny"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("ls.toml"))
+        .stderr(predicate::str::contains("not implemented yet"));
+}
+
+#[test]
+fn cifar_without_data_says_what_to_download() {
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path().join("recipes/c");
+    fs::create_dir_all(&r).unwrap();
+    fs::write(
+        r.join("c.table.toml"),
+        "title = \"c\"\nrows = [\"Vanilla\"]\ncolumns = [\"ResNet8\"]\n",
+    )
+    .unwrap();
+    fs::write(
+        r.join("v.toml"),
+        "cell = { table = \"c\", row = \"Vanilla\", column = \"ResNet8\" }\ndataset = \"cifar100\"\nstudent = \"resnet8\"\nseeds = [0]\n",
+    )
+    .unwrap();
+    lecal(d.path())
+        .args([
+            "run",
+            "recipes/c",
+            "--device",
+            "cpu",
+            "--scale",
+            "smoke",
+            "--data-dir",
+            "nowhere",
+        ])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("CIFAR-100 data not found"))
+        .stderr(predicate::str::contains("cifar-100-binary.tar.gz"));
+    lecal(d.path())
+        .args(["status", "recipes/c", "--scale", "smoke"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("1 failed"));
+}
+
+#[test]
+fn models_lists_the_parameter_counts_of_methods_md() {
+    let d = tempfile::tempdir().unwrap();
+    lecal(d.path())
+        .arg("models")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("278,324"))
+        .stdout(predicate::str::contains("472,756"))
+        .stdout(predicate::str::contains("667,188"))
+        .stdout(predicate::str::contains("861,620"))
+        .stdout(predicate::str::contains("1,736,564"));
+}
+
+#[test]
+fn the_committed_cifar100_recipes_plan_30_pending_runs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let d = tempfile::tempdir().unwrap();
+    let out = lecal(root)
+        .args(["--results"])
+        .arg(d.path())
+        .args(["plan", "recipes/cifar100"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        out.contains("total: 30 runs, 7200 epochs (0 done), 0 done, 30 to train"),
+        "{out}"
+    );
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.contains("cifar100/Vanilla/"))
+            .count(),
+        15
+    );
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.contains("cifar100/Label smoothing/"))
+            .count(),
+        15
+    );
+}

@@ -182,6 +182,13 @@ fn run_cmd(
     store: &Store,
 ) -> anyhow::Result<std::process::ExitCode> {
     let (_, plan) = load_plan(paths, scale)?;
+    for r in plan
+        .runs
+        .iter()
+        .filter(|r| store.state(&r.id) != RunState::Done)
+    {
+        crate::data::check_available(&r.spec.data, &data_dir)?;
+    }
     let dev = device::open(device)?;
     let trainer = CandleTrainer::new(dev, data_dir);
     let mut progress = Progress::new();

@@ -134,9 +134,9 @@ fn concat(parts: Vec<Dataset>) -> Dataset {
     first
 }
 
-/// Loads both splits from `data_dir/<folder>/`, with a message saying what to download
-/// when files are missing.
-pub fn load(data_dir: &Path, variant: Variant) -> anyhow::Result<Splits> {
+/// Checks that every file is present with its official size, without reading it: a
+/// message says what is missing and what to download.
+pub fn check(data_dir: &Path, variant: Variant) -> anyhow::Result<()> {
     let dir = data_dir.join(variant.folder());
     let (train, test) = variant.files();
     let missing: Vec<PathBuf> = train
@@ -161,6 +161,31 @@ pub fn load(data_dir: &Path, variant: Variant) -> anyhow::Result<Splits> {
             data_dir.display()
         );
     }
+    for (f, n) in train.iter().chain(&test) {
+        let p = dir.join(f);
+        let len = std::fs::metadata(&p)
+            .with_context(|| format!("cannot read {}", p.display()))?
+            .len() as usize;
+        let want = n * variant.record_bytes();
+        if len != want {
+            bail!(
+                "{}: expected {want} bytes ({n} records of {} bytes), found {len} bytes; the file is truncated or not a {} binary file: {}",
+                p.display(),
+                variant.record_bytes(),
+                variant.folder(),
+                variant.download_hint()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Loads both splits from `data_dir/<folder>/`, with a message saying what to download
+/// when files are missing.
+pub fn load(data_dir: &Path, variant: Variant) -> anyhow::Result<Splits> {
+    check(data_dir, variant)?;
+    let dir = data_dir.join(variant.folder());
+    let (train, test) = variant.files();
     let read = |files: &[(&str, usize)]| -> anyhow::Result<Dataset> {
         let parts = files
             .iter()
@@ -236,6 +261,30 @@ mod tests {
         assert!(e.contains("CIFAR-100 data not found"), "{e}");
         assert!(e.contains("cifar-100-binary.tar.gz"), "{e}");
         assert!(e.contains("train.bin"), "{e}");
+    }
+
+    #[test]
+    fn check_accepts_official_sizes_and_names_a_truncated_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("cifar-100-binary");
+        std::fs::create_dir_all(&d).unwrap();
+        // Sparse files of the official sizes: checking reads only their length.
+        for (f, n) in [("train.bin", 50_000u64), ("test.bin", 10_000)] {
+            let file = std::fs::File::create(d.join(f)).unwrap();
+            file.set_len(n * 3074).unwrap();
+        }
+        check(dir.path(), Variant::Cifar100).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(d.join("test.bin"))
+            .unwrap()
+            .set_len(10_000 * 3074 - 1)
+            .unwrap();
+        let e = check(dir.path(), Variant::Cifar100)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("test.bin: expected 30740000 bytes"), "{e}");
+        assert!(e.contains("found 30739999 bytes"), "{e}");
     }
 
     #[test]

@@ -58,6 +58,16 @@ pub struct Splits {
     pub test: Dataset,
 }
 
+/// Checks, without loading, that the files a run needs are there: run before training so
+/// that missing data stops the command at once instead of failing every run.
+pub fn check_available(spec: &DataSpec, data_dir: &Path) -> anyhow::Result<()> {
+    match spec.name {
+        DatasetName::Cifar10 => cifar::check(data_dir, cifar::Variant::Cifar10),
+        DatasetName::Cifar100 => cifar::check(data_dir, cifar::Variant::Cifar100),
+        _ => Ok(()),
+    }
+}
+
 /// Loads the dataset a run asks for. CIFAR comes from `data_dir`; the synthetic dataset is
 /// generated from its seed.
 pub fn load(spec: &DataSpec, data_dir: &Path) -> anyhow::Result<Splits> {

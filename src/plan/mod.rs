@@ -366,14 +366,16 @@ fn data_spec(r: &Recipe, scale: &Scale) -> Result<DataSpec, RecipeError> {
             }
             (classes, res, Some(s), tr, te)
         }
-        DatasetName::Stl10 | DatasetName::Imagenet => return Err(r.error(
-            raw.dataset.span(),
-            "dataset",
-            format!(
+        DatasetName::Stl10 | DatasetName::Imagenet => {
+            return Err(r.error(
+                raw.dataset.span(),
+                "dataset",
+                format!(
                 "dataset `{}` is not implemented yet; implemented: synthetic, cifar10, cifar100",
                 name.as_str()
             ),
-        )),
+            ))
+        }
     };
     Ok(DataSpec {
         name,

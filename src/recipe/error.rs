@@ -90,11 +90,7 @@ fn key_at(source: &str, offset: usize) -> Option<String> {
     let upto = &source[start..offset];
     let eq = upto.rfind('=').or_else(|| line.find('='))?;
     let head = &line[..eq];
-    let key = head
-        .rsplit(['{', ','])
-        .next()?
-        .trim()
-        .trim_matches('"');
+    let key = head.rsplit(['{', ',']).next()?.trim().trim_matches('"');
     let ok = !key.is_empty()
         && key
             .chars()

@@ -122,7 +122,6 @@ pub fn load_plan(paths: &[PathBuf], scale: &str) -> anyhow::Result<(RecipeSet, P
                 .join(", ")
         );
     }
-    plan::check_implemented(&set)?;
     let plan = plan::build(&set, &scale)?;
     Ok((set, plan))
 }

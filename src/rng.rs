@@ -92,6 +92,41 @@ impl Rng {
         (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
     }
 
+    /// Gamma(shape, 1) by Marsaglia and Tsang; shapes below 1 use the boost
+    /// Gamma(a) = Gamma(a + 1)·U^(1/a).
+    pub fn gamma(&mut self, shape: f64) -> f64 {
+        assert!(shape > 0.0, "gamma shape must be positive");
+        if shape < 1.0 {
+            let u = 1.0 - self.uniform(); // (0, 1]
+            return self.gamma(shape + 1.0) * u.powf(1.0 / shape);
+        }
+        let d = shape - 1.0 / 3.0;
+        let c = 1.0 / (9.0 * d).sqrt();
+        loop {
+            let x = self.normal();
+            let v = (1.0 + c * x).powi(3);
+            if v <= 0.0 {
+                continue;
+            }
+            let u = 1.0 - self.uniform();
+            if u.ln() < 0.5 * x * x + d - d * v + d * v.ln() {
+                return d * v;
+            }
+        }
+    }
+
+    /// Beta(a, b) as X / (X + Y) with X ~ Gamma(a), Y ~ Gamma(b). When both underflow to
+    /// zero (tiny shapes), a fair coin picks 0 or 1, the limit of the U-shaped density.
+    pub fn beta(&mut self, a: f64, b: f64) -> f64 {
+        let x = self.gamma(a);
+        let y = self.gamma(b);
+        if x + y > 0.0 {
+            x / (x + y)
+        } else {
+            (self.below(2)) as f64
+        }
+    }
+
     /// Fisher-Yates shuffle.
     pub fn shuffle<T>(&mut self, xs: &mut [T]) {
         for i in (1..xs.len()).rev() {
@@ -134,6 +169,22 @@ mod tests {
         let mut p = r.permutation(100);
         p.sort_unstable();
         assert_eq!(p, (0..100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn beta_has_the_right_mean_and_variance() {
+        let mut r = Rng::new(5);
+        for (a, b) in [(1.0, 1.0), (0.3, 0.3), (2.0, 5.0)] {
+            let xs: Vec<f64> = (0..40000).map(|_| r.beta(a, b)).collect();
+            assert!(xs.iter().all(|x| (0.0..=1.0).contains(x)));
+            let n = xs.len() as f64;
+            let mean = xs.iter().sum::<f64>() / n;
+            let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+            let m = a / (a + b);
+            let v = a * b / ((a + b).powi(2) * (a + b + 1.0));
+            assert!((mean - m).abs() < 0.01, "Beta({a},{b}) mean {mean} vs {m}");
+            assert!((var - v).abs() < 0.01, "Beta({a},{b}) var {var} vs {v}");
+        }
     }
 
     #[test]

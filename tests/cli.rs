@@ -185,12 +185,12 @@ fn an_invalid_recipe_set_fails_naming_the_file_and_writes_nothing() {
 }
 
 #[test]
-fn an_unimplemented_method_is_a_clear_error() {
+fn an_unimplemented_model_is_a_clear_error() {
     let d = tempfile::tempdir().unwrap();
     tiny(d.path());
     fs::write(
         d.path().join("recipes/tiny/ls.toml"),
-        recipe("Label smoothing", "kd", 2),
+        recipe("Label smoothing", "smoothing", 2).replace("\"resnet8\"", "\"resnet50\""),
     )
     .unwrap();
     lecal(d.path())

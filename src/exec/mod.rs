@@ -6,9 +6,10 @@ mod progress;
 
 pub use progress::Progress;
 
+use crate::plan::TeacherRef;
 use crate::plan::{Plan, PlannedRun};
 use crate::store::{self, Failure, Provenance, RunRecord, RunState, Store, Summary};
-use crate::train::{EpochRecord, Outcome, RunSink, Trainer};
+use crate::train::{EpochRecord, Outcome, RunSink, TeacherSource, Trainer};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -127,7 +128,8 @@ pub fn execute(
             continue;
         }
         progress.start_run(i + 1, todo.len(), run);
-        let ended = match train_one(run, store, trainer, progress, &commit) {
+        let teachers = teacher_sources(plan, run, store);
+        let ended = match train_one(run, &teachers, store, trainer, progress, &commit) {
             Ok(()) => Ended::Trained,
             Err(e) => {
                 let reason = format!("{e:#}");
@@ -140,8 +142,27 @@ pub fn execute(
     report
 }
 
+/// Where each teacher's weights are: a teacher run's folder or the checkpoint's path.
+pub fn teacher_sources(plan: &Plan, run: &PlannedRun, store: &Store) -> Vec<TeacherSource> {
+    run.spec
+        .teachers
+        .iter()
+        .map(|t| match t {
+            TeacherRef::Run { id } => TeacherSource {
+                model: plan.get(id).map_or(run.spec.model, |r| r.spec.model),
+                path: store.run_dir(id).join(store::WEIGHTS),
+            },
+            TeacherRef::Checkpoint { model, path } => TeacherSource {
+                model: *model,
+                path: PathBuf::from(path),
+            },
+        })
+        .collect()
+}
+
 fn train_one(
     run: &PlannedRun,
+    teachers: &[TeacherSource],
     store: &Store,
     trainer: &dyn Trainer,
     progress: &mut Progress,
@@ -181,7 +202,7 @@ fn train_one(
         progress,
         total_epochs: run.spec.schedule.epochs,
     };
-    let result = trainer.train(run, &mut sink);
+    let result = trainer.train(run, teachers, &mut sink);
     let done_epochs = sink.epochs.len();
     let outcome: Outcome = match result {
         Ok(o) => o,

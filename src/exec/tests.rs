@@ -30,8 +30,17 @@ impl Trainer for Fake {
         ("fake".into(), true)
     }
 
-    fn train(&self, run: &PlannedRun, sink: &mut dyn RunSink) -> anyhow::Result<Outcome> {
+    fn train(
+        &self,
+        run: &PlannedRun,
+        teachers: &[TeacherSource],
+        sink: &mut dyn RunSink,
+    ) -> anyhow::Result<Outcome> {
         self.trained.lock().unwrap().push(run.id.clone());
+        for t in teachers {
+            // A teacher's weights exist before its student starts.
+            anyhow::ensure!(t.path.is_file(), "teacher {} missing", t.path.display());
+        }
         let mut epochs = Vec::new();
         for epoch in 1..=run.spec.schedule.epochs {
             if self.fail_seeds.contains(&run.spec.seed) && epoch == 2 {

@@ -1,20 +1,44 @@
-//! Label-enhancement methods: the targets a student is trained towards and the loss.
+//! Label-enhancement methods: the targets a student is trained towards and the loss
+//! (`methods.md`). A method is a composition:
 //!
-//! Implemented: `hard` (Vanilla, cross-entropy to the one-hot label) and `smoothed`
-//! (label smoothing, `q = ε/K + (1-ε)·onehot(y)`, the ε/K form of `methods.md`).
+//! `loss = hard_weight·CE(q, σ(z_s)) + teacher_weight·teacher_term`
+//!
+//! where `q` is the (possibly mixed, possibly smoothed) label distribution and the teacher
+//! term is either `T²·CE(p̄, σ(z_s/T))` with `p̄` the mean of the teachers' softened
+//! softmax (`mean-softmax`: SL, EN-SL) or the mean (or sum) over teachers of
+//! `T²·KL(σ(z_t/T) ‖ σ(z_s/T))` (`per-teacher-kl`: KD, KD-SL), the KL averaged over the
+//! batch (`batch-mean`) or over all B·K elements (`element-mean`, PyTorch's
+//! `reduction='mean'`, the paper's KD, K times weaker).
+//!
+//! `hard` (Vanilla) and `smoothed` (label smoothing, `q = ε/K + (1-ε)·onehot(y)`) have
+//! only the first term, with weight 1.
 
+use crate::data::mix::LabelMix;
 use crate::plan::Method;
+use crate::recipe::{Combine, KlReduction, TeacherReduction};
 use candle_core::{Device, Result, Tensor, D};
 
-/// Row-major `B×K` target distribution of a hard or smoothed label.
-pub fn label_targets(labels: &[u16], classes: usize, epsilon: f64) -> Vec<f32> {
-    let off = (epsilon / classes as f64) as f32;
-    let on = (1.0 - epsilon + epsilon / classes as f64) as f32;
-    let mut t = vec![off; labels.len() * classes];
-    for (i, &l) in labels.iter().enumerate() {
-        t[i * classes + l as usize] = on;
+/// Row-major `B×K` targets: each sample's label mixture, each label smoothed by ε.
+pub fn mixed_targets(mixes: &[LabelMix], classes: usize, epsilon: f64) -> Vec<f32> {
+    let off = epsilon / classes as f64;
+    let mut t = vec![0f32; mixes.len() * classes];
+    for (i, m) in mixes.iter().enumerate() {
+        let row = &mut t[i * classes..(i + 1) * classes];
+        let total: f64 = m.iter().map(|(_, w)| w).sum();
+        for v in row.iter_mut() {
+            *v = (off * total) as f32;
+        }
+        for &(l, w) in m {
+            row[l as usize] += ((1.0 - epsilon) * w) as f32;
+        }
     }
     t
+}
+
+/// Hard (or smoothed) targets of unmixed labels.
+pub fn label_targets(labels: &[u16], classes: usize, epsilon: f64) -> Vec<f32> {
+    let mixes: Vec<LabelMix> = labels.iter().map(|&l| vec![(l, 1.0)]).collect();
+    mixed_targets(&mixes, classes, epsilon)
 }
 
 /// `CE(q, σ(z)) = -Σ_k q_k log σ(z)_k`, averaged over the batch.
@@ -23,57 +47,84 @@ pub fn soft_cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     (targets * logp)?.sum(D::Minus1)?.mean_all()?.neg()
 }
 
-/// The training loss of a batch under `method`.
-pub fn loss(method: &Method, logits: &Tensor, labels: &[u16], device: &Device) -> Result<Tensor> {
-    let classes = logits.dim(D::Minus1)?;
-    let epsilon = match method {
-        Method::Hard => 0.0,
-        Method::Smoothed { epsilon } => *epsilon,
-        Method::Teachers { .. } => candle_core::bail!(
-            "label = \"teachers\" is not implemented yet in this version of lecal"
-        ),
+/// `KL(softmax(t) ‖ softmax(s))` summed over all elements (divide for a reduction).
+fn kl_sum(teacher: &Tensor, student_logp: &Tensor) -> Result<Tensor> {
+    let logq = candle_nn::ops::log_softmax(teacher, D::Minus1)?;
+    let q = logq.exp()?;
+    (q * (logq - student_logp)?)?.sum_all()
+}
+
+/// The training loss of a batch. `mixes` holds each sample's labels and weights (one
+/// label of weight 1 without batch augmentation); `teachers` the teachers' logits on the
+/// same (mixed) images.
+pub fn loss(
+    method: &Method,
+    logits: &Tensor,
+    mixes: &[LabelMix],
+    teachers: &[Tensor],
+    device: &Device,
+) -> Result<Tensor> {
+    let (b, classes) = logits.dims2()?;
+    let label_term = |epsilon: f64| -> Result<Tensor> {
+        let t = mixed_targets(mixes, classes, epsilon);
+        soft_cross_entropy(logits, &Tensor::from_vec(t, (b, classes), device)?)
     };
-    let t = label_targets(labels, classes, epsilon);
-    let targets = Tensor::from_vec(t, (labels.len(), classes), device)?;
-    soft_cross_entropy(logits, &targets)
+    match *method {
+        Method::Hard => label_term(0.0),
+        Method::Smoothed { epsilon } => label_term(epsilon),
+        Method::Teachers {
+            combine,
+            temperature: t,
+            hard_weight,
+            teacher_weight,
+            kl_reduction,
+            teacher_reduction,
+        } => {
+            if teachers.is_empty() {
+                candle_core::bail!("label = \"teachers\" needs at least one teacher");
+            }
+            let student_logp = candle_nn::ops::log_softmax(&(logits / t)?, D::Minus1)?;
+            let term = match combine {
+                Combine::MeanSoftmax => {
+                    let mut sum: Option<Tensor> = None;
+                    for z in teachers {
+                        let p = candle_nn::ops::softmax(&(z / t)?, D::Minus1)?;
+                        sum = Some(match sum {
+                            Some(s) => (s + p)?,
+                            None => p,
+                        });
+                    }
+                    let mean = (sum.expect("one teacher at least") / teachers.len() as f64)?;
+                    ((mean * &student_logp)?.sum(D::Minus1)?.mean_all()?.neg()? * (t * t))?
+                }
+                Combine::PerTeacherKl => {
+                    let denom = match kl_reduction {
+                        KlReduction::BatchMean => b as f64,
+                        KlReduction::ElementMean => (b * classes) as f64,
+                    };
+                    let mut total: Option<Tensor> = None;
+                    for z in teachers {
+                        let kl = ((kl_sum(&(z / t)?, &student_logp)? / denom)? * (t * t))?;
+                        total = Some(match total {
+                            Some(s) => (s + kl)?,
+                            None => kl,
+                        });
+                    }
+                    let total = total.expect("one teacher at least");
+                    match teacher_reduction {
+                        TeacherReduction::Mean => (total / teachers.len() as f64)?,
+                        TeacherReduction::Sum => total,
+                    }
+                }
+            };
+            let mut out = (term * teacher_weight)?;
+            if hard_weight > 0.0 {
+                out = (out + (label_term(0.0)? * hard_weight)?)?;
+            }
+            Ok(out)
+        }
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ce_by_hand(z: &[f64], q: &[f64]) -> f64 {
-        let m = z.iter().cloned().fold(f64::MIN, f64::max);
-        let lse = m + z.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
-        -z.iter().zip(q).map(|(zi, qi)| qi * (zi - lse)).sum::<f64>()
-    }
-
-    #[test]
-    fn vanilla_and_smoothing_match_hand_computation() {
-        let z = [[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]];
-        let labels = [0u16, 1];
-        let logits = Tensor::new(&[[2.0f32, 0.5, -1.0], [0.1, 0.2, 3.0]], &Device::Cpu).unwrap();
-        let hard = loss(&Method::Hard, &logits, &labels, &Device::Cpu).unwrap();
-        let expect = (ce_by_hand(&z[0], &[1., 0., 0.]) + ce_by_hand(&z[1], &[0., 1., 0.])) / 2.0;
-        assert!((hard.to_scalar::<f32>().unwrap() as f64 - expect).abs() < 1e-5);
-        let ls = loss(
-            &Method::Smoothed { epsilon: 0.1 },
-            &logits,
-            &labels,
-            &Device::Cpu,
-        )
-        .unwrap();
-        // ε/K form: 0.1/3 off the label, 0.9 + 0.1/3 on it.
-        let (off, on) = (0.1 / 3.0, 0.9 + 0.1 / 3.0);
-        let expect =
-            (ce_by_hand(&z[0], &[on, off, off]) + ce_by_hand(&z[1], &[off, on, off])) / 2.0;
-        assert!((ls.to_scalar::<f32>().unwrap() as f64 - expect).abs() < 1e-5);
-    }
-
-    #[test]
-    fn smoothed_targets_sum_to_one() {
-        let t = label_targets(&[2, 0], 4, 0.1);
-        assert!((t[..4].iter().sum::<f32>() - 1.0).abs() < 1e-6);
-        assert!((t[2] - 0.925).abs() < 1e-6 && (t[0] - 0.025).abs() < 1e-6);
-    }
-}
+mod tests;

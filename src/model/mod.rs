@@ -4,6 +4,7 @@
 //! `layer2.0.shortcut.0`, `linear`), and weight initialisation from lecal's own seeded RNG.
 
 mod batch_norm;
+pub mod checkpoint;
 mod resnet;
 
 pub use batch_norm::BatchNorm2d;

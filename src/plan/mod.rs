@@ -120,43 +120,6 @@ fn add_run(
     });
 }
 
-/// Parts of the paper that the recipe schema accepts but this version cannot train yet.
-/// Asking for them is an error naming the recipe, never a silent fallback.
-pub fn check_implemented(set: &RecipeSet) -> Result<(), RecipeErrors> {
-    let mut errors = Vec::new();
-    for r in &set.recipes {
-        let method_span = r.raw.method.as_ref().map_or(0..0, |m| m.span());
-        if r.method.label == Some(LabelSource::Teachers) {
-            errors.push(r.error(
-                method_span,
-                "method",
-                "label = \"teachers\" (KD, SL, EN-SL, KD-SL) is not implemented yet in this version of lecal; implemented: hard, smoothed",
-            ));
-        }
-        if !r.raw.teachers.get_ref().is_empty() {
-            errors.push(r.error(
-                r.raw.teachers.span(),
-                "teachers",
-                "teacher runs are not implemented yet in this version of lecal",
-            ));
-        }
-        if let Some(a) = &r.raw.augment {
-            if *a.get_ref() != Augment::None {
-                errors.push(r.error(
-                    a.span(),
-                    "augment",
-                    "batch augmentation (mixup, cutmix, ricap) is not implemented yet in this version of lecal; implemented: none",
-                ));
-            }
-        }
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(RecipeErrors(errors))
-    }
-}
-
 type Resolved = Vec<(u64, RunSpec, Vec<RunSpec>)>;
 
 fn resolve_recipe(r: &Recipe, scale: &Scale) -> Result<Resolved, Vec<RecipeError>> {
@@ -288,11 +251,17 @@ fn teacher(
                 "a checkpoint teacher takes no seeds",
             ));
         }
+        // Relative paths are relative to the recipe's folder.
+        let full = r
+            .path
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join(path);
         return Ok((
             Vec::new(),
             vec![TeacherRef::Checkpoint {
                 model: t.model,
-                path: path.clone(),
+                path: full.to_string_lossy().into_owned(),
             }],
         ));
     }

@@ -150,12 +150,6 @@ fn teachers_resolve_to_the_vanilla_runs_and_are_deduped() {
             .map(|t| TeacherRef::Run { id: t.clone() })
             .collect::<Vec<_>>()
     );
-    // But this version refuses to train them, naming the file.
-    let e = check_implemented(&s).unwrap_err().to_string();
-    assert!(
-        e.contains("kd.toml") && e.contains("not implemented yet"),
-        "{e}"
-    );
 }
 
 #[test]
@@ -205,13 +199,18 @@ fn bad_schedules_and_unimplemented_parts_are_errors_naming_the_file() {
         .to_string()
         .contains("not implemented yet"));
     let t = VANILLA.replace(
+        "\"synthetic\"\nsynthetic = { train = 64, test = 32, resolution = 8 }",
+        "\"stl10\"",
+    );
+    let (_d, s) = set(&[("r.toml", &t)]);
+    let e = build(&s, &full()).unwrap_err().to_string();
+    assert!(e.contains("`stl10` is not implemented yet"), "{e}");
+    // Augmentation parameters default as in methods.md.
+    let t = VANILLA.replace(
         "seeds = [0, 1]",
         "seeds = [0]\naugment = { kind = \"ricap\" }",
     );
     let (_d, s) = set(&[("r.toml", &t)]);
-    let e = check_implemented(&s).unwrap_err().to_string();
-    assert!(
-        e.contains("augment") && e.contains("not implemented yet"),
-        "{e}"
-    );
+    let spec = &build(&s, &full()).unwrap().runs[0].spec;
+    assert_eq!(spec.augment, AugmentSpec::Ricap { beta: 0.3 });
 }

@@ -3,7 +3,7 @@
 
 pub mod sgd;
 
-use crate::data::{self, transform, Splits};
+use crate::data::{self, mix, transform, Splits};
 use crate::metrics::{self, Evaluation};
 use crate::model;
 use crate::plan::{PlannedRun, RunSpec};
@@ -47,8 +47,21 @@ pub trait RunSink {
     fn weights_path(&self) -> PathBuf;
 }
 
+/// A teacher's weights, resolved by the executor: a finished run's weights or an
+/// external checkpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TeacherSource {
+    pub model: crate::recipe::ModelName,
+    pub path: PathBuf,
+}
+
 pub trait Trainer: Sync {
-    fn train(&self, run: &PlannedRun, sink: &mut dyn RunSink) -> anyhow::Result<Outcome>;
+    fn train(
+        &self,
+        run: &PlannedRun,
+        teachers: &[TeacherSource],
+        sink: &mut dyn RunSink,
+    ) -> anyhow::Result<Outcome>;
     /// The device as recorded in run.toml, and whether it promises bitwise repeatability.
     fn device(&self) -> (String, bool);
 }
@@ -134,7 +147,12 @@ impl Trainer for CandleTrainer {
         )
     }
 
-    fn train(&self, run: &PlannedRun, sink: &mut dyn RunSink) -> anyhow::Result<Outcome> {
+    fn train(
+        &self,
+        run: &PlannedRun,
+        teachers: &[TeacherSource],
+        sink: &mut dyn RunSink,
+    ) -> anyhow::Result<Outcome> {
         let spec = &run.spec;
         let dev = &self.device;
         let splits = self.data(spec)?;
@@ -146,6 +164,13 @@ impl Trainer for CandleTrainer {
                 train.classes
             );
         }
+        let teacher_nets = teachers
+            .iter()
+            .map(|t| {
+                model::checkpoint::load_teacher(&t.path, t.model, classes, dev)
+                    .with_context(|| format!("loading teacher {}", t.path.display()))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let (net, varmap) = model::build_trainable(spec.model, classes, spec.seed, dev)?;
         let params: Vec<_> = model::sorted_vars(&varmap)
             .into_iter()
@@ -164,7 +189,7 @@ impl Trainer for CandleTrainer {
             let batches: Vec<&[usize]> = order.chunks(s.batch).filter(|b| b.len() >= 2).collect();
             let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
             for (bi, idx) in batches.iter().enumerate() {
-                let x = transform::train_batch(
+                let mut xb = transform::train_batch(
                     train,
                     idx,
                     &spec.transform,
@@ -172,10 +197,23 @@ impl Trainer for CandleTrainer {
                     epoch,
                     bi * s.batch,
                 );
-                let x = Tensor::from_vec(x, (idx.len(), 3, h, w), dev)?;
                 let labels: Vec<u16> = idx.iter().map(|&i| train.labels[i]).collect();
+                // The student and every teacher see the same mixed batch.
+                let mut mix_rng = Rng::stream(spec.seed, "mix", &[epoch as u64, bi as u64]);
+                let mixed = mix::mix(&spec.augment, &mut xb, &labels, h, w, &mut mix_rng);
+                let x = Tensor::from_vec(xb, (idx.len(), 3, h, w), dev)?;
+                let teacher_logits = teacher_nets
+                    .iter()
+                    .map(|t| t.forward_t(&x, false))
+                    .collect::<candle_core::Result<Vec<_>>>()?;
                 let logits = net.forward_t(&x, true)?;
-                let loss = crate::method::loss(&spec.method, &logits, &labels, dev)?;
+                let loss = crate::method::loss(
+                    &spec.method,
+                    &logits,
+                    &mixed.labels,
+                    &teacher_logits,
+                    dev,
+                )?;
                 let lv = loss.to_scalar::<f32>()? as f64;
                 if !lv.is_finite() {
                     bail!("epoch {epoch}, batch {}: the loss is {lv}", bi + 1);

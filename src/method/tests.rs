@@ -1,0 +1,239 @@
+//! Each loss on small fixed logits against values computed here in f64 from the formulas
+//! of `methods.md`, not by the code under test.
+
+use super::*;
+
+const Z_S: [[f64; 3]; 2] = [[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]];
+const Z_T1: [[f64; 3]; 2] = [[1.0, 2.0, 0.0], [0.5, -0.5, 2.5]];
+const Z_T2: [[f64; 3]; 2] = [[3.0, 0.0, 0.0], [0.0, 1.0, 1.0]];
+const LABELS: [u16; 2] = [0, 2];
+
+fn softmax(z: &[f64], t: f64) -> Vec<f64> {
+    let m = z.iter().cloned().fold(f64::MIN, f64::max);
+    let e: Vec<f64> = z.iter().map(|v| ((v - m) / t).exp()).collect();
+    let s: f64 = e.iter().sum();
+    e.iter().map(|v| v / s).collect()
+}
+
+fn ce(q: &[f64], p: &[f64]) -> f64 {
+    -q.iter().zip(p).map(|(a, b)| a * b.ln()).sum::<f64>()
+}
+
+fn kl(q: &[f64], p: &[f64]) -> f64 {
+    q.iter().zip(p).map(|(a, b)| a * (a / b).ln()).sum()
+}
+
+fn tensor(z: &[[f64; 3]; 2]) -> Tensor {
+    let v: Vec<f32> = z.iter().flatten().map(|&x| x as f32).collect();
+    Tensor::from_vec(v, (2, 3), &Device::Cpu).unwrap()
+}
+
+fn plain() -> Vec<LabelMix> {
+    LABELS.iter().map(|&l| vec![(l, 1.0)]).collect()
+}
+
+fn run(m: &Method, teachers: &[&[[f64; 3]; 2]]) -> f64 {
+    let ts: Vec<Tensor> = teachers.iter().map(|z| tensor(z)).collect();
+    let l = loss(m, &tensor(&Z_S), &plain(), &ts, &Device::Cpu).unwrap();
+    l.to_scalar::<f32>().unwrap() as f64
+}
+
+fn onehot(l: u16) -> Vec<f64> {
+    (0..3)
+        .map(|k| if k == l as usize { 1.0 } else { 0.0 })
+        .collect()
+}
+
+fn teachers(
+    combine: Combine,
+    t: f64,
+    hard: f64,
+    tw: f64,
+    kl_r: KlReduction,
+    r: TeacherReduction,
+) -> Method {
+    Method::Teachers {
+        combine,
+        temperature: t,
+        hard_weight: hard,
+        teacher_weight: tw,
+        kl_reduction: kl_r,
+        teacher_reduction: r,
+    }
+}
+
+fn close(a: f64, b: f64) {
+    assert!((a - b).abs() < 1e-5 * b.abs().max(1.0), "{a} vs {b}");
+}
+
+#[test]
+fn vanilla_and_smoothing() {
+    let hard: f64 = (0..2)
+        .map(|i| ce(&onehot(LABELS[i]), &softmax(&Z_S[i], 1.0)))
+        .sum::<f64>()
+        / 2.0;
+    close(run(&Method::Hard, &[]), hard);
+    let q = |l: u16| -> Vec<f64> { onehot(l).iter().map(|v| 0.1 / 3.0 + 0.9 * v).collect() };
+    let ls: f64 = (0..2)
+        .map(|i| ce(&q(LABELS[i]), &softmax(&Z_S[i], 1.0)))
+        .sum::<f64>()
+        / 2.0;
+    close(run(&Method::Smoothed { epsilon: 0.1 }, &[]), ls);
+}
+
+#[test]
+fn sl_is_cross_entropy_to_the_teacher_softmax() {
+    let m = teachers(
+        Combine::MeanSoftmax,
+        1.0,
+        0.0,
+        1.0,
+        KlReduction::BatchMean,
+        TeacherReduction::Mean,
+    );
+    let sl: f64 = (0..2)
+        .map(|i| ce(&softmax(&Z_T1[i], 1.0), &softmax(&Z_S[i], 1.0)))
+        .sum::<f64>()
+        / 2.0;
+    close(run(&m, &[&Z_T1]), sl);
+}
+
+#[test]
+fn en_sl_is_sl_to_the_mean_of_the_teachers_softmax() {
+    let m = teachers(
+        Combine::MeanSoftmax,
+        1.0,
+        0.0,
+        1.0,
+        KlReduction::BatchMean,
+        TeacherReduction::Mean,
+    );
+    let mut expect = 0.0;
+    for i in 0..2 {
+        let (a, b) = (softmax(&Z_T1[i], 1.0), softmax(&Z_T2[i], 1.0));
+        let mean: Vec<f64> = a.iter().zip(&b).map(|(x, y)| (x + y) / 2.0).collect();
+        expect += ce(&mean, &softmax(&Z_S[i], 1.0)) / 2.0;
+    }
+    close(run(&m, &[&Z_T1, &Z_T2]), expect);
+    // CE is linear in the target: EN-SL equals the mean of the two SL losses.
+    close(expect, (run(&m, &[&Z_T1]) + run(&m, &[&Z_T2])) / 2.0);
+}
+
+#[test]
+fn kd_element_mean_is_k_times_weaker_than_batch_mean() {
+    let t = 3.0;
+    let kl_batchmean: f64 = (0..2)
+        .map(|i| kl(&softmax(&Z_T1[i], t), &softmax(&Z_S[i], t)))
+        .sum::<f64>()
+        / 2.0;
+    let hard: f64 = (0..2)
+        .map(|i| ce(&onehot(LABELS[i]), &softmax(&Z_S[i], 1.0)))
+        .sum::<f64>()
+        / 2.0;
+    let paper = teachers(
+        Combine::PerTeacherKl,
+        t,
+        1.0,
+        0.1,
+        KlReduction::ElementMean,
+        TeacherReduction::Mean,
+    );
+    close(
+        run(&paper, &[&Z_T1]),
+        hard + 0.1 * t * t * kl_batchmean / 3.0,
+    );
+    let usual = teachers(
+        Combine::PerTeacherKl,
+        t,
+        1.0,
+        0.1,
+        KlReduction::BatchMean,
+        TeacherReduction::Mean,
+    );
+    close(run(&usual, &[&Z_T1]), hard + 0.1 * t * t * kl_batchmean);
+    // The teacher terms alone differ by exactly K = 3.
+    let only = |r| {
+        teachers(
+            Combine::PerTeacherKl,
+            t,
+            0.0,
+            1.0,
+            r,
+            TeacherReduction::Mean,
+        )
+    };
+    close(
+        run(&only(KlReduction::BatchMean), &[&Z_T1]),
+        3.0 * run(&only(KlReduction::ElementMean), &[&Z_T1]),
+    );
+}
+
+#[test]
+fn kd_sl_averages_or_sums_per_teacher_kl() {
+    let t = 3.0;
+    let per = |z: &[[f64; 3]; 2]| -> f64 {
+        (0..2)
+            .map(|i| t * t * kl(&softmax(&z[i], t), &softmax(&Z_S[i], t)))
+            .sum::<f64>()
+            / 2.0
+    };
+    let mean = teachers(
+        Combine::PerTeacherKl,
+        t,
+        0.0,
+        1.0,
+        KlReduction::BatchMean,
+        TeacherReduction::Mean,
+    );
+    close(run(&mean, &[&Z_T1, &Z_T2]), (per(&Z_T1) + per(&Z_T2)) / 2.0);
+    let sum = teachers(
+        Combine::PerTeacherKl,
+        t,
+        0.0,
+        1.0,
+        KlReduction::BatchMean,
+        TeacherReduction::Sum,
+    );
+    close(run(&sum, &[&Z_T1, &Z_T2]), per(&Z_T1) + per(&Z_T2));
+}
+
+#[test]
+fn a_method_outside_the_paper_composes_the_same_parts() {
+    // EN-SL at T = 2 with a 0.5 hard-label weight.
+    let m = teachers(
+        Combine::MeanSoftmax,
+        2.0,
+        0.5,
+        1.0,
+        KlReduction::BatchMean,
+        TeacherReduction::Mean,
+    );
+    let mut expect = 0.0;
+    for i in 0..2 {
+        let (a, b) = (softmax(&Z_T1[i], 2.0), softmax(&Z_T2[i], 2.0));
+        let mean: Vec<f64> = a.iter().zip(&b).map(|(x, y)| (x + y) / 2.0).collect();
+        expect += 4.0 * ce(&mean, &softmax(&Z_S[i], 2.0)) / 2.0;
+        expect += 0.5 * ce(&onehot(LABELS[i]), &softmax(&Z_S[i], 1.0)) / 2.0;
+    }
+    close(run(&m, &[&Z_T1, &Z_T2]), expect);
+}
+
+#[test]
+fn mixed_labels_train_on_their_weighted_cross_entropy() {
+    let mixes: Vec<LabelMix> = vec![vec![(0, 0.7), (1, 0.3)], vec![(2, 0.25), (0, 0.75)]];
+    let l = loss(&Method::Hard, &tensor(&Z_S), &mixes, &[], &Device::Cpu).unwrap();
+    let mut expect = 0.0;
+    for (i, m) in mixes.iter().enumerate() {
+        for &(y, w) in m {
+            expect += w * ce(&onehot(y), &softmax(&Z_S[i], 1.0)) / 2.0;
+        }
+    }
+    close(l.to_scalar::<f32>().unwrap() as f64, expect);
+}
+
+#[test]
+fn smoothed_targets_sum_to_one() {
+    let t = label_targets(&[2, 0], 4, 0.1);
+    assert!((t[..4].iter().sum::<f32>() - 1.0).abs() < 1e-6);
+    assert!((t[2] - 0.925).abs() < 1e-6 && (t[0] - 0.025).abs() < 1e-6);
+}

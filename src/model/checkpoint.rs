@@ -1,0 +1,128 @@
+//! Teachers' weights: lecal's own `weights.safetensors`, or a PyTorch `.pth` in the layout
+//! of the public CIFAR ResNet code (a bare state dict or one under `state_dict`, with or
+//! without DataParallel's `module.` prefix). Loaded as plain tensors, so a teacher's
+//! forward pass records no autograd graph.
+
+use super::{build_frozen, build_trainable, ResNet};
+use crate::recipe::ModelName;
+use anyhow::{bail, Context};
+use candle_core::{DType, Device, Tensor};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Reads every tensor of a checkpoint, names normalised, on the CPU.
+pub fn read(path: &Path) -> anyhow::Result<HashMap<String, Tensor>> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let raw: Vec<(String, Tensor)> = match ext {
+        "safetensors" => candle_core::safetensors::load(path, &Device::Cpu)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .into_iter()
+            .collect(),
+        "pth" | "pt" | "tar" => {
+            match candle_core::pickle::read_all_with_key(path, Some("state_dict")) {
+                Ok(t) => t,
+                Err(_) => candle_core::pickle::read_all(path).with_context(|| {
+                    format!("cannot read {} as a PyTorch checkpoint", path.display())
+                })?,
+            }
+        }
+        _ => bail!(
+            "{}: unknown checkpoint format, expected .safetensors or .pth",
+            path.display()
+        ),
+    };
+    let mut out = HashMap::new();
+    for (name, t) in raw {
+        let name = name.strip_prefix("module.").unwrap_or(&name).to_string();
+        if name.ends_with("num_batches_tracked") {
+            continue;
+        }
+        out.insert(name, t.to_dtype(DType::F32)?);
+    }
+    Ok(out)
+}
+
+/// Checks names and shapes against what `model` with `classes` outputs needs; the error
+/// names the first tensor that does not fit.
+pub fn check(
+    tensors: &HashMap<String, Tensor>,
+    model: ModelName,
+    classes: usize,
+    path: &Path,
+) -> anyhow::Result<()> {
+    let (_, vm) = build_trainable(model, classes, 0, &Device::Cpu)?;
+    let expected = super::sorted_vars(&vm);
+    for (name, var) in &expected {
+        match tensors.get(name) {
+            None => bail!(
+                "{}: no tensor `{name}` (shape {:?}), which {} with {classes} classes needs; is it a checkpoint of that model?",
+                path.display(),
+                var.dims(),
+                model.as_str()
+            ),
+            Some(t) if t.dims() != var.dims() => bail!(
+                "{}: tensor `{name}` has shape {:?}, {} with {classes} classes needs {:?}",
+                path.display(),
+                t.dims(),
+                model.as_str(),
+                var.dims()
+            ),
+            _ => {}
+        }
+    }
+    let mut extra: Vec<&String> = tensors
+        .keys()
+        .filter(|k| !expected.iter().any(|(n, _)| n == *k))
+        .collect();
+    extra.sort();
+    if let Some(name) = extra.first() {
+        bail!(
+            "{}: tensor `{name}` is not a parameter of {}; is it a checkpoint of that model?",
+            path.display(),
+            model.as_str()
+        );
+    }
+    Ok(())
+}
+
+/// Loads a teacher: read, check, move to the device, build a frozen model.
+pub fn load_teacher(
+    path: &Path,
+    model: ModelName,
+    classes: usize,
+    device: &Device,
+) -> anyhow::Result<ResNet> {
+    let tensors = read(path)?;
+    check(&tensors, model, classes, path)?;
+    let on_device = tensors
+        .into_iter()
+        .map(|(k, v)| Ok((k, v.to_device(device)?)))
+        .collect::<anyhow::Result<HashMap<_, _>>>()?;
+    build_frozen(model, classes, on_device, device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_safetensors_round_trip_and_mismatches_name_the_tensor() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("w.safetensors");
+        let (_, vm) = build_trainable(ModelName::Resnet8, 10, 4, &Device::Cpu).unwrap();
+        candle_core::safetensors::save(&super::super::snapshot(&vm), &p).unwrap();
+        let t = read(&p).unwrap();
+        check(&t, ModelName::Resnet8, 10, &p).unwrap();
+        let e = check(&t, ModelName::Resnet8, 100, &p)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`linear.bias` has shape [10]"), "{e}");
+        let e = check(&t, ModelName::Resnet14, 10, &p)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no tensor `layer1.1.bn1.bias`"), "{e}");
+        let net = load_teacher(&p, ModelName::Resnet8, 10, &Device::Cpu).unwrap();
+        let x = Tensor::zeros((2, 3, 8, 8), DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(net.forward_t(&x, false).unwrap().dims(), [2, 10]);
+    }
+}

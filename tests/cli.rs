@@ -285,3 +285,130 @@ fn the_committed_cifar100_recipes_plan_30_pending_runs() {
         15
     );
 }
+
+/// Every method of the paper, plus one outside it written as recipe files only, trains
+/// end to end; teachers are the Vanilla row's runs.
+#[test]
+fn every_method_trains_end_to_end_with_teachers_from_the_vanilla_row() {
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path().join("recipes/m");
+    fs::create_dir_all(r.join("methods")).unwrap();
+    let rows = [
+        ("Vanilla", "\"vanilla\"", "", "[0, 1]"),
+        ("LS", "\"smoothing\"", "", "[0]"),
+        ("KD", "\"kd\"", "teachers = [ { model = \"resnet8\", seeds = [0] } ]", "[0]"),
+        ("SL", "\"sl\"", "teachers = [ { model = \"resnet8\", seeds = [0] } ]", "[0]"),
+        ("EN-SL", "\"en-sl\"", "teachers = [ { model = \"resnet8\", seeds = [0, 1] } ]", "[0]"),
+        ("KD-SL", "\"kd-sl\"", "teachers = [ { model = \"resnet8\", seeds = [0, 1] } ]", "[0]"),
+        ("Aug-SL", "\"sl\"", "teachers = [ { model = \"resnet8\", seeds = [0] } ]\naugment = { kind = \"ricap\" }", "[0]"),
+        ("Aug-KD-SL", "\"kd-sl\"", "teachers = [ { model = \"resnet8\", seeds = [0, 1] } ]\naugment = { kind = \"cutmix\" }", "[0]"),
+        ("Mixup", "\"vanilla\"", "augment = { kind = \"mixup\", alpha = 1.0 }", "[0]"),
+        ("CutMix", "\"vanilla\"", "augment = { kind = \"cutmix\" }", "[0]"),
+        ("RICAP", "\"vanilla\"", "augment = { kind = \"ricap\", beta = 0.3 }", "[0]"),
+        ("EN-SL T2", "\"en-sl-t2\"", "teachers = [ { model = \"resnet8\", seeds = [0, 1] } ]", "[0]"),
+        ("KD batchmean", "{ preset = \"kd\", kl_reduction = \"batch-mean\" }", "teachers = [ { model = \"resnet8\", seeds = [0] } ]", "[0]"),
+    ];
+    let names: Vec<String> = rows.iter().map(|r| format!("\"{}\"", r.0)).collect();
+    fs::write(
+        r.join("m.table.toml"),
+        format!(
+            "title = \"m\"\nrows = [{}]\ncolumns = [\"ResNet8\"]\n",
+            names.join(", ")
+        ),
+    )
+    .unwrap();
+    // A new method, by recipe files alone: EN-SL at T = 2 with a 0.5 hard-label weight.
+    fs::write(
+        r.join("methods/en-sl-t2.toml"),
+        "preset = \"en-sl\"\ntemperature = 2.0\nhard_weight = 0.5\n",
+    )
+    .unwrap();
+    for (i, (row, method, extra, seeds)) in rows.iter().enumerate() {
+        let text = format!(
+            r#"cell = {{ table = "m", row = "{row}", column = "ResNet8" }}
+dataset = "synthetic"
+synthetic = {{ train = 64, test = 32, resolution = 8 }}
+schedule = {{ epochs = 1, milestones = [], batch = 32 }}
+student = "resnet8"
+seeds = {seeds}
+method = {method}
+{extra}
+"#
+        );
+        fs::write(r.join(format!("r{i:02}.toml")), text).unwrap();
+    }
+    let plan = lecal(d.path())
+        .args(["plan", "recipes/m"])
+        .assert()
+        .success();
+    let out = String::from_utf8(plan.get_output().stdout.clone()).unwrap();
+    // 2 vanilla runs double as teachers; 12 other students.
+    assert!(out.contains("total: 14 runs, 14 epochs"), "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.contains("teacher of")).count(),
+        2,
+        "{out}"
+    );
+    lecal(d.path())
+        .args(["run", "recipes/m", "--device", "cpu"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("14 runs: 14 trained"));
+    lecal(d.path()).args(["table", "m"]).assert().success();
+    let md = fs::read_to_string(d.path().join("results/tables/m.md")).unwrap();
+    assert!(!md.contains("pending") && !md.contains("| — |"), "{md}");
+    // The new method's parameters are in its run's resolved spec.
+    let runs = d.path().join("results/runs");
+    let specs: Vec<String> = fs::read_dir(&runs)
+        .unwrap()
+        .map(|e| fs::read_to_string(e.unwrap().path().join("run.toml")).unwrap())
+        .collect();
+    let t2 = specs
+        .iter()
+        .filter(|s| s.contains("temperature = 2.0") && s.contains("hard_weight = 0.5"))
+        .count();
+    assert_eq!(t2, 1);
+    let ricap = specs
+        .iter()
+        .filter(|s| s.contains("kind = \"ricap\""))
+        .count();
+    assert_eq!(ricap, 2);
+}
+
+#[test]
+fn a_checkpoint_of_the_wrong_architecture_fails_naming_the_tensor() {
+    let d = tempfile::tempdir().unwrap();
+    tiny(d.path());
+    lecal(d.path())
+        .args(["run", "recipes/tiny/vanilla.toml", "--device", "cpu"])
+        .assert()
+        .success();
+    let weights = fs::read_dir(d.path().join("results/runs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("weights.safetensors");
+    fs::copy(&weights, d.path().join("recipes/tiny/teacher.safetensors")).unwrap();
+    let kd = recipe("Label smoothing", "kd", 1).replace(
+        "seeds = [0, 1]",
+        "seeds = [0]\nteachers = [ { model = \"resnet14\", checkpoint = \"teacher.safetensors\" } ]",
+    );
+    fs::write(d.path().join("recipes/tiny/ls.toml"), kd).unwrap();
+    lecal(d.path())
+        .args(["run", "recipes/tiny/ls.toml", "--device", "cpu"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("teacher.safetensors"))
+        .stderr(predicate::str::contains("no tensor `layer1.1.bn1.bias`"));
+    // With the right model declared, the same checkpoint teaches.
+    let ok = fs::read_to_string(d.path().join("recipes/tiny/ls.toml"))
+        .unwrap()
+        .replace("resnet14", "resnet8");
+    fs::write(d.path().join("recipes/tiny/ls.toml"), ok).unwrap();
+    lecal(d.path())
+        .args(["run", "recipes/tiny/ls.toml", "--device", "cpu"])
+        .assert()
+        .success();
+}

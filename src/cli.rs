@@ -163,6 +163,17 @@ fn print_plan(plan: &Plan, store: &Store) {
             what.join("; ")
         );
     }
+    let requested: usize = plan.cells.values().map(|c| c.runs.len()).sum();
+    let teachers = plan
+        .runs
+        .iter()
+        .filter(|r| !r.teacher_of.is_empty())
+        .count();
+    println!(
+        "{} cells ask for {requested} runs (one per seed); {} of the unique runs serve as teachers",
+        plan.cells.len(),
+        teachers
+    );
     println!(
         "total: {} runs, {} epochs ({} done), {} done, {} to train",
         plan.runs.len(),

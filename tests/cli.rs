@@ -255,7 +255,7 @@ fn models_lists_the_parameter_counts_of_methods_md() {
 }
 
 #[test]
-fn the_committed_cifar100_recipes_plan_30_pending_runs() {
+fn the_committed_cifar100_recipes_plan_180_runs_with_vanilla_resnet110_as_teachers() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let d = tempfile::tempdir().unwrap();
     let out = lecal(root)
@@ -268,22 +268,23 @@ fn the_committed_cifar100_recipes_plan_30_pending_runs() {
         .stdout
         .clone();
     let out = String::from_utf8(out).unwrap();
+    // Table 1: 12 rows x 5 students x 3 seeds; Table 2 and the teachers add no run.
     assert!(
-        out.contains("total: 30 runs, 7200 epochs (0 done), 0 done, 30 to train"),
+        out.contains("total: 180 runs, 48150 epochs (0 done), 0 done, 180 to train"),
         "{out}"
     );
+    assert!(out.contains("70 cells ask for 210 runs"), "{out}");
     assert_eq!(
         out.lines()
             .filter(|l| l.contains("cifar100/Vanilla/"))
             .count(),
         15
     );
-    assert_eq!(
-        out.lines()
-            .filter(|l| l.contains("cifar100/Label smoothing/"))
-            .count(),
-        15
-    );
+    let teachers: Vec<&str> = out.lines().filter(|l| l.contains("teacher of")).collect();
+    assert_eq!(teachers.len(), 3, "{out}");
+    assert!(teachers
+        .iter()
+        .all(|l| l.contains("cifar100/Vanilla/ResNet110")));
 }
 
 /// Every method of the paper, plus one outside it written as recipe files only, trains

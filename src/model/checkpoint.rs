@@ -105,6 +105,110 @@ pub fn load_teacher(
 mod tests {
     use super::*;
 
+    fn fixture(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name)
+    }
+
+    /// The fixtures come from PyTorch (scripts/make-pth-fixture.py): a CIFAR ResNet-8 of the
+    /// public code's layout, with non-trivial BatchNorm statistics, and its eval-mode
+    /// logits on a fixed input. Loading it must reproduce those logits.
+    #[test]
+    fn pytorch_checkpoints_load_and_reproduce_pytorch_logits() {
+        let expected: Vec<f32> = std::fs::read_to_string(fixture("resnet8-c10.logits.csv"))
+            .unwrap()
+            .split([',', '\n'])
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let x: Vec<f32> = (0..2 * 3 * 8 * 8)
+            .map(|i| (i as f32 * 0.37).sin())
+            .collect();
+        let x = Tensor::from_vec(x, (2, 3, 8, 8), &Device::Cpu).unwrap();
+        for name in ["resnet8-c10.pth", "resnet8-c10-bare.pth"] {
+            let net = load_teacher(&fixture(name), ModelName::Resnet8, 10, &Device::Cpu).unwrap();
+            let got = net
+                .forward_t(&x, false)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            assert_eq!(got.len(), expected.len());
+            for (g, e) in got.iter().zip(&expected) {
+                assert!((g - e).abs() < 1e-5, "{name}: {got:?} vs {expected:?}");
+            }
+        }
+        let e = load_teacher(
+            &fixture("resnet8-c10.pth"),
+            ModelName::Resnet8,
+            100,
+            &Device::Cpu,
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(e.contains("`linear.bias` has shape [10]"), "{e}");
+    }
+
+    /// Two SGD steps in training mode (batch statistics, running-statistics update, weight
+    /// decay, momentum) from the fixture's weights end where PyTorch's did.
+    #[test]
+    fn two_training_steps_match_pytorch() {
+        let read_csv = |n: &str| -> Vec<f32> {
+            std::fs::read_to_string(fixture(n))
+                .unwrap()
+                .split([',', '\n'])
+                .filter(|s| !s.is_empty())
+                .map(|s| s.parse().unwrap())
+                .collect()
+        };
+        let expected = read_csv("resnet8-c10.sgd.csv");
+        let (net, vm) = build_trainable(ModelName::Resnet8, 10, 0, &Device::Cpu).unwrap();
+        let t = read(&fixture("resnet8-c10-bare.pth")).unwrap();
+        super::super::load_into(&vm, &t).unwrap();
+        let params: Vec<_> = super::super::sorted_vars(&vm)
+            .into_iter()
+            .filter(|(n, _)| !super::super::is_buffer(n))
+            .collect();
+        let mut opt = crate::train::sgd::Sgd::new(params, 0.9, 5e-4);
+        let x: Vec<f32> = (0..2 * 3 * 8 * 8)
+            .map(|i| (i as f32 * 0.37).sin())
+            .collect();
+        let x = Tensor::from_vec(x, (2, 3, 8, 8), &Device::Cpu).unwrap();
+        let mixes = vec![vec![(3u16, 1.0)], vec![(7u16, 1.0)]];
+        for _ in 0..2 {
+            let logits = net.forward_t(&x, true).unwrap();
+            let loss = crate::method::loss(
+                &crate::plan::Method::Hard,
+                &logits,
+                &mixes,
+                &[],
+                &Device::Cpu,
+            )
+            .unwrap();
+            opt.step(&loss.backward().unwrap(), 0.1).unwrap();
+        }
+        let frozen = super::super::build_frozen(
+            ModelName::Resnet8,
+            10,
+            super::super::snapshot(&vm),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let got = frozen
+            .forward_t(&x, false)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        for (g, e) in got.iter().zip(&expected) {
+            assert!((g - e).abs() < 1e-4, "{got:?} vs {expected:?}");
+        }
+    }
+
     #[test]
     fn our_safetensors_round_trip_and_mismatches_name_the_tensor() {
         let dir = tempfile::tempdir().unwrap();

@@ -101,6 +101,21 @@ pub fn init_weights(varmap: &VarMap, seed: u64) -> Result<()> {
     Ok(())
 }
 
+/// Sets every variable of `varmap` from `tensors` (same names and shapes), e.g. to train
+/// on from a checkpoint.
+pub fn load_into(
+    varmap: &VarMap,
+    tensors: &std::collections::HashMap<String, Tensor>,
+) -> anyhow::Result<()> {
+    for (name, var) in sorted_vars(varmap) {
+        let t = tensors
+            .get(&name)
+            .ok_or_else(|| anyhow::anyhow!("no tensor `{name}`"))?;
+        var.set(&t.to_device(var.device())?.to_dtype(var.dtype())?)?;
+    }
+    Ok(())
+}
+
 /// Number of trainable parameters (buffers excluded), as PyTorch's `parameters()` counts.
 pub fn parameter_count(varmap: &VarMap) -> usize {
     sorted_vars(varmap)

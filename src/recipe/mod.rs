@@ -223,6 +223,12 @@ pub fn load_table(path: &Path) -> Result<TableSpec, RecipeError> {
             });
         }
     }
+    if let Some(row) = raw.cited.iter().find(|r| !raw.rows.contains(r)) {
+        return Err(RecipeError {
+            key: Some("cited".into()),
+            ..RecipeError::file(path, format!("row `{row}` is not in `rows`"))
+        });
+    }
     for (row, cols) in &raw.paper {
         if !raw.rows.contains(row) {
             return Err(RecipeError {
@@ -368,6 +374,16 @@ fn check_recipe(
         }
     }
     if let Some(t) = tables.get(&cell.table) {
+        if t.raw.cited.contains(&cell.row) {
+            errors.push(recipe.error(
+                raw.cell.span(),
+                "cell.row",
+                format!(
+                    "row `{}` of table `{}` is cited from the literature, not trained",
+                    cell.row, cell.table
+                ),
+            ));
+        }
         if !t.raw.rows.contains(&cell.row) {
             errors.push(recipe.error(
                 raw.cell.span(),

@@ -364,6 +364,10 @@ pub struct RawTableSpec {
     pub protocol: Spanned<String>,
     /// Text shown under the table.
     pub note: Option<String>,
+    /// Rows reported from the literature, not trained: their cells show the `paper`
+    /// values, marked as cited.
+    #[serde(default)]
+    pub cited: Vec<String>,
     /// The paper's published value per row and column.
     #[serde(default)]
     pub paper: std::collections::BTreeMap<String, std::collections::BTreeMap<String, PaperValue>>,

@@ -39,6 +39,7 @@ impl Exporter for Csv {
                 let (status, n, seeds, nums) = match t.get(row, col) {
                     Cell::Missing => ("missing", 0, 0, vec![String::new(); 6]),
                     Cell::Pending { seeds } => ("pending", 0, *seeds, vec![String::new(); 6]),
+                    Cell::Cited(_) => ("cited", 0, 0, vec![String::new(); 6]),
                     Cell::Done(s) => (
                         if s.n == s.seeds { "done" } else { "partial" },
                         s.n,

@@ -5,9 +5,17 @@ use super::{Cell, Exporter, Table};
 pub struct Markdown;
 
 fn cell_text(c: &Cell, bold_acc: bool, bold_ece: bool) -> String {
+    let b = |s: String, bold: bool| if bold { format!("**{s}**") } else { s };
     match c {
         Cell::Missing => "—".into(),
         Cell::Pending { .. } => "pending".into(),
+        Cell::Cited(p) => {
+            let mut acc = b(format!("{:.2}", p.acc), bold_acc);
+            if let Some(sd) = p.acc_std {
+                acc = format!("{acc} ± {sd:.2}");
+            }
+            format!("{acc} / {} (cited)", b(format!("{:.3}", p.ece), bold_ece))
+        }
         Cell::Done(s) => {
             let mut acc = format!("{:.2}", s.acc_mean);
             if bold_acc {

@@ -35,6 +35,8 @@ pub enum Cell {
         seeds: usize,
     },
     Done(CellStats),
+    /// A result quoted from the literature (a `cited` row of the table spec).
+    Cited(PaperValue),
 }
 
 #[derive(Debug, Clone)]
@@ -103,6 +105,13 @@ pub fn assemble(
             cell_stats(cp.runs.len(), &done),
         );
     }
+    for row in &spec.raw.cited {
+        for col in &spec.raw.columns {
+            if let Some(v) = spec.raw.paper.get(row).and_then(|r| r.get(col)) {
+                cells.insert((row.clone(), col.clone()), Cell::Cited(*v));
+            }
+        }
+    }
     let paper = spec
         .raw
         .paper
@@ -132,33 +141,31 @@ impl Table {
     }
 
     /// Row indices holding the best accuracy (highest) and the best ECE (lowest) of a
-    /// column, among cells with results; ties all count.
+    /// column, among cells with results (cited ones included), compared as printed; ties
+    /// all count.
     pub fn best(&self, col: &str) -> (Vec<usize>, Vec<usize>) {
-        let stats: Vec<(usize, &CellStats)> = self
+        let round_acc = |x: f64| (x * 100.0).round() as i64;
+        let round_ece = |x: f64| (x * 1000.0).round() as i64;
+        let values: Vec<(usize, i64, i64)> = self
             .rows
             .iter()
             .enumerate()
             .filter_map(|(i, r)| match self.get(r, col) {
-                Cell::Done(s) => Some((i, s)),
+                Cell::Done(s) => Some((i, round_acc(s.acc_mean), round_ece(s.ece_mean))),
+                Cell::Cited(p) => Some((i, round_acc(p.acc), round_ece(p.ece))),
                 _ => None,
             })
             .collect();
-        let round_acc = |x: f64| (x * 100.0).round() as i64;
-        let round_ece = |x: f64| (x * 1000.0).round() as i64;
-        let best_acc = stats.iter().map(|(_, s)| round_acc(s.acc_mean)).max();
-        let best_ece = stats.iter().map(|(_, s)| round_ece(s.ece_mean)).min();
-        (
-            stats
+        let best_acc = values.iter().map(|v| v.1).max();
+        let best_ece = values.iter().map(|v| v.2).min();
+        let rows = |best: Option<i64>, pick: fn(&(usize, i64, i64)) -> i64| -> Vec<usize> {
+            values
                 .iter()
-                .filter(|(_, s)| Some(round_acc(s.acc_mean)) == best_acc)
-                .map(|(i, _)| *i)
-                .collect(),
-            stats
-                .iter()
-                .filter(|(_, s)| Some(round_ece(s.ece_mean)) == best_ece)
-                .map(|(i, _)| *i)
-                .collect(),
-        )
+                .filter(|v| Some(pick(v)) == best)
+                .map(|v| v.0)
+                .collect()
+        };
+        (rows(best_acc, |v| v.1), rows(best_ece, |v| v.2))
     }
 
     pub fn protocol_text(&self) -> String {

@@ -5,7 +5,7 @@ DEVICE ?= auto
 DATA ?= data
 SCALE ?= full
 
-.PHONY: build demo test table-cifar100 plan-cifar100 lint clean-demo
+.PHONY: build demo test table-cifar100 table-cifar10 plan-cifar100 lint clean-demo
 
 build:
 	$(CARGO) build --release
@@ -20,10 +20,16 @@ demo: build
 test:
 	$(CARGO) test --all-targets
 
-# CIFAR-100 (Table 1): needs data/cifar-100-binary/ (see README); DEVICE=cuda:0 on a GPU.
+# CIFAR-100 (Tables 1 and 2): needs data/cifar-100-binary/ (see README); DEVICE=cuda:0 on a GPU.
 table-cifar100: build
 	$(LECAL) run recipes/cifar100 --device $(DEVICE) --data-dir $(DATA) --scale $(SCALE)
 	$(LECAL) table cifar100 --scale $(SCALE)
+	$(LECAL) table cifar100-comparison --scale $(SCALE)
+
+# CIFAR-10 (Table 1's layout): needs data/cifar-10-batches-bin/.
+table-cifar10: build
+	$(LECAL) run recipes/cifar10 --device $(DEVICE) --data-dir $(DATA) --scale $(SCALE)
+	$(LECAL) table cifar10 --scale $(SCALE)
 
 plan-cifar100: build
 	$(LECAL) plan recipes/cifar100 --scale $(SCALE)

@@ -49,6 +49,12 @@ pub enum Command {
         /// Folder holding the datasets (cifar-10-batches-bin/, cifar-100-binary/).
         #[arg(long, default_value = "data", env = "LECAL_DATA")]
         data_dir: PathBuf,
+        /// Runs trained at once in this process, sharing its threads (default 1).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Attempt again the runs that failed in an earlier invocation.
+        #[arg(long)]
+        retry_failed: bool,
     },
     /// Assemble a table from its recipes and results into <results>/tables/<name>.md and .csv.
     Table {
@@ -84,7 +90,18 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             device,
             scale,
             data_dir,
-        } => return run_cmd(&paths, device, &scale, data_dir, &store),
+            jobs,
+            retry_failed,
+        } => {
+            let opts = RunOptions {
+                device,
+                scale,
+                data_dir,
+                jobs,
+                retry_failed,
+            };
+            return run_cmd(&paths, opts, &store);
+        }
         Command::Table {
             table,
             recipes,
@@ -184,25 +201,43 @@ fn print_plan(plan: &Plan, store: &Store) {
     );
 }
 
+struct RunOptions {
+    device: DeviceChoice,
+    scale: String,
+    data_dir: PathBuf,
+    jobs: Option<usize>,
+    retry_failed: bool,
+}
+
 fn run_cmd(
     paths: &[PathBuf],
-    device: DeviceChoice,
-    scale: &str,
-    data_dir: PathBuf,
+    o: RunOptions,
     store: &Store,
 ) -> anyhow::Result<std::process::ExitCode> {
-    let (_, plan) = load_plan(paths, scale)?;
-    for r in plan
+    let (_, plan) = load_plan(paths, &o.scale)?;
+    let pending: Vec<_> = plan
         .runs
         .iter()
         .filter(|r| store.state(&r.id) != RunState::Done)
-    {
-        crate::data::check_available(&r.spec.data, &data_dir)?;
+        .collect();
+    for r in &pending {
+        crate::data::check_available(&r.spec.data, &o.data_dir)?;
     }
-    let dev = device::open(device)?;
-    let trainer = CandleTrainer::new(dev, data_dir);
-    let mut progress = Progress::new();
-    let report = exec::execute(&plan, store, &trainer, &mut progress);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let jobs = o.jobs.unwrap_or(1).clamp(1, pending.len().max(1));
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        // candle sizes its pool by physical cores and rayon by logical ones; when they
+        // differ, threads spin (measured here: 4.4 s of 10 s in the kernel). One number
+        // for both, read when the pools start, which is after this.
+        std::env::set_var("RAYON_NUM_THREADS", cores.to_string());
+    }
+    let dev = device::open(o.device)?;
+    let trainer = CandleTrainer::new(dev, o.data_dir);
+    let opts = exec::Options {
+        jobs,
+        retry_failed: o.retry_failed,
+    };
+    let report = exec::execute(&plan, store, &trainer, Progress::new(jobs), opts);
     let trained = report.count(|e| *e == Ended::Trained);
     let already = report.count(|e| *e == Ended::AlreadyDone);
     println!(

@@ -20,3 +20,9 @@ fn main() -> ExitCode {
         }
     }
 }
+
+// Training allocates and frees many tensors of the same few sizes every step; glibc's
+// allocator returns large ones to the kernel each time (page faults, system time),
+// mimalloc keeps them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -12,6 +12,7 @@ use crate::store::{self, Failure, Provenance, RunRecord, RunState, Store, Summar
 use crate::train::{EpochRecord, Outcome, RunSink, TeacherSource, Trainer};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
 /// How one run of the plan ended in this invocation.
@@ -44,9 +45,10 @@ impl Report {
 
 /// Writes epochs as they end and tells the progress display.
 struct StoreSink<'a> {
+    id: String,
     dir: PathBuf,
     epochs: Vec<EpochRecord>,
-    progress: &'a mut Progress,
+    progress: &'a Mutex<Progress>,
     total_epochs: usize,
 }
 
@@ -54,17 +56,21 @@ impl RunSink for StoreSink<'_> {
     fn epoch(&mut self, r: &EpochRecord) -> anyhow::Result<()> {
         self.epochs.push(r.clone());
         store::write_csv(&self.dir.join(store::EPOCHS), &self.epochs)?;
-        self.progress.epoch(r, self.total_epochs);
+        lock(self.progress).epoch(&self.id, r, self.total_epochs);
         Ok(())
     }
 
     fn progress(&mut self, epoch: usize, done: usize, total: usize) {
-        self.progress.batch(epoch, self.total_epochs, done, total);
+        lock(self.progress).batch(epoch, self.total_epochs, done, total);
     }
 
     fn weights_path(&self) -> PathBuf {
         self.dir.join(store::WEIGHTS)
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 pub fn git_commit() -> String {
@@ -90,56 +96,147 @@ pub fn git_commit() -> String {
     }
 }
 
-/// Trains every run of `plan` that is not done.
+/// Which runs are waiting, running and finished while workers take them.
+struct Queue<'a> {
+    waiting: Vec<&'a PlannedRun>,
+    running: usize,
+    started: usize,
+    report: Report,
+}
+
+impl<'a> Queue<'a> {
+    /// The first waiting run whose teachers are all done; runs whose teachers failed are
+    /// marked skipped on the way. `None` when nothing is ready now.
+    fn next_ready(&mut self, progress: &Mutex<Progress>) -> Option<&'a PlannedRun> {
+        let mut i = 0;
+        while i < self.waiting.len() {
+            let run = self.waiting[i];
+            let ended = |d: &String| self.report.ended.get(d);
+            if let Some(dep) = run
+                .deps
+                .iter()
+                .find(|d| matches!(ended(d), Some(Ended::Failed(_) | Ended::Skipped(_))))
+            {
+                let why = format!("teacher run {dep} is not done");
+                lock(progress).line(&format!("skip {}: {why}", run.id));
+                self.report
+                    .ended
+                    .insert(run.id.clone(), Ended::Skipped(why));
+                self.waiting.remove(i);
+                continue;
+            }
+            let ready = run
+                .deps
+                .iter()
+                .all(|d| matches!(ended(d), Some(Ended::AlreadyDone | Ended::Trained)));
+            if ready {
+                self.started += 1;
+                self.running += 1;
+                return Some(self.waiting.remove(i));
+            }
+            i += 1;
+        }
+        None
+    }
+}
+
+/// How to execute a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Runs trained at once.
+    pub jobs: usize,
+    /// Attempt again the runs an earlier invocation marked failed (else they are
+    /// reported as failed and left alone).
+    pub retry_failed: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            jobs: 1,
+            retry_failed: false,
+        }
+    }
+}
+
+/// Trains every run of `plan` that is not done, up to `opts.jobs` at a time, each after
+/// the runs it depends on.
 pub fn execute(
     plan: &Plan,
     store: &Store,
     trainer: &dyn Trainer,
-    progress: &mut Progress,
+    progress: Progress,
+    opts: Options,
 ) -> Report {
+    let jobs = opts.jobs;
     let mut report = Report::default();
-    let todo: Vec<&PlannedRun> = plan
-        .runs
-        .iter()
-        .filter(|r| store.state(&r.id) != RunState::Done)
-        .collect();
+    let mut waiting = Vec::new();
     for r in &plan.runs {
-        if store.state(&r.id) == RunState::Done {
-            report.ended.insert(r.id.clone(), Ended::AlreadyDone);
+        match store.state(&r.id) {
+            RunState::Done => {
+                report.ended.insert(r.id.clone(), Ended::AlreadyDone);
+            }
+            RunState::Failed { epoch, reason } if !opts.retry_failed => {
+                let why = format!(
+                    "failed in epoch {epoch} earlier ({reason}); --retry-failed attempts it again"
+                );
+                report.ended.insert(r.id.clone(), Ended::Failed(why));
+            }
+            _ => waiting.push(r),
         }
     }
+    let total = waiting.len();
+    let queue = Mutex::new(Queue {
+        waiting,
+        running: 0,
+        started: 0,
+        report,
+    });
+    let wake = Condvar::new();
+    let progress = Mutex::new(progress);
     let commit = git_commit();
-    for (i, run) in todo.iter().enumerate() {
-        let blocked = run.deps.iter().find(|d| {
-            !matches!(
-                report.ended.get(*d),
-                Some(Ended::AlreadyDone | Ended::Trained)
-            )
-        });
-        if let Some(dep) = blocked {
-            let why = format!("teacher run {dep} is not done");
-            progress.line(&format!(
-                "[{}/{}] skip {}: {why}",
-                i + 1,
-                todo.len(),
-                run.id
-            ));
-            report.ended.insert(run.id.clone(), Ended::Skipped(why));
-            continue;
-        }
-        progress.start_run(i + 1, todo.len(), run);
+    let worker = || loop {
+        let (run, i) = {
+            let mut q = lock(&queue);
+            loop {
+                if let Some(run) = q.next_ready(&progress) {
+                    break (run, q.started);
+                }
+                if q.waiting.is_empty() || q.running == 0 {
+                    // Nothing left, or nothing can become ready (cannot happen with a
+                    // dependency-ordered plan).
+                    let left: Vec<&PlannedRun> = q.waiting.drain(..).collect();
+                    for r in left {
+                        let why = "its teachers are not in the plan".to_string();
+                        q.report.ended.insert(r.id.clone(), Ended::Skipped(why));
+                    }
+                    wake.notify_all();
+                    return;
+                }
+                q = wake.wait(q).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        lock(&progress).start_run(i, total, run);
         let teachers = teacher_sources(plan, run, store);
-        let ended = match train_one(run, &teachers, store, trainer, progress, &commit) {
+        let ended = match train_one(run, &teachers, store, trainer, &progress, &commit) {
             Ok(()) => Ended::Trained,
             Err(e) => {
                 let reason = format!("{e:#}");
-                progress.line(&format!("error: run {} failed: {reason}", run.id));
+                lock(&progress).line(&format!("error: run {} failed: {reason}", run.id));
                 Ended::Failed(reason)
             }
         };
-        report.ended.insert(run.id.clone(), ended);
-    }
-    report
+        let mut q = lock(&queue);
+        q.running -= 1;
+        q.report.ended.insert(run.id.clone(), ended);
+        wake.notify_all();
+    };
+    std::thread::scope(|s| {
+        for _ in 0..jobs.max(1) {
+            s.spawn(worker);
+        }
+    });
+    queue.into_inner().unwrap_or_else(|e| e.into_inner()).report
 }
 
 /// Where each teacher's weights are: a teacher run's folder or the checkpoint's path.
@@ -165,7 +262,7 @@ fn train_one(
     teachers: &[TeacherSource],
     store: &Store,
     trainer: &dyn Trainer,
-    progress: &mut Progress,
+    progress: &Mutex<Progress>,
     commit: &str,
 ) -> anyhow::Result<()> {
     let dir = store.run_dir(&run.id);
@@ -197,6 +294,7 @@ fn train_one(
     store::write_toml(&dir.join(store::RUN), &record)?;
     let started = Instant::now();
     let mut sink = StoreSink {
+        id: run.id.clone(),
         dir: dir.clone(),
         epochs: Vec::new(),
         progress,
@@ -236,7 +334,7 @@ fn train_one(
     };
     // Written last: its presence marks the run done.
     store::write_csv(&dir.join(store::SUMMARY), &[summary])?;
-    progress.end_run(run, &outcome.last, wall);
+    lock(progress).end_run(run, &outcome.last, wall);
     Ok(())
 }
 

@@ -9,15 +9,20 @@ use std::io::IsTerminal;
 
 pub struct Progress {
     bar: Option<ProgressBar>,
-    terminal: bool,
+    /// Draw a bar (one run at a time on a terminal).
+    bars: bool,
+    /// Name the run on each epoch line (several runs at a time).
+    tag: bool,
     quiet: bool,
 }
 
 impl Progress {
-    pub fn new() -> Self {
+    /// Bars on a terminal when one run trains at a time; plain lines otherwise.
+    pub fn new(jobs: usize) -> Self {
         Self {
             bar: None,
-            terminal: std::io::stdout().is_terminal(),
+            bars: jobs <= 1 && std::io::stdout().is_terminal(),
+            tag: jobs > 1,
             quiet: false,
         }
     }
@@ -26,7 +31,8 @@ impl Progress {
     pub fn quiet() -> Self {
         Self {
             bar: None,
-            terminal: false,
+            bars: false,
+            tag: false,
             quiet: true,
         }
     }
@@ -59,7 +65,7 @@ impl Progress {
     }
 
     pub fn batch(&mut self, epoch: usize, epochs: usize, done: usize, total: usize) {
-        if self.quiet || !self.terminal {
+        if self.quiet || !self.bars {
             return;
         }
         let bar = self.bar.get_or_insert_with(|| {
@@ -78,12 +84,17 @@ impl Progress {
         bar.set_position(done as u64);
     }
 
-    pub fn epoch(&mut self, r: &EpochRecord, epochs: usize) {
+    pub fn epoch(&mut self, id: &str, r: &EpochRecord, epochs: usize) {
         if let Some(b) = self.bar.take() {
             b.finish_and_clear();
         }
+        let who = if self.tag {
+            format!("{id} ")
+        } else {
+            String::new()
+        };
         self.line(&format!(
-            "  epoch {}/{epochs}  lr {:.4}  train loss {:.4} acc {:.2}%  test acc {:.2}% ece {:.4} nll {:.4}  ({:.1} s)",
+            "  {who}epoch {}/{epochs}  lr {:.4}  train loss {:.4} acc {:.2}%  test acc {:.2}% ece {:.4} nll {:.4}  ({:.1} s)",
             r.epoch, r.lr, r.train_loss, r.train_acc, r.test_acc, r.ece, r.nll, r.seconds
         ));
     }
@@ -98,6 +109,6 @@ impl Progress {
 
 impl Default for Progress {
     fn default() -> Self {
-        Self::new()
+        Self::new(1)
     }
 }

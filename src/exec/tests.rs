@@ -84,7 +84,7 @@ fn trains_pending_runs_once_and_writes_their_files() {
     let plan = build(&set, &Scale::named("full").unwrap()).unwrap();
     let store = Store::new(dir.path().join("results"));
     let t = fake(vec![]);
-    let report = execute(&plan, &store, &t, &mut Progress::quiet());
+    let report = execute(&plan, &store, &t, Progress::quiet(), Options::default());
     assert_eq!(report.count(|e| *e == Ended::Trained), 2);
     let run_dir = store.run_dir(&plan.runs[0].id);
     for f in [
@@ -108,7 +108,7 @@ fn trains_pending_runs_once_and_writes_their_files() {
     assert_eq!(s.accuracy, 25.0);
     // A second invocation trains nothing.
     let t2 = fake(vec![]);
-    let report = execute(&plan, &store, &t2, &mut Progress::quiet());
+    let report = execute(&plan, &store, &t2, Progress::quiet(), Options::default());
     assert!(t2.trained.lock().unwrap().is_empty());
     assert_eq!(report.count(|e| *e == Ended::AlreadyDone), 2);
 }
@@ -132,7 +132,7 @@ fn a_failed_run_is_marked_and_dependants_skipped_while_others_continue() {
     let store = Store::new(dir.path().join("results"));
     // Seed 0 fails: the ResNet14 teacher (seed 0) and the ResNet8 vanilla seed 0.
     let t = fake(vec![0]);
-    let report = execute(&plan, &store, &t, &mut Progress::quiet());
+    let report = execute(&plan, &store, &t, Progress::quiet(), Options::default());
     let teacher = plan.runs.iter().find(|r| !r.teacher_of.is_empty()).unwrap();
     assert!(matches!(report.ended[&teacher.id], Ended::Failed(_)));
     match store.state(&teacher.id) {
@@ -154,9 +154,23 @@ fn a_failed_run_is_marked_and_dependants_skipped_while_others_continue() {
         assert_eq!(report.ended[&r.id], Ended::Trained);
         assert_eq!(store.state(&r.id), RunState::Done);
     }
-    // Retrying clears the failure marker once it succeeds.
+    // Without --retry-failed a failed run stays failed and is not attempted again.
     let t = fake(vec![]);
-    let report = execute(&plan, &store, &t, &mut Progress::quiet());
-    assert!(report.failures().is_empty());
+    let report = execute(&plan, &store, &t, Progress::quiet(), Options::default());
+    assert!(matches!(&report.ended[&teacher.id], Ended::Failed(w) if w.contains("--retry-failed")));
+    assert!(!t.trained.lock().unwrap().contains(&teacher.id));
+    // Retrying, two at a time, clears the failure once it succeeds; teachers come first
+    // (the fake trainer checks that a student's teacher weights exist).
+    let t = fake(vec![]);
+    let opts = Options {
+        jobs: 2,
+        retry_failed: true,
+    };
+    let report = execute(&plan, &store, &t, Progress::quiet(), opts);
+    assert!(report.failures().is_empty(), "{:?}", report.failures());
     assert_eq!(store.state(&teacher.id), RunState::Done);
+    assert!(plan
+        .runs
+        .iter()
+        .all(|r| store.state(&r.id) == RunState::Done));
 }

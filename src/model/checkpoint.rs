@@ -111,34 +111,48 @@ mod tests {
             .join(name)
     }
 
+    /// Numbers of a fixture CSV, row-major.
+    fn floats(name: &str) -> Vec<f32> {
+        std::fs::read_to_string(fixture(name))
+            .unwrap()
+            .split([',', '\n'])
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().unwrap())
+            .collect()
+    }
+
+    /// The fixed input of scripts/make-pth-fixture.py: sin(0.37·i), shape (2, 3, 8, 8).
+    fn fixed_input() -> Tensor {
+        let x: Vec<f32> = (0..2 * 3 * 8 * 8)
+            .map(|i| (i as f32 * 0.37).sin())
+            .collect();
+        Tensor::from_vec(x, (2, 3, 8, 8), &Device::Cpu).unwrap()
+    }
+
+    /// Eval-mode logits, flattened, compared with the fixture's within `tol`.
+    fn assert_logits(net: &ResNet, expected: &[f32], tol: f32, what: &str) {
+        let got = net
+            .forward_t(&fixed_input(), false)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(got.len(), expected.len());
+        for (g, e) in got.iter().zip(expected) {
+            assert!((g - e).abs() < tol, "{what}: {got:?} vs {expected:?}");
+        }
+    }
+
     /// The fixtures come from PyTorch (scripts/make-pth-fixture.py): a CIFAR ResNet-8 of the
     /// public code's layout, with non-trivial BatchNorm statistics, and its eval-mode
     /// logits on a fixed input. Loading it must reproduce those logits.
     #[test]
     fn pytorch_checkpoints_load_and_reproduce_pytorch_logits() {
-        let expected: Vec<f32> = std::fs::read_to_string(fixture("resnet8-c10.logits.csv"))
-            .unwrap()
-            .split([',', '\n'])
-            .filter(|s| !s.is_empty())
-            .map(|s| s.parse().unwrap())
-            .collect();
-        let x: Vec<f32> = (0..2 * 3 * 8 * 8)
-            .map(|i| (i as f32 * 0.37).sin())
-            .collect();
-        let x = Tensor::from_vec(x, (2, 3, 8, 8), &Device::Cpu).unwrap();
+        let expected = floats("resnet8-c10.logits.csv");
         for name in ["resnet8-c10.pth", "resnet8-c10-bare.pth"] {
             let net = load_teacher(&fixture(name), ModelName::Resnet8, 10, &Device::Cpu).unwrap();
-            let got = net
-                .forward_t(&x, false)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap();
-            assert_eq!(got.len(), expected.len());
-            for (g, e) in got.iter().zip(&expected) {
-                assert!((g - e).abs() < 1e-5, "{name}: {got:?} vs {expected:?}");
-            }
+            assert_logits(&net, &expected, 1e-5, name);
         }
         let e = load_teacher(
             &fixture("resnet8-c10.pth"),
@@ -156,15 +170,7 @@ mod tests {
     /// decay, momentum) from the fixture's weights end where PyTorch's did.
     #[test]
     fn two_training_steps_match_pytorch() {
-        let read_csv = |n: &str| -> Vec<f32> {
-            std::fs::read_to_string(fixture(n))
-                .unwrap()
-                .split([',', '\n'])
-                .filter(|s| !s.is_empty())
-                .map(|s| s.parse().unwrap())
-                .collect()
-        };
-        let expected = read_csv("resnet8-c10.sgd.csv");
+        let expected = floats("resnet8-c10.sgd.csv");
         let (net, vm) = build_trainable(ModelName::Resnet8, 10, 0, &Device::Cpu).unwrap();
         let t = read(&fixture("resnet8-c10-bare.pth")).unwrap();
         super::super::load_into(&vm, &t).unwrap();
@@ -173,10 +179,7 @@ mod tests {
             .filter(|(n, _)| !super::super::is_buffer(n))
             .collect();
         let mut opt = crate::train::sgd::Sgd::new(params, 0.9, 5e-4);
-        let x: Vec<f32> = (0..2 * 3 * 8 * 8)
-            .map(|i| (i as f32 * 0.37).sin())
-            .collect();
-        let x = Tensor::from_vec(x, (2, 3, 8, 8), &Device::Cpu).unwrap();
+        let x = fixed_input();
         let mixes = vec![vec![(3u16, 1.0)], vec![(7u16, 1.0)]];
         for _ in 0..2 {
             let logits = net.forward_t(&x, true).unwrap();
@@ -197,16 +200,7 @@ mod tests {
             &Device::Cpu,
         )
         .unwrap();
-        let got = frozen
-            .forward_t(&x, false)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        for (g, e) in got.iter().zip(&expected) {
-            assert!((g - e).abs() < 1e-4, "{got:?} vs {expected:?}");
-        }
+        assert_logits(&frozen, &expected, 1e-4, "after two steps");
     }
 
     #[test]

@@ -119,6 +119,20 @@ fn argmax_rows(v: &[f32], classes: usize) -> impl Iterator<Item = usize> + '_ {
     })
 }
 
+/// One training forward pass: the student (training mode) and every teacher (eval mode,
+/// no graph) on the one batch `x`, so all of them see the same mixed images.
+pub fn forward_batch(
+    student: &model::ResNet,
+    teachers: &[model::ResNet],
+    x: &Tensor,
+) -> candle_core::Result<(Tensor, Vec<Tensor>)> {
+    let teacher_logits = teachers
+        .iter()
+        .map(|t| t.forward_t(x, false))
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    Ok((student.forward_t(x, true)?, teacher_logits))
+}
+
 /// Logits of the whole test split under a frozen model.
 pub fn predict(
     net: &model::ResNet,
@@ -202,11 +216,7 @@ impl Trainer for CandleTrainer {
                 let mut mix_rng = Rng::stream(spec.seed, "mix", &[epoch as u64, bi as u64]);
                 let mixed = mix::mix(&spec.augment, &mut xb, &labels, h, w, &mut mix_rng);
                 let x = Tensor::from_vec(xb, (idx.len(), 3, h, w), dev)?;
-                let teacher_logits = teacher_nets
-                    .iter()
-                    .map(|t| t.forward_t(&x, false))
-                    .collect::<candle_core::Result<Vec<_>>>()?;
-                let logits = net.forward_t(&x, true)?;
+                let (logits, teacher_logits) = forward_batch(&net, &teacher_nets, &x)?;
                 let loss = crate::method::loss(
                     &spec.method,
                     &logits,
@@ -255,5 +265,59 @@ impl Trainer for CandleTrainer {
         })?;
         let last = last.context("a run has at least one epoch")?;
         Ok(Outcome { epochs, last })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::mix::mix;
+    use crate::plan::AugmentSpec;
+    use crate::recipe::ModelName;
+
+    /// Teachers get the student's mixed batch: a teacher that is a frozen copy of a
+    /// model gives, inside the training step, exactly that model's eval logits on the
+    /// mixed images.
+    #[test]
+    fn teachers_see_the_students_mixed_batch() {
+        let dev = Device::Cpu;
+        let (student, _) = model::build_trainable(ModelName::Resnet8, 10, 1, &dev).unwrap();
+        let (_, tvm) = model::build_trainable(ModelName::Resnet8, 10, 2, &dev).unwrap();
+        let teacher =
+            model::build_frozen(ModelName::Resnet8, 10, model::snapshot(&tvm), &dev).unwrap();
+        let reference =
+            model::build_frozen(ModelName::Resnet8, 10, model::snapshot(&tvm), &dev).unwrap();
+        let mut xb: Vec<f32> = (0..4 * 3 * 8 * 8)
+            .map(|i| ((i * 7919) % 97) as f32 / 50.0 - 1.0)
+            .collect();
+        let plain = Tensor::from_vec(xb.clone(), (4, 3, 8, 8), &dev).unwrap();
+        let labels = [0u16, 1, 2, 3];
+        mix(
+            &AugmentSpec::Cutmix { alpha: 1.0 },
+            &mut xb,
+            &labels,
+            8,
+            8,
+            &mut Rng::new(3),
+        );
+        let x = Tensor::from_vec(xb, (4, 3, 8, 8), &dev).unwrap();
+        let (_, tl) = forward_batch(&student, &[teacher], &x).unwrap();
+        let got = tl[0].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let on_mixed = reference
+            .forward_t(&x, false)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let on_plain = reference
+            .forward_t(&plain, false)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(got, on_mixed);
+        assert_ne!(got, on_plain, "the batch was mixed");
     }
 }

@@ -325,13 +325,13 @@ fn print_status(plan: &Plan, store: &Store) {
             .join(", ")
     );
     for (name, ids) in &groups {
-        if !ids.is_empty() && *name != "done"
-            || (*name == "done" && ids.len() <= 50 && !ids.is_empty())
-        {
-            println!("{name}:");
-            for id in ids {
-                println!("  {id}");
-            }
+        // Long lists of finished runs say nothing the count does not.
+        if ids.is_empty() || (*name == "done" && ids.len() > 50) {
+            continue;
+        }
+        println!("{name}:");
+        for id in ids {
+            println!("  {id}");
         }
     }
 }

@@ -302,22 +302,10 @@ mod tests {
         );
         let x = Tensor::from_vec(xb, (4, 3, 8, 8), &dev).unwrap();
         let (_, tl) = forward_batch(&student, &[teacher], &x).unwrap();
-        let got = tl[0].flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let on_mixed = reference
-            .forward_t(&x, false)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        let on_plain = reference
-            .forward_t(&plain, false)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        assert_eq!(got, on_mixed);
-        assert_ne!(got, on_plain, "the batch was mixed");
+        let values = |t: Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let eval = |x: &Tensor| values(reference.forward_t(x, false).unwrap());
+        let got = values(tl[0].clone());
+        assert_eq!(got, eval(&x));
+        assert_ne!(got, eval(&plain), "the batch was mixed");
     }
 }

@@ -342,10 +342,7 @@ fn print_models() -> anyhow::Result<()> {
         "model", "depth", "params (K=10)", "params (K=100)"
     );
     for m in ModelName::CIFAR {
-        let count = |k| -> anyhow::Result<usize> {
-            let (_, vm) = crate::model::build_trainable(m, k, 0, &candle_core::Device::Cpu)?;
-            Ok(crate::model::parameter_count(&vm))
-        };
+        let count = |k| crate::model::parameters_of(m, k);
         println!(
             "{:<10} {:>6} {:>14} {:>15}",
             model_title(m),

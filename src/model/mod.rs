@@ -116,6 +116,12 @@ pub fn load_into(
     Ok(())
 }
 
+/// Parameter count of a model with `classes` outputs (built on the CPU to count).
+pub fn parameters_of(model: ModelName, classes: usize) -> anyhow::Result<usize> {
+    let (_, vm) = build_trainable(model, classes, 0, &Device::Cpu)?;
+    Ok(parameter_count(&vm))
+}
+
 /// Number of trainable parameters (buffers excluded), as PyTorch's `parameters()` counts.
 pub fn parameter_count(varmap: &VarMap) -> usize {
     sorted_vars(varmap)

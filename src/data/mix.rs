@@ -62,11 +62,7 @@ pub fn mix(
                 }
             }
             Mixed {
-                labels: perm
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &j)| vec![(labels[i], lam), (labels[j], 1.0 - lam)])
-                    .collect(),
+                labels: pair_labels(labels, &perm, lam),
                 boxes: Vec::new(),
             }
         }
@@ -91,11 +87,7 @@ pub fn mix(
             }
             let lam = 1.0 - rect.area() as f64 / (w * h) as f64;
             Mixed {
-                labels: perm
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &j)| vec![(labels[i], lam), (labels[j], 1.0 - lam)])
-                    .collect(),
+                labels: pair_labels(labels, &perm, lam),
                 boxes: vec![((rect.x0, rect.y0), rect)],
             }
         }
@@ -136,6 +128,14 @@ pub fn mix(
     }
 }
 
+/// Sample i is λ of its own label and 1-λ of the label of sample `perm[i]`.
+fn pair_labels(labels: &[u16], perm: &[usize], lam: f64) -> Vec<LabelMix> {
+    perm.iter()
+        .enumerate()
+        .map(|(i, &j)| vec![(labels[i], lam), (labels[j], 1.0 - lam)])
+        .collect()
+}
+
 /// Copies the `dst`-sized window at `from` of image `j` of `src` into `dst` of image `i`.
 #[allow(clippy::too_many_arguments)]
 fn copy_patch(
@@ -171,11 +171,16 @@ mod tests {
             .collect()
     }
 
-    fn weights_sum_to_one(m: &Mixed) {
+    /// Mixes `batch(b, h, w)` with labels 0..b; every sample's label weights sum to 1.
+    fn mixed(aug: &AugmentSpec, b: usize, h: usize, w: usize, seed: u64) -> (Vec<f32>, Mixed) {
+        let labels: Vec<u16> = (0..b as u16).collect();
+        let mut x = batch(b, h, w);
+        let m = mix(aug, &mut x, &labels, h, w, &mut Rng::new(seed));
         for l in &m.labels {
             let s: f64 = l.iter().map(|(_, w)| w).sum();
             assert!((s - 1.0).abs() < 1e-12, "{l:?}");
         }
+        (x, m)
     }
 
     #[test]
@@ -197,18 +202,8 @@ mod tests {
     #[test]
     fn mixup_is_a_convex_combination_with_matching_weights() {
         let (b, h, w) = (6, 4, 4);
-        let labels: Vec<u16> = (0..b as u16).collect();
         let src = batch(b, h, w);
-        let mut x = src.clone();
-        let m = mix(
-            &AugmentSpec::Mixup { alpha: 1.0 },
-            &mut x,
-            &labels,
-            h,
-            w,
-            &mut Rng::new(2),
-        );
-        weights_sum_to_one(&m);
+        let (x, m) = mixed(&AugmentSpec::Mixup { alpha: 1.0 }, b, h, w, 2);
         let n = 3 * h * w;
         for i in 0..b {
             let (ya, lam) = m.labels[i][0];
@@ -223,18 +218,8 @@ mod tests {
     #[test]
     fn cutmix_pastes_one_box_and_recomputes_lambda_from_its_area() {
         let (b, h, w) = (5, 8, 8);
-        let labels: Vec<u16> = (0..b as u16).collect();
         for seed in 0..20 {
-            let mut x = batch(b, h, w);
-            let m = mix(
-                &AugmentSpec::Cutmix { alpha: 1.0 },
-                &mut x,
-                &labels,
-                h,
-                w,
-                &mut Rng::new(seed),
-            );
-            weights_sum_to_one(&m);
+            let (x, m) = mixed(&AugmentSpec::Cutmix { alpha: 1.0 }, b, h, w, seed);
             let rect = m.boxes[0].1;
             assert!(rect.x1 <= w && rect.y1 <= h && rect.x0 <= rect.x1 && rect.y0 <= rect.y1);
             let lam = m.labels[0][0].1;
@@ -255,19 +240,9 @@ mod tests {
     #[test]
     fn ricap_tiles_four_patches_with_area_weights_even_when_some_are_empty() {
         let (b, h, w) = (4, 8, 8);
-        let labels: Vec<u16> = (0..b as u16).collect();
         let mut saw_empty = false;
         for seed in 0..60 {
-            let mut x = batch(b, h, w);
-            let m = mix(
-                &AugmentSpec::Ricap { beta: 0.3 },
-                &mut x,
-                &labels,
-                h,
-                w,
-                &mut Rng::new(seed),
-            );
-            weights_sum_to_one(&m);
+            let (x, m) = mixed(&AugmentSpec::Ricap { beta: 0.3 }, b, h, w, seed);
             let areas: usize = m.boxes.iter().map(|(_, r)| r.area()).sum();
             assert_eq!(areas, h * w, "the patches tile the image");
             saw_empty |= m.boxes.iter().any(|(_, r)| r.area() == 0);
@@ -293,19 +268,7 @@ mod tests {
 
     #[test]
     fn mixing_is_determined_by_the_seed() {
-        let labels = [0u16, 1, 2, 3];
-        let run = |seed| {
-            let mut x = batch(4, 6, 6);
-            let m = mix(
-                &AugmentSpec::Ricap { beta: 0.3 },
-                &mut x,
-                &labels,
-                6,
-                6,
-                &mut Rng::new(seed),
-            );
-            (x, m)
-        };
+        let run = |seed| mixed(&AugmentSpec::Ricap { beta: 0.3 }, 4, 6, 6, seed);
         assert_eq!(run(9), run(9));
         assert_ne!(run(9).0, run(10).0);
     }

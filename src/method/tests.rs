@@ -62,6 +62,17 @@ fn teachers(
     }
 }
 
+/// `T²·CE(p̄, σ(z_s/T))` over the batch, `p̄` the mean of the two teachers' `σ(z_t/T)`.
+fn mean_softmax_term(t: f64) -> f64 {
+    let mut total = 0.0;
+    for i in 0..2 {
+        let (a, b) = (softmax(&Z_T1[i], t), softmax(&Z_T2[i], t));
+        let mean: Vec<f64> = a.iter().zip(&b).map(|(x, y)| (x + y) / 2.0).collect();
+        total += t * t * ce(&mean, &softmax(&Z_S[i], t)) / 2.0;
+    }
+    total
+}
+
 fn close(a: f64, b: f64) {
     assert!((a - b).abs() < 1e-5 * b.abs().max(1.0), "{a} vs {b}");
 }
@@ -108,12 +119,7 @@ fn en_sl_is_sl_to_the_mean_of_the_teachers_softmax() {
         KlReduction::BatchMean,
         TeacherReduction::Mean,
     );
-    let mut expect = 0.0;
-    for i in 0..2 {
-        let (a, b) = (softmax(&Z_T1[i], 1.0), softmax(&Z_T2[i], 1.0));
-        let mean: Vec<f64> = a.iter().zip(&b).map(|(x, y)| (x + y) / 2.0).collect();
-        expect += ce(&mean, &softmax(&Z_S[i], 1.0)) / 2.0;
-    }
+    let expect = mean_softmax_term(1.0);
     close(run(&m, &[&Z_T1, &Z_T2]), expect);
     // CE is linear in the target: EN-SL equals the mean of the two SL losses.
     close(expect, (run(&m, &[&Z_T1]) + run(&m, &[&Z_T2])) / 2.0);
@@ -208,11 +214,8 @@ fn a_method_outside_the_paper_composes_the_same_parts() {
         KlReduction::BatchMean,
         TeacherReduction::Mean,
     );
-    let mut expect = 0.0;
+    let mut expect = mean_softmax_term(2.0);
     for i in 0..2 {
-        let (a, b) = (softmax(&Z_T1[i], 2.0), softmax(&Z_T2[i], 2.0));
-        let mean: Vec<f64> = a.iter().zip(&b).map(|(x, y)| (x + y) / 2.0).collect();
-        expect += 4.0 * ce(&mean, &softmax(&Z_S[i], 2.0)) / 2.0;
         expect += 0.5 * ce(&onehot(LABELS[i]), &softmax(&Z_S[i], 1.0)) / 2.0;
     }
     close(run(&m, &[&Z_T1, &Z_T2]), expect);

@@ -220,8 +220,13 @@ fn run_cmd(
         .iter()
         .filter(|r| store.state(&r.id) != RunState::Done)
         .collect();
+    let mut checked = std::collections::BTreeSet::new();
     for r in &pending {
         crate::data::check_available(&r.spec.data, &o.data_dir)?;
+        check_teacher_checkpoints(r, &mut checked)?;
+    }
+    if !pending.is_empty() {
+        check_writable(store)?;
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let jobs = o.jobs.unwrap_or(1).clamp(1, pending.len().max(1));
@@ -237,27 +242,82 @@ fn run_cmd(
         jobs,
         retry_failed: o.retry_failed,
     };
+    crate::interrupt::install()?;
     let report = exec::execute(&plan, store, &trainer, Progress::new(jobs), opts);
     let trained = report.count(|e| *e == Ended::Trained);
     let already = report.count(|e| *e == Ended::AlreadyDone);
+    let stopped = report.stopped();
     println!(
-        "{} runs: {trained} trained, {already} already done, {} failed or skipped",
+        "{} runs: {trained} trained, {already} already done, {} failed or skipped, {} stopped, {} not started",
         plan.runs.len(),
-        report.failures().len()
+        report.failures().len(),
+        stopped.len(),
+        plan.runs.len() - report.ended.len(),
     );
     let failures = report.failures();
-    if failures.is_empty() {
-        return Ok(std::process::ExitCode::SUCCESS);
-    }
-    eprintln!("error: {} runs did not finish:", failures.len());
-    for (id, e) in failures {
-        match e {
-            Ended::Failed(why) => eprintln!("  {id}: failed: {why}"),
-            Ended::Skipped(why) => eprintln!("  {id}: skipped: {why}"),
-            _ => {}
+    if !failures.is_empty() {
+        eprintln!("error: {} runs did not finish:", failures.len());
+        for (id, e) in failures {
+            match e {
+                Ended::Failed(why) => eprintln!("  {id}: failed: {why}"),
+                Ended::Skipped(why) => eprintln!("  {id}: skipped: {why}"),
+                _ => {}
+            }
         }
     }
-    Ok(std::process::ExitCode::FAILURE)
+    for (id, why) in &stopped {
+        eprintln!("  {id}: {why}");
+    }
+    match &report.halted {
+        Some(exec::Halt::Signal(sig)) => {
+            eprintln!(
+                "stopped by {}: finished epochs are kept; run the same command again to resume",
+                crate::interrupt::signal_name(*sig)
+            );
+            return Ok(std::process::ExitCode::from((128 + sig) as u8));
+        }
+        Some(exec::Halt::Storage(why)) => {
+            eprintln!("error: stopped, the results folder cannot be written: {why}");
+            eprintln!("finished epochs are kept; free space or fix permissions, then run the same command again to resume");
+            return Ok(std::process::ExitCode::FAILURE);
+        }
+        None => {}
+    }
+    if report.failures().is_empty() {
+        Ok(std::process::ExitCode::SUCCESS)
+    } else {
+        Ok(std::process::ExitCode::FAILURE)
+    }
+}
+
+/// Fails unless a file can be created in the results folder, before anything is trained.
+fn check_writable(store: &Store) -> anyhow::Result<()> {
+    let probe = store.runs_dir().join(".lecal-write-test");
+    crate::store::write_atomic(&probe, b"")
+        .and_then(|_| std::fs::remove_file(&probe).map_err(Into::into))
+        .with_context(|| {
+            format!(
+                "the results folder {} is not writable",
+                store.root.display()
+            )
+        })
+}
+
+/// Checks external teacher checkpoints against their declared models before training.
+fn check_teacher_checkpoints(
+    r: &plan::PlannedRun,
+    checked: &mut std::collections::BTreeSet<String>,
+) -> anyhow::Result<()> {
+    for t in &r.spec.teachers {
+        if let plan::TeacherRef::Checkpoint { model, path } = t {
+            if checked.insert(path.clone()) {
+                let p = Path::new(path);
+                let tensors = crate::model::checkpoint::read(p)?;
+                crate::model::checkpoint::check(&tensors, *model, r.spec.data.classes, p)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn find_table_spec(name: &str, recipes: &Path) -> anyhow::Result<PathBuf> {

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod data;
 pub mod device;
 pub mod exec;
+pub mod interrupt;
 pub mod method;
 pub mod metrics;
 pub mod model;

@@ -1,19 +1,33 @@
-//! The local executor: trains the plan's pending runs in dependency order, one at a time on
-//! one device, writing each run's files as it goes. A failed run is reported at once and
-//! marked failed; runs that need it are skipped; independent runs continue.
+//! The local executor: trains the plan's pending runs in dependency order on one device,
+//! writing each run's files as it goes.
+//!
+//! - A run is trained only under its lock (`store::lock`): processes sharing a results
+//!   folder divide the runs between them, and wait for the runs the others are training.
+//! - A partial run continues from its last checkpoint (`store::checkpoint`).
+//! - A failed run is reported at once and marked failed; runs that need it are skipped;
+//!   independent runs continue.
+//! - A stop signal or a write error in the results folder stops the invocation: no new
+//!   run starts, the run in progress keeps its last checkpoint and is not marked failed.
 
 mod progress;
 
 pub use progress::Progress;
 
+use crate::interrupt::{self, Interrupted};
 use crate::plan::TeacherRef;
 use crate::plan::{Plan, PlannedRun};
-use crate::store::{self, Failure, Provenance, RunRecord, RunState, Store, Summary};
+use crate::store::checkpoint::{self, Checkpoint};
+use crate::store::lock::{self, Acquired, Holder};
+use crate::store::{self, Failure, Provenance, RunRecord, RunState, Store, Summary, WriteError};
 use crate::train::{EpochRecord, Outcome, RunSink, TeacherSource, Trainer};
-use std::collections::BTreeMap;
+use candle_core::{Device, Tensor};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Condvar, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How often a process looks again at runs that other processes are training.
+const POLL: Duration = Duration::from_millis(500);
 
 /// How one run of the plan ended in this invocation.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,11 +37,23 @@ pub enum Ended {
     Failed(String),
     /// Not attempted because a run it depends on is not done.
     Skipped(String),
+    /// Stopped by a signal or a write error before its last epoch; a later invocation
+    /// resumes it from its checkpoint.
+    Stopped(String),
+}
+
+/// Why an invocation stopped early.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Halt {
+    Signal(i32),
+    /// A file of the results folder could not be written.
+    Storage(String),
 }
 
 #[derive(Debug, Default)]
 pub struct Report {
     pub ended: BTreeMap<String, Ended>,
+    pub halted: Option<Halt>,
 }
 
 impl Report {
@@ -41,27 +67,83 @@ impl Report {
             .filter(|(_, e)| matches!(e, Ended::Failed(_) | Ended::Skipped(_)))
             .collect()
     }
+
+    pub fn stopped(&self) -> Vec<(&String, &String)> {
+        self.ended
+            .iter()
+            .filter_map(|(id, e)| match e {
+                Ended::Stopped(why) => Some((id, why)),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
-/// Writes epochs as they end and tells the progress display.
+/// Writes checkpoints and epochs as they end, and tells the progress display.
 struct StoreSink<'a> {
     id: String,
     dir: PathBuf,
     epochs: Vec<EpochRecord>,
     progress: &'a Mutex<Progress>,
     total_epochs: usize,
+    /// run.toml, rewritten when the run resumes.
+    record: RunRecord,
 }
 
 impl RunSink for StoreSink<'_> {
-    fn epoch(&mut self, r: &EpochRecord) -> anyhow::Result<()> {
+    fn resume(&mut self, device: &Device) -> anyhow::Result<Option<Checkpoint>> {
+        let found = checkpoint::load_latest(&self.dir, &self.id, device);
+        for why in &found.skipped {
+            lock(self.progress).line(&format!("warning: run {}: {why}", self.id));
+        }
+        let Some(mut ck) = found.checkpoint else {
+            if !found.skipped.is_empty() {
+                lock(self.progress).line(&format!(
+                    "warning: run {}: no usable checkpoint, starting again from epoch 1",
+                    self.id
+                ));
+            }
+            // Rows without a checkpoint cannot be continued from.
+            let _ = std::fs::remove_file(self.dir.join(store::EPOCHS));
+            return Ok(None);
+        };
+        // The checkpoint's records, with the checkpoint times that epochs.csv measured.
+        let written = store::read_epochs(&self.dir.join(store::EPOCHS)).unwrap_or_default();
+        for (r, w) in ck.epochs.iter_mut().zip(&written) {
+            if w.epoch == r.epoch {
+                r.checkpoint_seconds = w.checkpoint_seconds;
+            }
+        }
+        self.epochs = ck.epochs.clone();
+        store::write_csv(&self.dir.join(store::EPOCHS), &self.epochs)?;
+        self.record.provenance.resumed_after.push(ck.epoch);
+        store::write_toml(&self.dir.join(store::RUN), &self.record)?;
+        lock(self.progress).line(&format!(
+            "resume {} after epoch {} of {}",
+            self.id, ck.epoch, self.total_epochs
+        ));
+        Ok(Some(ck))
+    }
+
+    fn epoch(&mut self, r: &EpochRecord, state: &HashMap<String, Tensor>) -> anyhow::Result<()> {
+        let mut r = r.clone();
+        let mut records = self.epochs.clone();
+        records.push(r.clone());
+        let t = Instant::now();
+        checkpoint::save(&self.dir, &self.id, &records, state)?;
+        r.checkpoint_seconds = t.elapsed().as_secs_f64();
         self.epochs.push(r.clone());
         store::write_csv(&self.dir.join(store::EPOCHS), &self.epochs)?;
-        lock(self.progress).epoch(&self.id, r, self.total_epochs);
+        lock(self.progress).epoch(&self.id, &r, self.total_epochs);
         Ok(())
     }
 
     fn progress(&mut self, epoch: usize, done: usize, total: usize) {
         lock(self.progress).batch(epoch, self.total_epochs, done, total);
+    }
+
+    fn stop_requested(&self) -> Option<i32> {
+        interrupt::requested()
     }
 
     fn weights_path(&self) -> PathBuf {
@@ -99,6 +181,10 @@ pub fn git_commit() -> String {
 /// Which runs are waiting, running and finished while workers take them.
 struct Queue<'a> {
     waiting: Vec<&'a PlannedRun>,
+    /// Runs another process holds the lock of; looked at again every `POLL`.
+    elsewhere: Vec<&'a PlannedRun>,
+    /// Runs already reported as trained elsewhere (said once).
+    announced: BTreeSet<String>,
     running: usize,
     started: usize,
     report: Report,
@@ -112,11 +198,12 @@ impl<'a> Queue<'a> {
         while i < self.waiting.len() {
             let run = self.waiting[i];
             let ended = |d: &String| self.report.ended.get(d);
-            if let Some(dep) = run
-                .deps
-                .iter()
-                .find(|d| matches!(ended(d), Some(Ended::Failed(_) | Ended::Skipped(_))))
-            {
+            if let Some(dep) = run.deps.iter().find(|d| {
+                matches!(
+                    ended(d),
+                    Some(Ended::Failed(_) | Ended::Skipped(_) | Ended::Stopped(_))
+                )
+            }) {
                 let why = format!("teacher run {dep} is not done");
                 lock(progress).line(&format!("skip {}: {why}", run.id));
                 self.report
@@ -130,13 +217,70 @@ impl<'a> Queue<'a> {
                 .iter()
                 .all(|d| matches!(ended(d), Some(Ended::AlreadyDone | Ended::Trained)));
             if ready {
-                self.started += 1;
-                self.running += 1;
                 return Some(self.waiting.remove(i));
             }
             i += 1;
         }
         None
+    }
+
+    /// Takes the lock of a ready run and decides what to do with it: `Some(lock)` to
+    /// train it; `None` when it is done, failed or trained by another process.
+    fn claim(
+        &mut self,
+        run: &'a PlannedRun,
+        store: &Store,
+        opts: &Options,
+        progress: &Mutex<Progress>,
+    ) -> Option<lock::RunLock> {
+        let ended = match lock::try_lock(&store.run_dir(&run.id)) {
+            Err(e) => {
+                if WriteError::in_chain(&e) || e.chain().any(|c| c.is::<std::io::Error>()) {
+                    self.halt(Halt::Storage(format!("{e:#}")));
+                }
+                Ended::Stopped(format!("{e:#}"))
+            }
+            Ok(Acquired::Busy(holder)) => {
+                if self.announced.insert(run.id.clone()) {
+                    let who = holder
+                        .as_ref()
+                        .map_or("another process".into(), Holder::to_string);
+                    lock(progress).line(&format!("wait {}: being trained by {who}", run.id));
+                }
+                self.elsewhere.push(run);
+                return None;
+            }
+            Ok(Acquired::Held { lock: l, took_over }) => {
+                if let Some(h) = took_over {
+                    lock(progress).line(&format!(
+                        "run {}: taking over the lock left by {h}, which is no longer running",
+                        run.id
+                    ));
+                }
+                // Read again under the lock: another process may have finished it.
+                match store.state(&run.id) {
+                    RunState::Done => Ended::AlreadyDone,
+                    RunState::Failed { epoch, reason } if !opts.retry_failed => {
+                        Ended::Failed(format!(
+                            "failed in epoch {epoch} ({reason}); --retry-failed attempts it again"
+                        ))
+                    }
+                    _ => {
+                        self.started += 1;
+                        self.running += 1;
+                        return Some(l);
+                    }
+                }
+            }
+        };
+        self.report.ended.insert(run.id.clone(), ended);
+        None
+    }
+
+    fn halt(&mut self, why: Halt) {
+        if self.report.halted.is_none() {
+            self.report.halted = Some(why);
+        }
     }
 }
 
@@ -188,6 +332,8 @@ pub fn execute(
     let total = waiting.len();
     let queue = Mutex::new(Queue {
         waiting,
+        elsewhere: Vec::new(),
+        announced: BTreeSet::new(),
         running: 0,
         started: 0,
         report,
@@ -196,15 +342,30 @@ pub fn execute(
     let progress = Mutex::new(progress);
     let commit = git_commit();
     let worker = || loop {
-        let (run, i) = {
+        let (run, i, _held) = {
             let mut q = lock(&queue);
             loop {
-                if let Some(run) = q.next_ready(&progress) {
-                    break (run, q.started);
+                if let Some(sig) = interrupt::requested() {
+                    q.halt(Halt::Signal(sig));
                 }
-                if q.waiting.is_empty() || q.running == 0 {
-                    // Nothing left, or nothing can become ready (cannot happen with a
-                    // dependency-ordered plan).
+                if q.report.halted.is_some() {
+                    wake.notify_all();
+                    return;
+                }
+                if let Some(run) = q.next_ready(&progress) {
+                    if let Some(l) = q.claim(run, store, &opts, &progress) {
+                        break (run, q.started, l);
+                    }
+                    wake.notify_all();
+                    continue;
+                }
+                if q.waiting.is_empty() && q.elsewhere.is_empty() {
+                    wake.notify_all();
+                    return;
+                }
+                if q.running == 0 && q.elsewhere.is_empty() {
+                    // Nothing can become ready (cannot happen with a dependency-ordered
+                    // plan).
                     let left: Vec<&PlannedRun> = q.waiting.drain(..).collect();
                     for r in left {
                         let why = "its teachers are not in the plan".to_string();
@@ -213,7 +374,13 @@ pub fn execute(
                     wake.notify_all();
                     return;
                 }
-                q = wake.wait(q).unwrap_or_else(|e| e.into_inner());
+                q = wake
+                    .wait_timeout(q, POLL)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+                // Look again at the runs other processes hold.
+                let back: Vec<_> = q.elsewhere.drain(..).collect();
+                q.waiting.splice(0..0, back);
             }
         };
         lock(&progress).start_run(i, total, run);
@@ -222,8 +389,18 @@ pub fn execute(
             Ok(()) => Ended::Trained,
             Err(e) => {
                 let reason = format!("{e:#}");
-                lock(&progress).line(&format!("error: run {} failed: {reason}", run.id));
-                Ended::Failed(reason)
+                let mut q = lock(&queue);
+                if let Some(i) = e.downcast_ref::<Interrupted>() {
+                    q.halt(Halt::Signal(i.signal));
+                    Ended::Stopped(reason)
+                } else if WriteError::in_chain(&e) {
+                    lock(&progress).line(&format!("error: run {} stopped: {reason}", run.id));
+                    q.halt(Halt::Storage(reason.clone()));
+                    Ended::Stopped(reason)
+                } else {
+                    lock(&progress).line(&format!("error: run {} failed: {reason}", run.id));
+                    Ended::Failed(reason)
+                }
             }
         };
         let mut q = lock(&queue);
@@ -266,13 +443,14 @@ fn train_one(
     commit: &str,
 ) -> anyhow::Result<()> {
     let dir = store.run_dir(&run.id);
-    std::fs::create_dir_all(&dir)?;
-    // A partial or failed earlier attempt restarts from epoch 1 (no checkpoints yet).
-    for f in [store::EPOCHS, store::FAILED] {
-        let _ = std::fs::remove_file(dir.join(f));
-    }
+    let _ = std::fs::remove_file(dir.join(store::FAILED));
     let (device, repeatable) = trainer.device();
-    let mut record = RunRecord {
+    // An attempt that resumes keeps the first attempt's start and its list of resumes.
+    let earlier: Option<RunRecord> = std::fs::read_to_string(dir.join(store::RUN))
+        .ok()
+        .and_then(|t| toml::from_str(&t).ok())
+        .filter(|r: &RunRecord| r.id == run.id);
+    let record = RunRecord {
         id: run.id.clone(),
         spec: run.spec.clone(),
         provenance: Provenance {
@@ -286,34 +464,42 @@ fn train_one(
                 .iter()
                 .map(|(c, s)| format!("{c} seed {s}"))
                 .collect(),
-            started_unix: store::now_unix(),
+            started_unix: earlier
+                .as_ref()
+                .map_or_else(store::now_unix, |r| r.provenance.started_unix),
             finished_unix: None,
             wall_seconds: None,
+            resumed_after: earlier.map_or_else(Vec::new, |r| r.provenance.resumed_after),
+            host: lock::hostname(),
         },
     };
     store::write_toml(&dir.join(store::RUN), &record)?;
-    let started = Instant::now();
     let mut sink = StoreSink {
         id: run.id.clone(),
         dir: dir.clone(),
         epochs: Vec::new(),
         progress,
         total_epochs: run.spec.schedule.epochs,
+        record,
     };
     let result = trainer.train(run, teachers, &mut sink);
     let done_epochs = sink.epochs.len();
     let outcome: Outcome = match result {
         Ok(o) => o,
         Err(e) => {
-            let failure = Failure {
-                epoch: done_epochs + 1,
-                reason: format!("{e:#}"),
-            };
-            store::write_toml(&dir.join(store::FAILED), &failure)?;
+            if e.downcast_ref::<Interrupted>().is_none() && !WriteError::in_chain(&e) {
+                let failure = Failure {
+                    epoch: done_epochs + 1,
+                    reason: format!("{e:#}"),
+                };
+                store::write_toml(&dir.join(store::FAILED), &failure)?;
+            }
             return Err(e);
         }
     };
-    let wall = started.elapsed().as_secs_f64();
+    // Training and evaluation time over every attempt.
+    let wall: f64 = outcome.epochs.iter().map(|e| e.seconds).sum();
+    let mut record = sink.record;
     let last = outcome.epochs.last().expect("at least one epoch");
     store::write_evaluation(&dir, &outcome.last)?;
     record.provenance.finished_unix = Some(store::now_unix());
@@ -330,10 +516,10 @@ fn train_one(
         nll: outcome.last.nll,
         brier: outcome.last.brier,
         train_accuracy: last.train_acc,
-        wall_seconds: wall,
     };
     // Written last: its presence marks the run done.
     store::write_csv(&dir.join(store::SUMMARY), &[summary])?;
+    let _ = checkpoint::remove_all(&dir);
     lock(progress).end_run(run, &outcome.last, wall);
     Ok(())
 }

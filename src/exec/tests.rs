@@ -58,8 +58,9 @@ impl Trainer for Fake {
                 nll: e.nll,
                 brier: e.brier,
                 seconds: 0.0,
+                checkpoint_seconds: 0.0,
             };
-            sink.epoch(&r)?;
+            sink.epoch(&r, &HashMap::new())?;
             epochs.push(r);
         }
         std::fs::write(sink.weights_path(), b"fake")?;

@@ -28,7 +28,14 @@ pub struct Provenance {
     pub cells: Vec<String>,
     pub started_unix: u64,
     pub finished_unix: Option<u64>,
+    /// Training and evaluation time summed over the epochs (checkpoint writes excluded).
     pub wall_seconds: Option<f64>,
+    /// The epochs after which an interrupted attempt was resumed from its checkpoint.
+    #[serde(default)]
+    pub resumed_after: Vec<usize>,
+    /// The machine of the attempt that wrote this record.
+    #[serde(default)]
+    pub host: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,7 +45,8 @@ pub struct RunRecord {
     pub provenance: Provenance,
 }
 
-/// The reported numbers of a finished run: those of its last epoch.
+/// The reported numbers of a finished run: those of its last epoch. Only numbers that the
+/// seed fixes, so that equal runs have byte-identical summaries (times are in run.toml).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub id: String,
@@ -51,7 +59,6 @@ pub struct Summary {
     pub nll: f64,
     pub brier: f64,
     pub train_accuracy: f64,
-    pub wall_seconds: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -9,14 +9,17 @@
 //! <results>/runs/<id>/predictions.csv   per-sample label, prediction, confidence
 //! <results>/runs/<id>/failed.toml       why the last attempt failed
 //! <results>/runs/<id>/weights.safetensors
+//! <results>/runs/<id>/checkpoint/          the last two epochs' checkpoints, while training
+//! <results>/runs/<id>/lock                 held by the process training the run
 //! <results>/tables/<table>.md, .csv
 //! ```
 
+pub mod checkpoint;
 mod files;
+pub mod lock;
 
 pub use files::*;
 
-use anyhow::Context;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -30,6 +33,31 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     })
 }
 
+/// A file of the results folder could not be written (full disk, permissions, ...). It
+/// says nothing about the run being trained, so the executor stops instead of marking
+/// runs failed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {}", path.display())]
+pub struct WriteError {
+    pub path: PathBuf,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl WriteError {
+    pub fn new(path: &Path, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            source: source.into(),
+        }
+    }
+
+    /// Whether `e` is, or was caused by, a write error.
+    pub fn in_chain(e: &anyhow::Error) -> bool {
+        e.chain().any(|c| c.is::<WriteError>())
+    }
+}
+
 /// Lets `write` fill a temporary file, then renames it to `path`. On error the temporary
 /// file is removed and `path` is untouched.
 pub fn write_atomic_with(
@@ -37,16 +65,15 @@ pub fn write_atomic_with(
     write: impl FnOnce(&Path) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(|e| WriteError::new(dir, e))?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let result = write(&tmp)
-        .and_then(|_| std::fs::rename(&tmp, path).map_err(anyhow::Error::from))
-        .with_context(|| format!("cannot write {}", path.display()));
-    if result.is_err() {
+    let result = write(&tmp).and_then(|_| std::fs::rename(&tmp, path).map_err(anyhow::Error::from));
+    if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
+        return Err(WriteError::new(path, e).into());
     }
-    result
+    Ok(())
 }
 
 /// State of a run as read from its folder.

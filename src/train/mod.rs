@@ -8,6 +8,7 @@ use crate::metrics::{self, Evaluation};
 use crate::model;
 use crate::plan::{PlannedRun, RunSpec};
 use crate::rng::Rng;
+use crate::store::checkpoint::Checkpoint;
 use anyhow::{bail, Context};
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
@@ -27,7 +28,10 @@ pub struct EpochRecord {
     pub ece: f64,
     pub nll: f64,
     pub brier: f64,
+    /// Training and evaluation time of the epoch.
     pub seconds: f64,
+    /// Time to write the epoch's checkpoint.
+    pub checkpoint_seconds: f64,
 }
 
 /// What a finished run hands back to be written.
@@ -40,9 +44,25 @@ pub struct Outcome {
 
 /// Where a trainer reports as it goes; the executor writes each epoch as it ends.
 pub trait RunSink {
-    fn epoch(&mut self, record: &EpochRecord) -> anyhow::Result<()>;
+    /// The checkpoint to continue from, if an earlier attempt left one that verifies.
+    /// Called once, before the first epoch.
+    fn resume(&mut self, _device: &Device) -> anyhow::Result<Option<Checkpoint>> {
+        Ok(None)
+    }
+    /// An epoch has ended: `state` is its checkpoint (`model.<variable>`,
+    /// `momentum.<parameter>`), written before the epoch's row so that a row on disk
+    /// always has its checkpoint.
+    fn epoch(
+        &mut self,
+        record: &EpochRecord,
+        state: &HashMap<String, Tensor>,
+    ) -> anyhow::Result<()>;
     /// `done` of `total` training batches of the current epoch.
     fn progress(&mut self, _epoch: usize, _done: usize, _total: usize) {}
+    /// A stop signal, if one has arrived: the trainer then stops before its next step.
+    fn stop_requested(&self) -> Option<i32> {
+        None
+    }
     /// Where the final weights go (the trainer writes them atomically).
     fn weights_path(&self) -> PathBuf;
 }
@@ -101,6 +121,47 @@ impl CandleTrainer {
         cache.insert(key, d.clone());
         Ok(d)
     }
+}
+
+const MODEL: &str = "model.";
+const MOMENTUM: &str = "momentum.";
+
+/// What a checkpoint holds: every model variable (BatchNorm statistics included) and the
+/// optimiser's momentum buffers.
+fn checkpoint_state(varmap: &candle_nn::VarMap, opt: &sgd::Sgd) -> HashMap<String, Tensor> {
+    let mut state: HashMap<String, Tensor> = model::snapshot(varmap)
+        .into_iter()
+        .map(|(k, v)| (format!("{MODEL}{k}"), v))
+        .collect();
+    for (k, v) in opt.buffers() {
+        state.insert(format!("{MOMENTUM}{k}"), v);
+    }
+    state
+}
+
+/// Puts a checkpoint's state back into the model and the optimiser.
+fn restore(
+    varmap: &candle_nn::VarMap,
+    opt: &mut sgd::Sgd,
+    tensors: HashMap<String, Tensor>,
+) -> anyhow::Result<()> {
+    let mut weights = HashMap::new();
+    let mut momentum = HashMap::new();
+    for (k, v) in tensors {
+        if let Some(n) = k.strip_prefix(MODEL) {
+            weights.insert(n.to_string(), v);
+        } else if let Some(n) = k.strip_prefix(MOMENTUM) {
+            momentum.insert(n.to_string(), v);
+        } else {
+            bail!("unexpected tensor `{k}`");
+        }
+    }
+    model::load_into(varmap, &weights)?;
+    opt.restore(|n| momentum.remove(n))?;
+    if let Some(k) = momentum.keys().next() {
+        bail!("momentum for `{k}`, which is not a parameter");
+    }
+    Ok(())
 }
 
 /// Index of the largest value of each row.
@@ -194,8 +255,13 @@ impl Trainer for CandleTrainer {
         let mut opt = sgd::Sgd::new(params, s.momentum, s.weight_decay);
         let (h, w) = (train.height, train.width);
         let mut epochs = Vec::new();
+        if let Some(ck) = sink.resume(dev)? {
+            restore(&varmap, &mut opt, ck.tensors)
+                .with_context(|| format!("resuming from the checkpoint of epoch {}", ck.epoch))?;
+            epochs = ck.epochs;
+        }
         let mut last = None;
-        for epoch in 1..=s.epochs {
+        for epoch in epochs.len() + 1..=s.epochs {
             let started = Instant::now();
             let lr = s.lr_at(epoch);
             let order = Rng::stream(spec.seed, "order", &[epoch as u64]).permutation(train.len());
@@ -203,6 +269,9 @@ impl Trainer for CandleTrainer {
             let batches: Vec<&[usize]> = order.chunks(s.batch).filter(|b| b.len() >= 2).collect();
             let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
             for (bi, idx) in batches.iter().enumerate() {
+                if let Some(signal) = sink.stop_requested() {
+                    return Err(crate::interrupt::Interrupted { signal }.into());
+                }
                 let mut xb = transform::train_batch(
                     train,
                     idx,
@@ -253,17 +322,29 @@ impl Trainer for CandleTrainer {
                 nll: eval.nll,
                 brier: eval.brier,
                 seconds: started.elapsed().as_secs_f64(),
+                checkpoint_seconds: 0.0,
             };
-            sink.epoch(&rec).context("writing the epoch's results")?;
+            sink.epoch(&rec, &checkpoint_state(&varmap, &opt))
+                .context("writing the epoch's results")?;
             epochs.push(rec);
             last = Some(eval);
         }
+        let last = match last {
+            Some(e) => e,
+            // Resumed after the last epoch's checkpoint: its evaluation again, which
+            // gives the same numbers.
+            None => {
+                let frozen =
+                    model::build_frozen(spec.model, classes, model::snapshot(&varmap), dev)?;
+                let logits = predict(&frozen, test, &spec.transform, dev)?;
+                metrics::evaluate(&logits, &test.labels, classes)
+            }
+        };
         let weights: HashMap<String, Tensor> = model::snapshot(&varmap);
         let path = sink.weights_path();
         crate::store::write_atomic_with(&path, |tmp| {
             candle_core::safetensors::save(&weights, tmp).map_err(anyhow::Error::from)
         })?;
-        let last = last.context("a run has at least one epoch")?;
         Ok(Outcome { epochs, last })
     }
 }

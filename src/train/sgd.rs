@@ -23,6 +23,37 @@ impl Sgd {
         }
     }
 
+    /// The momentum buffers by parameter name (none before the first step).
+    pub fn buffers(&self) -> Vec<(String, Tensor)> {
+        self.params
+            .iter()
+            .zip(&self.buffers)
+            .filter_map(|((n, _), b)| Some((n.clone(), b.clone()?)))
+            .collect()
+    }
+
+    /// Sets the momentum buffers from a checkpoint: every parameter must have one of its
+    /// shape, or `take` must give none at all (a checkpoint from before the first step).
+    pub fn restore(&mut self, mut take: impl FnMut(&str) -> Option<Tensor>) -> anyhow::Result<()> {
+        let found: Vec<Option<Tensor>> = self.params.iter().map(|(n, _)| take(n)).collect();
+        if found.iter().all(Option::is_none) {
+            return Ok(());
+        }
+        for ((name, var), b) in self.params.iter().zip(&found) {
+            match b {
+                Some(b) if b.shape() == var.shape() => {}
+                Some(b) => anyhow::bail!(
+                    "momentum of `{name}` has shape {:?}, the parameter {:?}",
+                    b.dims(),
+                    var.dims()
+                ),
+                None => anyhow::bail!("no momentum for `{name}`"),
+            }
+        }
+        self.buffers = found;
+        Ok(())
+    }
+
     /// One update. Parameters without a gradient are left alone, as PyTorch does.
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
         for ((_, var), buf) in self.params.iter().zip(self.buffers.iter_mut()) {

@@ -443,6 +443,7 @@ fn train_one(
     commit: &str,
 ) -> anyhow::Result<()> {
     let dir = store.run_dir(&run.id);
+    store::remove_temporaries(&dir);
     let _ = std::fs::remove_file(dir.join(store::FAILED));
     let (device, repeatable) = trainer.device();
     // An attempt that resumes keeps the first attempt's start and its list of resumes.

@@ -76,6 +76,27 @@ pub fn write_atomic_with(
     Ok(())
 }
 
+/// Whether `name` is one of `write_atomic`'s temporary files.
+pub fn is_temporary(name: &str) -> bool {
+    name.starts_with('.') && name.contains(".tmp.")
+}
+
+/// Removes temporary files that a killed writer left in `dir` and its subfolders. Call
+/// only while holding the folder's run lock: then no live writer owns them.
+pub fn remove_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            remove_temporaries(&p);
+        } else if e.file_name().to_str().is_some_and(is_temporary) {
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+}
+
 /// State of a run as read from its folder.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunState {

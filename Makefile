@@ -5,7 +5,9 @@ DEVICE ?= auto
 DATA ?= data
 SCALE ?= full
 
-.PHONY: build demo test table-cifar100 table-cifar10 plan-cifar100 lint clean-demo
+FUZZ_CASES ?= 100000
+
+.PHONY: build demo test fuzz table-cifar100 table-cifar10 plan-cifar100 lint clean-demo
 
 build:
 	$(CARGO) build --release
@@ -19,6 +21,10 @@ demo: build
 
 test:
 	$(CARGO) test --all-targets
+
+# A long fuzz pass over the recipe parser and planner (make test runs a short one).
+fuzz:
+	LECAL_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --test fuzz
 
 # CIFAR-100 (Tables 1 and 2): needs data/cifar-100-binary/ (see README); DEVICE=cuda:0 on a GPU.
 table-cifar100: build

@@ -20,8 +20,7 @@ use crate::store::checkpoint::{self, Checkpoint};
 use crate::store::lock::{self, Acquired, Holder};
 use crate::store::{self, Failure, Provenance, RunRecord, RunState, Store, Summary, WriteError};
 use crate::train::{EpochRecord, Outcome, RunSink, TeacherSource, Trainer};
-use candle_core::{Device, Tensor};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -91,8 +90,8 @@ struct StoreSink<'a> {
 }
 
 impl RunSink for StoreSink<'_> {
-    fn resume(&mut self, device: &Device) -> anyhow::Result<Option<Checkpoint>> {
-        let found = checkpoint::load_latest(&self.dir, &self.id, device);
+    fn resume(&mut self) -> anyhow::Result<Option<Checkpoint>> {
+        let found = checkpoint::load_latest(&self.dir, &self.id);
         for why in &found.skipped {
             lock(self.progress).line(&format!("warning: run {}: {why}", self.id));
         }
@@ -125,7 +124,7 @@ impl RunSink for StoreSink<'_> {
         Ok(Some(ck))
     }
 
-    fn epoch(&mut self, r: &EpochRecord, state: &HashMap<String, Tensor>) -> anyhow::Result<()> {
+    fn epoch(&mut self, r: &EpochRecord, state: &[u8]) -> anyhow::Result<()> {
         let mut r = r.clone();
         let mut records = self.epochs.clone();
         records.push(r.clone());

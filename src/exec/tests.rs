@@ -11,6 +11,8 @@ use std::sync::Mutex;
 /// Pretends to train: accuracy grows with the seed; fails runs whose seed is listed.
 struct Fake {
     fail_seeds: Vec<u64>,
+    /// The error of a failing seed, in its epoch 2.
+    error: fn() -> anyhow::Error,
     trained: Mutex<Vec<String>>,
 }
 
@@ -44,7 +46,7 @@ impl Trainer for Fake {
         let mut epochs = Vec::new();
         for epoch in 1..=run.spec.schedule.epochs {
             if self.fail_seeds.contains(&run.spec.seed) && epoch == 2 {
-                anyhow::bail!("the loss is NaN");
+                return Err((self.error)());
             }
             let e = fake_eval(run.spec.seed);
             let r = EpochRecord {
@@ -60,7 +62,7 @@ impl Trainer for Fake {
                 seconds: 0.0,
                 checkpoint_seconds: 0.0,
             };
-            sink.epoch(&r, &HashMap::new())?;
+            sink.epoch(&r, b"state")?;
             epochs.push(r);
         }
         std::fs::write(sink.weights_path(), b"fake")?;
@@ -74,6 +76,7 @@ impl Trainer for Fake {
 fn fake(fail_seeds: Vec<u64>) -> Fake {
     Fake {
         fail_seeds,
+        error: || anyhow::anyhow!("the loss is NaN"),
         trained: Mutex::new(Vec::new()),
     }
 }
@@ -174,4 +177,45 @@ fn a_failed_run_is_marked_and_dependants_skipped_while_others_continue() {
         .runs
         .iter()
         .all(|r| store.state(&r.id) == RunState::Done));
+}
+
+/// A stop signal or a results folder that cannot be written stops the invocation: the run
+/// in progress is stopped, not failed, and no further run starts.
+#[test]
+fn a_stop_or_a_write_error_halts_without_marking_failures() {
+    let cases: [(fn() -> anyhow::Error, Halt); 2] = [
+        (|| Interrupted { signal: 15 }.into(), Halt::Signal(15)),
+        (
+            || {
+                let io = std::io::Error::other("No space left on device");
+                anyhow::Error::from(WriteError::new(std::path::Path::new("x"), io))
+                    .context("writing the epoch's results")
+            },
+            Halt::Storage(
+                "writing the epoch's results: cannot write x: No space left on device".into(),
+            ),
+        ),
+    ];
+    for (error, halt) in cases {
+        let dir = folder(&[("r.toml", VANILLA)]);
+        let set = load(&[dir.path().to_path_buf()]).unwrap();
+        let plan = build(&set, &Scale::named("full").unwrap()).unwrap();
+        let store = Store::new(dir.path().join("results"));
+        // Both seeds would stop; the first one stops the invocation.
+        let t = Fake {
+            error,
+            ..fake(vec![0, 1])
+        };
+        let report = execute(&plan, &store, &t, Progress::quiet(), Options::default());
+        assert_eq!(report.halted, Some(halt));
+        assert_eq!(t.trained.lock().unwrap().len(), 1, "no run after the stop");
+        let first = &t.trained.lock().unwrap()[0];
+        assert!(matches!(report.ended[first], Ended::Stopped(_)));
+        assert_eq!(report.ended.len(), 1, "the other run was not started");
+        assert!(report.failures().is_empty());
+        // The epoch before the stop is kept; nothing says failed; the lock is gone.
+        assert_eq!(store.state(first), RunState::Partial(1));
+        assert!(!store.run_dir(first).join(store::FAILED).exists());
+        assert!(!store.run_dir(first).join(lock::LOCK).exists());
+    }
 }

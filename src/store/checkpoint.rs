@@ -1,10 +1,12 @@
 //! Per-epoch checkpoints of a run, so that a killed run resumes where it stopped.
 //!
 //! ```text
-//! <run>/checkpoint/epoch-000012.safetensors   tensors: model.<name>, momentum.<name>
-//! <run>/checkpoint/epoch-000012.toml          manifest: epoch, SHA-256 of the tensors, metrics so far
+//! <run>/checkpoint/epoch-000012.safetensors   the trainer's state (model.<name>, momentum.<name>)
+//! <run>/checkpoint/epoch-000012.toml          manifest: epoch, SHA-256 of the state, metrics so far
 //! ```
 //!
+//! The state is bytes here: the trainer serialises and reads it, so this module knows no
+//! tensor library.
 //! Each file is written atomically, tensors first: the manifest is the commit point, so a
 //! kill at any moment leaves either a complete checkpoint or none for that epoch. The two
 //! newest checkpoints are kept; when the newest does not verify (checksum, size, epoch
@@ -16,10 +18,8 @@
 use super::write_atomic;
 use crate::train::EpochRecord;
 use anyhow::{bail, Context};
-use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub const CHECKPOINT_DIR: &str = "checkpoint";
@@ -46,8 +46,8 @@ struct Manifest {
 pub struct Checkpoint {
     pub epoch: usize,
     pub epochs: Vec<EpochRecord>,
-    /// `model.<variable>` and `momentum.<parameter>`.
-    pub tensors: HashMap<String, Tensor>,
+    /// The trainer's state, as it was saved (checksum verified).
+    pub state: Vec<u8>,
 }
 
 /// What looking for a checkpoint found, with a line for each one skipped and why.
@@ -70,21 +70,19 @@ pub fn save(
     run_dir: &Path,
     run_id: &str,
     epochs: &[EpochRecord],
-    tensors: &HashMap<String, Tensor>,
+    bytes: &[u8],
 ) -> anyhow::Result<()> {
     let epoch = epochs.len();
     let dir = run_dir.join(CHECKPOINT_DIR);
     let name = format!("{}.safetensors", stem(epoch));
-    let bytes = safetensors::serialize(tensors, None)
-        .with_context(|| format!("serialising the checkpoint of epoch {epoch}"))?;
-    write_atomic(&dir.join(&name), &bytes)?;
+    write_atomic(&dir.join(&name), bytes)?;
     let manifest = Manifest {
         format: FORMAT,
         run: run_id.into(),
         epoch,
         tensors: name,
         bytes: bytes.len() as u64,
-        sha256: hex(&Sha256::digest(&bytes)),
+        sha256: hex(&Sha256::digest(bytes)),
         random_state: RANDOM_STATE.into(),
         epochs: epochs.to_vec(),
     };
@@ -122,7 +120,7 @@ fn manifests(dir: &Path) -> Vec<usize> {
     v
 }
 
-fn verify(dir: &Path, run_id: &str, epoch: usize, device: &Device) -> anyhow::Result<Checkpoint> {
+fn verify(dir: &Path, run_id: &str, epoch: usize) -> anyhow::Result<Checkpoint> {
     let mpath = dir.join(format!("{}.toml", stem(epoch)));
     let text = std::fs::read_to_string(&mpath).context("cannot read the manifest")?;
     let m: Manifest = toml::from_str(&text).context("malformed manifest")?;
@@ -149,21 +147,19 @@ fn verify(dir: &Path, run_id: &str, epoch: usize, device: &Device) -> anyhow::Re
     if hex(&Sha256::digest(&bytes)) != m.sha256 {
         bail!("{} does not match its SHA-256 checksum", m.tensors);
     }
-    let tensors = candle_core::safetensors::load_buffer(&bytes, device)
-        .with_context(|| format!("{}: unreadable tensors", m.tensors))?;
     Ok(Checkpoint {
         epoch,
         epochs: m.epochs,
-        tensors,
+        state: bytes,
     })
 }
 
-/// The newest checkpoint of the run that verifies, loaded onto `device`.
-pub fn load_latest(run_dir: &Path, run_id: &str, device: &Device) -> Found {
+/// The newest checkpoint of the run that verifies.
+pub fn load_latest(run_dir: &Path, run_id: &str) -> Found {
     let dir = run_dir.join(CHECKPOINT_DIR);
     let mut found = Found::default();
     for epoch in manifests(&dir) {
-        match verify(&dir, run_id, epoch, device) {
+        match verify(&dir, run_id, epoch) {
             Ok(c) => {
                 found.checkpoint = Some(c);
                 break;
@@ -209,20 +205,19 @@ mod tests {
         }
     }
 
-    fn tensors(v: f32) -> HashMap<String, Tensor> {
-        let t = Tensor::new(&[v, v + 1.0, v + 2.0], &Device::Cpu).unwrap();
-        HashMap::from([("model.w".to_string(), t)])
+    fn state(v: u8) -> Vec<u8> {
+        vec![v; 64]
     }
 
-    fn value(c: &Checkpoint) -> f32 {
-        c.tensors["model.w"].to_vec1::<f32>().unwrap()[0]
+    fn value(c: &Checkpoint) -> u8 {
+        c.state[0]
     }
 
     fn save_epochs(dir: &Path, n: usize) {
         let mut records = Vec::new();
         for e in 1..=n {
             records.push(record(e));
-            save(dir, "run-a", &records, &tensors(e as f32)).unwrap();
+            save(dir, "run-a", &records, &state(e as u8)).unwrap();
         }
     }
 
@@ -235,9 +230,9 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(names.len(), 4, "{names:?}");
-        let f = load_latest(d.path(), "run-a", &Device::Cpu);
+        let f = load_latest(d.path(), "run-a");
         let c = f.checkpoint.unwrap();
-        assert_eq!((c.epoch, value(&c)), (3, 3.0));
+        assert_eq!((c.epoch, value(&c)), (3, 3));
         assert_eq!(c.epochs, vec![record(1), record(2), record(3)]);
         assert!(f.skipped.is_empty());
     }
@@ -253,8 +248,8 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
         std::fs::write(&t3, &bytes).unwrap();
-        let f = load_latest(d.path(), "run-a", &Device::Cpu);
-        assert_eq!(value(f.checkpoint.as_ref().unwrap()), 2.0);
+        let f = load_latest(d.path(), "run-a");
+        assert_eq!(value(f.checkpoint.as_ref().unwrap()), 2);
         assert_eq!(f.skipped.len(), 1);
         assert!(f.skipped[0].contains("epoch 3") && f.skipped[0].contains("checksum"));
         // A truncated file, then a manifest cut short.
@@ -266,7 +261,7 @@ mod tests {
             .unwrap()
             .set_len(len / 2)
             .unwrap();
-        let f = load_latest(d.path(), "run-a", &Device::Cpu);
+        let f = load_latest(d.path(), "run-a");
         assert!(f.checkpoint.is_none());
         assert!(f.skipped[1].contains("bytes"), "{:?}", f.skipped);
         remove_all(d.path()).unwrap();
@@ -274,7 +269,7 @@ mod tests {
         let m1 = cdir.join("epoch-000001.toml");
         let text = std::fs::read_to_string(&m1).unwrap();
         std::fs::write(&m1, &text[..text.len() / 2]).unwrap();
-        let f = load_latest(d.path(), "run-a", &Device::Cpu);
+        let f = load_latest(d.path(), "run-a");
         assert!(f.checkpoint.is_none());
     }
 
@@ -282,7 +277,7 @@ mod tests {
     fn a_checkpoint_of_another_run_is_not_used() {
         let d = tempfile::tempdir().unwrap();
         save_epochs(d.path(), 1);
-        let f = load_latest(d.path(), "run-b", &Device::Cpu);
+        let f = load_latest(d.path(), "run-b");
         assert!(f.checkpoint.is_none());
         assert!(f.skipped[0].contains("run run-a"), "{:?}", f.skipped);
         remove_all(d.path()).unwrap();

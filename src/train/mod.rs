@@ -46,17 +46,13 @@ pub struct Outcome {
 pub trait RunSink {
     /// The checkpoint to continue from, if an earlier attempt left one that verifies.
     /// Called once, before the first epoch.
-    fn resume(&mut self, _device: &Device) -> anyhow::Result<Option<Checkpoint>> {
+    fn resume(&mut self) -> anyhow::Result<Option<Checkpoint>> {
         Ok(None)
     }
-    /// An epoch has ended: `state` is its checkpoint (`model.<variable>`,
-    /// `momentum.<parameter>`), written before the epoch's row so that a row on disk
-    /// always has its checkpoint.
-    fn epoch(
-        &mut self,
-        record: &EpochRecord,
-        state: &HashMap<String, Tensor>,
-    ) -> anyhow::Result<()>;
+    /// An epoch has ended: `state` is the trainer's checkpoint (safetensors of
+    /// `model.<variable>` and `momentum.<parameter>`), to be written before the epoch's
+    /// row so that a row on disk always has its checkpoint.
+    fn epoch(&mut self, record: &EpochRecord, state: &[u8]) -> anyhow::Result<()>;
     /// `done` of `total` training batches of the current epoch.
     fn progress(&mut self, _epoch: usize, _done: usize, _total: usize) {}
     /// A stop signal, if one has arrived: the trainer then stops before its next step.
@@ -255,8 +251,9 @@ impl Trainer for CandleTrainer {
         let mut opt = sgd::Sgd::new(params, s.momentum, s.weight_decay);
         let (h, w) = (train.height, train.width);
         let mut epochs = Vec::new();
-        if let Some(ck) = sink.resume(dev)? {
-            restore(&varmap, &mut opt, ck.tensors)
+        if let Some(ck) = sink.resume()? {
+            let tensors = candle_core::safetensors::load_buffer(&ck.state, dev)?;
+            restore(&varmap, &mut opt, tensors)
                 .with_context(|| format!("resuming from the checkpoint of epoch {}", ck.epoch))?;
             epochs = ck.epochs;
         }
@@ -324,7 +321,8 @@ impl Trainer for CandleTrainer {
                 seconds: started.elapsed().as_secs_f64(),
                 checkpoint_seconds: 0.0,
             };
-            sink.epoch(&rec, &checkpoint_state(&varmap, &opt))
+            let state = safetensors::serialize(checkpoint_state(&varmap, &opt), None)?;
+            sink.epoch(&rec, &state)
                 .context("writing the epoch's results")?;
             epochs.push(rec);
             last = Some(eval);

@@ -352,3 +352,23 @@ fn a_stale_lock_of_a_killed_process_is_taken_over() {
     );
     assert!(log.contains("resume "), "{log}");
 }
+
+/// SIGINT (Ctrl-C) and SIGUSR1 (Slurm's `--signal` warning) stop a run as SIGTERM does,
+/// each with its own exit status.
+#[test]
+fn sigint_and_sigusr1_stop_cleanly_too() {
+    for (sig, name, code) in [("-INT", "SIGINT", 130), ("-USR1", "SIGUSR1", 138)] {
+        let d = tempfile::tempdir().unwrap();
+        recipes(d.path());
+        let results = d.path().join("results");
+        let mut child = spawn(d.path(), "results", "log");
+        wait_for_checkpoint(&results, 1, &mut child);
+        signal(&child, sig);
+        let status = child.wait().unwrap();
+        let log = fs::read_to_string(d.path().join("log")).unwrap();
+        assert_eq!(status.code(), Some(code), "{log}");
+        assert!(log.contains(&format!("stopped by {name}")), "{log}");
+        let out = run_to_end(d.path(), "results");
+        assert!(text(&out).contains("resume "), "{}", text(&out));
+    }
+}

@@ -75,6 +75,34 @@ pub enum Command {
     },
     /// The model zoo with parameter counts for 10 and 100 classes.
     Models,
+    /// Images per second of a training step, a teacher's forward pass and the data
+    /// pipeline (`make bench` sets these beside PyTorch's).
+    Bench {
+        #[arg(long, default_value = "cpu")]
+        device: DeviceChoice,
+        /// Models whose training step to time.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "resnet20,resnet56,resnet110"
+        )]
+        models: Vec<String>,
+        /// Also time candle's own convolution (ResNet20 and the teacher, CPU only).
+        #[arg(long)]
+        baseline: bool,
+        /// Time each measurement for at least this many seconds.
+        #[arg(long, default_value_t = 5.0)]
+        min_seconds: f64,
+        /// Parts to time: train, teacher, data.
+        #[arg(long, value_delimiter = ',', default_value = "train,teacher,data")]
+        parts: Vec<String>,
+        /// Write the measurements as CSV here.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+        /// Instead: one training step on this device against the same step on the CPU.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 /// Runs a parsed command line; the returned code is the process exit status.
@@ -117,6 +145,24 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             print_status(&plan, &store);
         }
         Command::Models => print_models()?,
+        Command::Bench {
+            device,
+            models,
+            baseline,
+            min_seconds,
+            parts,
+            csv,
+            check,
+        } => {
+            let opts = BenchOptions {
+                baseline,
+                min_seconds,
+                parts,
+                csv,
+                check,
+            };
+            return bench_cmd(device, &models, opts);
+        }
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
@@ -228,14 +274,8 @@ fn run_cmd(
     if !pending.is_empty() {
         check_writable(store)?;
     }
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let jobs = o.jobs.unwrap_or(1).clamp(1, pending.len().max(1));
-    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        // candle sizes its pool by physical cores and rayon by logical ones; when they
-        // differ, threads spin (measured here: 4.4 s of 10 s in the kernel). One number
-        // for both, read when the pools start, which is after this.
-        std::env::set_var("RAYON_NUM_THREADS", cores.to_string());
-    }
+    align_thread_pools();
     let dev = device::open(o.device)?;
     let trainer = CandleTrainer::new(dev, o.data_dir);
     let opts = exec::Options {
@@ -287,6 +327,16 @@ fn run_cmd(
         Ok(std::process::ExitCode::SUCCESS)
     } else {
         Ok(std::process::ExitCode::FAILURE)
+    }
+}
+
+/// candle sizes its pool by physical cores and rayon by logical ones; when they differ,
+/// threads spin (measured: 4.4 s of 10 s in the kernel). One number for both, read when
+/// the pools start, which is after this.
+fn align_thread_pools() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        std::env::set_var("RAYON_NUM_THREADS", cores.to_string());
     }
 }
 
@@ -394,6 +444,85 @@ fn print_status(plan: &Plan, store: &Store) {
             println!("  {id}");
         }
     }
+}
+
+struct BenchOptions {
+    baseline: bool,
+    min_seconds: f64,
+    parts: Vec<String>,
+    csv: Option<PathBuf>,
+    check: bool,
+}
+
+fn bench_cmd(
+    device: DeviceChoice,
+    models: &[String],
+    o: BenchOptions,
+) -> anyhow::Result<std::process::ExitCode> {
+    let BenchOptions {
+        baseline,
+        min_seconds,
+        parts,
+        csv,
+        check,
+    } = o;
+    if let Some(p) = parts
+        .iter()
+        .find(|p| !["train", "teacher", "data"].contains(&p.as_str()))
+    {
+        bail!("--parts: unknown part `{p}`, expected train, teacher or data");
+    }
+    align_thread_pools();
+    let dev = device::open(device)?;
+    if check {
+        let (loss, weights) = crate::bench::check_device(&dev)?;
+        println!(
+            "one ResNet20 training step on {} against the CPU: loss differs by {loss:.2e}, updated weights by at most {weights:.2e}",
+            device::describe(&dev)
+        );
+        let ok = loss < 1e-3 && weights < 1e-3;
+        println!(
+            "{}",
+            if ok {
+                "agree (tolerance 1e-3)"
+            } else {
+                "DISAGREE (tolerance 1e-3)"
+            }
+        );
+        return Ok(if ok {
+            std::process::ExitCode::SUCCESS
+        } else {
+            std::process::ExitCode::FAILURE
+        });
+    }
+    let models = models
+        .iter()
+        .map(|m| {
+            ModelName::CIFAR
+                .into_iter()
+                .find(|x| x.as_str() == m)
+                .with_context(|| format!("--models: unknown model `{m}`"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    eprintln!(
+        "lecal {} (candle {}), {}, batch {}:",
+        env!("CARGO_PKG_VERSION"),
+        env!("LECAL_CANDLE_VERSION"),
+        device::describe(&dev),
+        crate::bench::BATCH
+    );
+    let opts = crate::bench::Options {
+        device: dev,
+        models,
+        baseline,
+        min_seconds,
+        parts,
+    };
+    let measures = crate::bench::run(&opts)?;
+    if let Some(p) = csv {
+        crate::store::write_csv(&p, &measures)?;
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 fn print_models() -> anyhow::Result<()> {

@@ -6,6 +6,7 @@
 //! (train pending runs with [`train`], [`model`], [`data`], [`method`], [`metrics`]) →
 //! [`store`] (the results folder) → [`report`] (the paper's tables).
 
+pub mod bench;
 pub mod cli;
 pub mod data;
 pub mod device;

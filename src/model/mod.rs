@@ -5,6 +5,7 @@
 
 mod batch_norm;
 pub mod checkpoint;
+pub mod conv;
 mod resnet;
 
 pub use batch_norm::BatchNorm2d;

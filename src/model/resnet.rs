@@ -2,10 +2,11 @@
 //! 16, 32, 64 channels (strides 1, 2, 2), global average pooling, linear. A block whose
 //! stride or width changes takes a 1×1 convolution + BN shortcut ("option B").
 
+use super::conv::Conv2d;
 use super::BatchNorm2d;
 use crate::recipe::ModelName;
 use candle_core::{Result, Tensor};
-use candle_nn::{conv2d_no_bias, linear, Conv2d, Conv2dConfig, Linear, Module, VarBuilder};
+use candle_nn::{linear, Linear, Module, VarBuilder};
 
 #[derive(Debug, Clone)]
 struct BasicBlock {
@@ -17,24 +18,15 @@ struct BasicBlock {
 }
 
 fn conv3x3(cin: usize, cout: usize, stride: usize, vb: VarBuilder) -> Result<Conv2d> {
-    let cfg = Conv2dConfig {
-        padding: 1,
-        stride,
-        ..Default::default()
-    };
-    conv2d_no_bias(cin, cout, 3, cfg, vb)
+    Conv2d::new(cin, cout, 3, stride, 1, vb)
 }
 
 impl BasicBlock {
     fn new(cin: usize, cout: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
         let shortcut = if stride != 1 || cin != cout {
-            let cfg = Conv2dConfig {
-                stride,
-                ..Default::default()
-            };
             let sc = vb.pp("shortcut");
             Some((
-                conv2d_no_bias(cin, cout, 1, cfg, sc.pp("0"))?,
+                Conv2d::new(cin, cout, 1, stride, 0, sc.pp("0"))?,
                 BatchNorm2d::new(cout, sc.pp("1"))?,
             ))
         } else {

@@ -1,0 +1,252 @@
+//! `lecal bench`: throughput of a training step, of a teacher's forward pass and of the
+//! data pipeline, measured the way `scripts/bench_pytorch.py` measures PyTorch, and
+//! `--check cuda:N`, one training step on a GPU against the same step on the CPU.
+
+use crate::data::{mix, synthetic, transform};
+use crate::method;
+use crate::model::{self, conv};
+use crate::plan::{AugmentSpec, Method, SyntheticSpec, Transform};
+use crate::recipe::ModelName;
+use crate::rng::Rng;
+use crate::train::sgd::Sgd;
+use anyhow::Context;
+use candle_core::{Device, Tensor};
+use serde::Serialize;
+use std::time::Instant;
+
+pub const BATCH: usize = 64;
+const CLASSES: usize = 100;
+const SIZE: usize = 32;
+
+/// One measurement: `what` (e.g. `train resnet20`), its implementation, images per second.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measure {
+    pub what: String,
+    pub implementation: String,
+    pub images_per_second: f64,
+    pub iterations: usize,
+    pub seconds: f64,
+}
+
+pub struct Options {
+    pub device: Device,
+    pub models: Vec<ModelName>,
+    /// Also time candle's own convolution (CPU only; slow).
+    pub baseline: bool,
+    /// Time each measurement for at least this long.
+    pub min_seconds: f64,
+    /// Which parts to time: `train`, `teacher`, `data`.
+    pub parts: Vec<String>,
+}
+
+/// Repeats `step` (one warm-up first) until `min_seconds` have passed, at least twice.
+fn time(
+    min_seconds: f64,
+    images: usize,
+    mut step: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<(f64, usize, f64)> {
+    step()?;
+    let t = Instant::now();
+    let mut n = 0;
+    while n < 2 || t.elapsed().as_secs_f64() < min_seconds {
+        step()?;
+        n += 1;
+    }
+    let s = t.elapsed().as_secs_f64();
+    Ok(((n * images) as f64 / s, n, s))
+}
+
+fn random_batch(device: &Device, seed: u64) -> anyhow::Result<(Tensor, Vec<u16>)> {
+    let mut rng = Rng::new(seed);
+    let x: Vec<f32> = (0..BATCH * 3 * SIZE * SIZE)
+        .map(|_| rng.normal() as f32)
+        .collect();
+    let labels: Vec<u16> = (0..BATCH)
+        .map(|_| rng.below(CLASSES as u64) as u16)
+        .collect();
+    Ok((Tensor::from_vec(x, (BATCH, 3, SIZE, SIZE), device)?, labels))
+}
+
+/// A trainer's step: forward in training mode, cross-entropy, backward, SGD update.
+pub struct Step {
+    net: model::ResNet,
+    pub varmap: candle_nn::VarMap,
+    opt: Sgd,
+    x: Tensor,
+    mixes: Vec<mix::LabelMix>,
+    device: Device,
+}
+
+impl Step {
+    pub fn new(m: ModelName, device: &Device, seed: u64) -> anyhow::Result<Self> {
+        let (net, varmap) = model::build_trainable(m, CLASSES, seed, device)?;
+        let params: Vec<_> = model::sorted_vars(&varmap)
+            .into_iter()
+            .filter(|(n, _)| !model::is_buffer(n))
+            .collect();
+        let (x, labels) = random_batch(device, seed)?;
+        Ok(Self {
+            net,
+            varmap,
+            opt: Sgd::new(params, 0.9, 5e-4),
+            x,
+            mixes: labels.iter().map(|&y| vec![(y, 1.0)]).collect(),
+            device: device.clone(),
+        })
+    }
+
+    /// One step; returns the loss.
+    pub fn run(&mut self) -> anyhow::Result<f32> {
+        let logits = self.net.forward_t(&self.x, true)?;
+        let loss = method::loss(&Method::Hard, &logits, &self.mixes, &[], &self.device)?;
+        let grads = loss.backward()?;
+        self.opt.step(&grads, 0.1)?;
+        Ok(loss.to_scalar::<f32>()?)
+    }
+}
+
+fn implementation(device: &Device, candle_conv: bool) -> String {
+    match (device, candle_conv) {
+        (Device::Cpu, false) => "lecal".into(),
+        (Device::Cpu, true) => "lecal, candle's conv".into(),
+        _ => format!("lecal ({})", crate::device::describe(device)),
+    }
+}
+
+pub fn run(o: &Options) -> anyhow::Result<Vec<Measure>> {
+    let mut out = Vec::new();
+    let mut push = |what: String, imp: String, (ips, n, s): (f64, usize, f64)| {
+        eprintln!("  {what:<22} {imp:<24} {ips:>10.1} img/s  ({n} iterations, {s:.1} s)");
+        out.push(Measure {
+            what,
+            implementation: imp,
+            images_per_second: ips,
+            iterations: n,
+            seconds: s,
+        });
+    };
+    let convs: &[bool] = if o.baseline && o.device.is_cpu() {
+        &[false, true]
+    } else {
+        &[false]
+    };
+    let part = |p: &str| o.parts.iter().any(|x| x == p);
+    let models: &[ModelName] = if part("train") { &o.models } else { &[] };
+    for &m in models {
+        for &candle_conv in convs {
+            // candle's convolution takes minutes a step on the deep models: baseline
+            // ResNet20 only.
+            if candle_conv && m != ModelName::Resnet20 {
+                continue;
+            }
+            conv::set_cpu_conv(if candle_conv {
+                conv::CpuConv::Candle
+            } else {
+                conv::CpuConv::Lecal
+            });
+            let mut step = Step::new(m, &o.device, 0)?;
+            let r = time(o.min_seconds, BATCH, || step.run().map(|_| ()))?;
+            push(
+                format!("train {}", m.as_str()),
+                implementation(&o.device, candle_conv),
+                r,
+            );
+        }
+    }
+    conv::set_cpu_conv(conv::CpuConv::Lecal);
+    // A teacher's forward pass: ResNet110, evaluation mode, no graph.
+    let teacher_convs: &[bool] = if part("teacher") { convs } else { &[] };
+    for &candle_conv in teacher_convs {
+        conv::set_cpu_conv(if candle_conv {
+            conv::CpuConv::Candle
+        } else {
+            conv::CpuConv::Lecal
+        });
+        let (_, vm) = model::build_trainable(ModelName::Resnet110, CLASSES, 0, &o.device)?;
+        let teacher = model::build_frozen(
+            ModelName::Resnet110,
+            CLASSES,
+            model::snapshot(&vm),
+            &o.device,
+        )?;
+        let (x, _) = random_batch(&o.device, 1)?;
+        let r = time(o.min_seconds, BATCH, || {
+            let y = teacher.forward_t(&x, false)?;
+            y.to_vec2::<f32>()?;
+            Ok(())
+        })?;
+        push(
+            "teacher resnet110".into(),
+            implementation(&o.device, candle_conv),
+            r,
+        );
+    }
+    conv::set_cpu_conv(conv::CpuConv::Lecal);
+    if !part("data") {
+        return Ok(out);
+    }
+    // The data pipeline on CIFAR-sized images.
+    let spec = SyntheticSpec {
+        train: 2048,
+        test: 1,
+        data_seed: 0,
+    };
+    let ds = synthetic::generate(&spec, 10, SIZE).train;
+    let t = Transform {
+        crop_padding: 4,
+        flip: true,
+        mean: [0.5; 3],
+        std: [0.25; 3],
+    };
+    let order: Vec<usize> = Rng::new(0).permutation(ds.len());
+    let batches: Vec<&[usize]> = order.chunks(BATCH).collect();
+    let mut epoch = 0;
+    let r = time(o.min_seconds, ds.len(), || {
+        epoch += 1;
+        for (bi, idx) in batches.iter().enumerate() {
+            std::hint::black_box(transform::train_batch(&ds, idx, &t, 0, epoch, bi * BATCH));
+        }
+        Ok(())
+    })?;
+    push("crop+flip+normalise".into(), "lecal".into(), r);
+    let x0 = transform::train_batch(&ds, batches[0], &t, 0, 1, 0);
+    let labels: Vec<u16> = batches[0].iter().map(|&i| ds.labels[i]).collect();
+    for (name, aug) in [
+        ("mixup", AugmentSpec::Mixup { alpha: 1.0 }),
+        ("cutmix", AugmentSpec::Cutmix { alpha: 1.0 }),
+        ("ricap", AugmentSpec::Ricap { beta: 0.3 }),
+    ] {
+        let mut rng = Rng::new(0);
+        let mut x = x0.clone();
+        let r = time(o.min_seconds, 32 * BATCH, || {
+            for _ in 0..32 {
+                x.copy_from_slice(&x0);
+                std::hint::black_box(mix::mix(&aug, &mut x, &labels, SIZE, SIZE, &mut rng));
+            }
+            Ok(())
+        })?;
+        push(name.into(), "lecal".into(), r);
+    }
+    Ok(out)
+}
+
+/// One training step of ResNet20 from the same weights and batch on `device` and on the
+/// CPU: the largest differences of the loss and of the updated weights.
+pub fn check_device(device: &Device) -> anyhow::Result<(f64, f64)> {
+    let mut gpu = Step::new(ModelName::Resnet20, device, 7).context("building on the device")?;
+    let mut cpu = Step::new(ModelName::Resnet20, &Device::Cpu, 7)?;
+    let (lg, lc) = (gpu.run()?, cpu.run()?);
+    let mut worst = 0f64;
+    let a = model::snapshot(&gpu.varmap);
+    for (name, c) in model::snapshot(&cpu.varmap) {
+        let g = a[&name]
+            .to_device(&Device::Cpu)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let c = c.flatten_all()?.to_vec1::<f32>()?;
+        for (x, y) in g.iter().zip(&c) {
+            worst = worst.max((x - y).abs() as f64);
+        }
+    }
+    Ok(((lg - lc).abs() as f64, worst))
+}

@@ -1,0 +1,457 @@
+//! 2-D convolution (no bias, no dilation, one group) as a candle custom op, for the CPU.
+//!
+//! candle 0.11's CPU convolution copies im2col tiles slowly and computes the input
+//! gradient with a per-pixel `conv_transpose2d` loop; together they were most of a
+//! training step. Here every pass is im2col/col2im plus one `gemm` per image:
+//!
+//! - forward:          `y[n] = W · col(x[n])`
+//! - input gradient:   `dx[n] = col2im(Wᵀ · dy[n])`
+//! - weight gradient:  `dW = Σₙ dy[n] · col(x[n])ᵀ`
+//!
+//! Both gradients come from one pass over the batch (one im2col per image). Images are
+//! spread over rayon's threads; the weight gradient is summed over fixed chunks of images
+//! in a fixed order, so the result does not depend on the number of threads. Other
+//! devices use candle's convolution; `LECAL_CONV=candle` selects it on the CPU too (for
+//! benchmarks).
+
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Module, Result, Shape, Tensor};
+use candle_nn::VarBuilder;
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+/// Images per partial weight gradient.
+const CHUNK: usize = 4;
+
+/// Shapes of one convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    /// Output channels.
+    pub k: usize,
+    /// Kernel height and width.
+    pub r: usize,
+    pub s: usize,
+    pub stride: usize,
+    pub pad: usize,
+    pub oh: usize,
+    pub ow: usize,
+}
+
+impl Geometry {
+    pub fn new(x: &[usize], w: &[usize], stride: usize, pad: usize) -> Result<Self> {
+        let (&[n, c, h, wd], &[k, cw, r, s]) = (x, w) else {
+            candle_core::bail!("conv2d: input {x:?} and weight {w:?} must both be 4-D")
+        };
+        if c != cw {
+            candle_core::bail!("conv2d: input has {c} channels, the weight expects {cw}");
+        }
+        if stride == 0 || h + 2 * pad < r || wd + 2 * pad < s {
+            candle_core::bail!(
+                "conv2d: kernel {r}x{s} does not fit input {h}x{wd} with padding {pad}"
+            );
+        }
+        Ok(Self {
+            n,
+            c,
+            h,
+            w: wd,
+            k,
+            r,
+            s,
+            stride,
+            pad,
+            oh: (h + 2 * pad - r) / stride + 1,
+            ow: (wd + 2 * pad - s) / stride + 1,
+        })
+    }
+
+    fn crs(&self) -> usize {
+        self.c * self.r * self.s
+    }
+
+    fn ohw(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    fn chw(&self) -> usize {
+        self.c * self.h * self.w
+    }
+
+    /// The valid output columns `[lo, hi)` of kernel column `s` (stride 1), where the
+    /// input column `ow + s - pad` lies inside the image.
+    fn valid_cols(&self, s: usize) -> (usize, usize) {
+        let lo = self.pad.saturating_sub(s).min(self.ow);
+        let hi = (self.w + self.pad).saturating_sub(s).min(self.ow).max(lo);
+        (lo, hi)
+    }
+}
+
+/// Unfolds one image `x` (C, H, W) into `col` (C·R·S, OH·OW).
+fn im2col(x: &[f32], g: &Geometry, col: &mut [f32]) {
+    let ohw = g.ohw();
+    for c in 0..g.c {
+        let xc = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for r in 0..g.r {
+            for s in 0..g.s {
+                let row = (c * g.r + r) * g.s + s;
+                let dst = &mut col[row * ohw..(row + 1) * ohw];
+                for oh in 0..g.oh {
+                    let d = &mut dst[oh * g.ow..(oh + 1) * g.ow];
+                    let ih = (oh * g.stride + r).wrapping_sub(g.pad);
+                    if ih >= g.h {
+                        d.fill(0.0);
+                        continue;
+                    }
+                    let xr = &xc[ih * g.w..(ih + 1) * g.w];
+                    if g.stride == 1 {
+                        let (lo, hi) = g.valid_cols(s);
+                        d[..lo].fill(0.0);
+                        d[lo..hi].copy_from_slice(&xr[lo + s - g.pad..hi + s - g.pad]);
+                        d[hi..].fill(0.0);
+                    } else {
+                        for (ow, v) in d.iter_mut().enumerate() {
+                            let iw = (ow * g.stride + s).wrapping_sub(g.pad);
+                            *v = if iw < g.w { xr[iw] } else { 0.0 };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Folds `col` (C·R·S, OH·OW) back into one image `dx` (C, H, W), adding overlaps.
+fn col2im(col: &[f32], g: &Geometry, dx: &mut [f32]) {
+    let ohw = g.ohw();
+    dx.fill(0.0);
+    for c in 0..g.c {
+        let xc = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for r in 0..g.r {
+            for s in 0..g.s {
+                let row = (c * g.r + r) * g.s + s;
+                let src = &col[row * ohw..(row + 1) * ohw];
+                for oh in 0..g.oh {
+                    let ih = (oh * g.stride + r).wrapping_sub(g.pad);
+                    if ih >= g.h {
+                        continue;
+                    }
+                    let d = &src[oh * g.ow..(oh + 1) * g.ow];
+                    let xr = &mut xc[ih * g.w..(ih + 1) * g.w];
+                    if g.stride == 1 {
+                        let (lo, hi) = g.valid_cols(s);
+                        let xs = &mut xr[lo + s - g.pad..hi + s - g.pad];
+                        for (a, b) in xs.iter_mut().zip(&d[lo..hi]) {
+                            *a += b;
+                        }
+                    } else {
+                        for (ow, v) in d.iter().enumerate() {
+                            let iw = (ow * g.stride + s).wrapping_sub(g.pad);
+                            if iw < g.w {
+                                xr[iw] += v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A row-major matrix view for `matmul`: `rows × cols` with the given strides.
+#[derive(Clone, Copy)]
+struct Mat {
+    ptr: *const f32,
+    row_stride: isize,
+    col_stride: isize,
+}
+
+impl Mat {
+    fn rows(p: &[f32], cols: usize) -> Self {
+        Self {
+            ptr: p.as_ptr(),
+            row_stride: cols as isize,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose of a row-major `rows × cols` matrix.
+    fn transposed(p: &[f32], cols: usize) -> Self {
+        Self {
+            ptr: p.as_ptr(),
+            row_stride: 1,
+            col_stride: cols as isize,
+        }
+    }
+}
+
+/// `dst (m×n, row-major) = [dst +] a (m×k) · b (k×n)`, single-threaded.
+fn matmul(dst: &mut [f32], m: usize, n: usize, k: usize, a: Mat, b: Mat, accumulate: bool) {
+    assert!(dst.len() >= m * n);
+    // SAFETY: `dst` holds m×n elements (checked above); the callers size `a` and `b` from
+    // the same geometry, m×k and k×n under their strides.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.ptr,
+            a.col_stride,
+            a.row_stride,
+            b.ptr,
+            b.col_stride,
+            b.row_stride,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        )
+    }
+}
+
+/// The forward pass on slices: `y` (N, K, OH, OW).
+pub fn forward(x: &[f32], w: &[f32], g: &Geometry) -> Vec<f32> {
+    let (crs, ohw) = (g.crs(), g.ohw());
+    let mut y = vec![0f32; g.n * g.k * ohw];
+    y.par_chunks_mut(g.k * ohw)
+        .zip(x.par_chunks(g.chw()))
+        .for_each_init(
+            || vec![0f32; crs * ohw],
+            |col, (yi, xi)| {
+                im2col(xi, g, col);
+                matmul(
+                    yi,
+                    g.k,
+                    ohw,
+                    crs,
+                    Mat::rows(w, crs),
+                    Mat::rows(col, ohw),
+                    false,
+                );
+            },
+        );
+    y
+}
+
+/// Both gradients on slices: `(dx (N, C, H, W), dW (K, C, R, S))`.
+pub fn backward(x: &[f32], w: &[f32], dy: &[f32], g: &Geometry) -> (Vec<f32>, Vec<f32>) {
+    let (crs, ohw, chw) = (g.crs(), g.ohw(), g.chw());
+    let mut dx = vec![0f32; g.n * chw];
+    let partials: Vec<Vec<f32>> = dx
+        .par_chunks_mut(CHUNK * chw)
+        .zip(x.par_chunks(CHUNK * chw))
+        .zip(dy.par_chunks(CHUNK * g.k * ohw))
+        .map(|((dxc, xc), dyc)| {
+            let mut dw = vec![0f32; g.k * crs];
+            let mut col = vec![0f32; crs * ohw];
+            let mut dcol = vec![0f32; crs * ohw];
+            for ((dxi, xi), dyi) in dxc
+                .chunks_mut(chw)
+                .zip(xc.chunks(chw))
+                .zip(dyc.chunks(g.k * ohw))
+            {
+                im2col(xi, g, &mut col);
+                // dW += dy[n] · col(x[n])ᵀ
+                let (a, b) = (Mat::rows(dyi, ohw), Mat::transposed(&col, ohw));
+                matmul(&mut dw, g.k, crs, ohw, a, b, true);
+                // dx[n] = col2im(Wᵀ · dy[n])
+                let (a, b) = (Mat::transposed(w, crs), Mat::rows(dyi, ohw));
+                matmul(&mut dcol, crs, ohw, g.k, a, b, false);
+                col2im(&dcol, g, dxi);
+            }
+            dw
+        })
+        .collect();
+    let mut dw = vec![0f32; g.k * crs];
+    for p in partials {
+        for (a, b) in dw.iter_mut().zip(p) {
+            *a += b;
+        }
+    }
+    (dx, dw)
+}
+
+fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    let CpuStorage::F32(v) = s else {
+        candle_core::bail!("conv2d: {what} must be f32")
+    };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&v[a..b]),
+        None => candle_core::bail!("conv2d: {what} must be contiguous"),
+    }
+}
+
+struct Conv {
+    stride: usize,
+    pad: usize,
+}
+
+impl CustomOp2 for Conv {
+    fn name(&self) -> &'static str {
+        "lecal-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geometry::new(l1.dims(), l2.dims(), self.stride, self.pad)?;
+        let y = forward(
+            f32_slice(s1, l1, "input")?,
+            f32_slice(s2, l2, "weight")?,
+            &g,
+        );
+        Ok((CpuStorage::F32(y), Shape::from((g.n, g.k, g.oh, g.ow))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let both = x.apply_op3_no_bwd(
+            w,
+            &dy.contiguous()?,
+            &ConvBackward {
+                stride: self.stride,
+                pad: self.pad,
+            },
+        )?;
+        let nx = x.elem_count();
+        let dx = both.narrow(0, 0, nx)?.reshape(x.shape())?;
+        let dw = both.narrow(0, nx, w.elem_count())?.reshape(w.shape())?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+/// Both gradients as one flat tensor `[dx, dW]` (a custom op has one output).
+struct ConvBackward {
+    stride: usize,
+    pad: usize,
+}
+
+impl CustomOp3 for ConvBackward {
+    fn name(&self) -> &'static str {
+        "lecal-conv2d-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geometry::new(l1.dims(), l2.dims(), self.stride, self.pad)?;
+        let dy = f32_slice(s3, l3, "output gradient")?;
+        if dy.len() != g.n * g.k * g.ohw() {
+            candle_core::bail!("conv2d backward: output gradient of shape {:?}", l3.dims());
+        }
+        let (mut dx, dw) = backward(
+            f32_slice(s1, l1, "input")?,
+            f32_slice(s2, l2, "weight")?,
+            dy,
+            &g,
+        );
+        dx.extend_from_slice(&dw);
+        let n = dx.len();
+        Ok((CpuStorage::F32(dx), Shape::from(n)))
+    }
+}
+
+/// The convolution used on the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuConv {
+    /// This module's.
+    Lecal,
+    /// candle's own (`Tensor::conv2d`), the baseline of the benchmarks.
+    Candle,
+}
+
+/// 0: not chosen yet (read `LECAL_CONV`), 1: lecal, 2: candle.
+static CPU_CONV: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Chooses the CPU convolution for the whole process.
+pub fn set_cpu_conv(c: CpuConv) {
+    let v = if c == CpuConv::Candle { 2 } else { 1 };
+    CPU_CONV.store(v, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn use_candle_on_cpu() -> bool {
+    use std::sync::atomic::Ordering::Relaxed;
+    match CPU_CONV.load(Relaxed) {
+        0 => {
+            let candle = std::env::var("LECAL_CONV").is_ok_and(|v| v == "candle");
+            set_cpu_conv(if candle {
+                CpuConv::Candle
+            } else {
+                CpuConv::Lecal
+            });
+            candle
+        }
+        v => v == 2,
+    }
+}
+
+/// `conv2d(x, w)` with lecal's CPU convolution, candle's elsewhere.
+pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
+    if !x.device().is_cpu() || x.dtype() != DType::F32 || use_candle_on_cpu() {
+        return x.conv2d(w, pad, stride, 1, 1);
+    }
+    x.contiguous()?
+        .apply_op2(&w.contiguous()?, Conv { stride, pad })
+}
+
+/// A convolution layer without bias, with the parameter name `weight` (as PyTorch).
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    weight: Tensor,
+    stride: usize,
+    pad: usize,
+}
+
+impl Conv2d {
+    pub fn new(
+        cin: usize,
+        cout: usize,
+        kernel: usize,
+        stride: usize,
+        pad: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let weight = vb.get_with_hints(
+            (cout, cin, kernel, kernel),
+            "weight",
+            candle_nn::init::DEFAULT_KAIMING_NORMAL,
+        )?;
+        Ok(Self {
+            weight,
+            stride,
+            pad,
+        })
+    }
+}
+
+impl Module for Conv2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        conv2d(x, &self.weight, self.stride, self.pad)
+    }
+}
+
+#[cfg(test)]
+mod tests;

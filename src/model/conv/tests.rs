@@ -1,0 +1,102 @@
+//! lecal's convolution against candle's on random shapes: the forward pass and both
+//! gradients, stride 1 and 2, padding 0 to 2, 1×1 and 3×3 kernels, batch 1 to 64.
+
+use super::*;
+use crate::rng::Rng;
+use candle_core::{Device, Var};
+
+fn random(shape: &[usize], rng: &mut Rng) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+fn values(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1().unwrap()
+}
+
+fn close(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+    for (i, (a, b)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-4 * scale,
+            "{what}[{i}]: {a} vs {b} (scale {scale})"
+        );
+    }
+}
+
+/// Output, input gradient and weight gradient of `conv` under the loss Σ y·m for a random
+/// mask m.
+fn run(
+    conv: impl Fn(&Tensor, &Tensor) -> Tensor,
+    x: &Tensor,
+    w: &Tensor,
+    m: &Tensor,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (xv, wv) = (Var::from_tensor(x).unwrap(), Var::from_tensor(w).unwrap());
+    let y = conv(xv.as_tensor(), wv.as_tensor());
+    let loss = (&y * m).unwrap().sum_all().unwrap();
+    let g = loss.backward().unwrap();
+    (
+        values(&y),
+        values(g.get(xv.as_tensor()).unwrap()),
+        values(g.get(wv.as_tensor()).unwrap()),
+    )
+}
+
+#[test]
+fn matches_candles_convolution_in_all_three_passes() {
+    // (n, c, h, w, k, kernel, stride, pad)
+    let cases = [
+        (1, 3, 8, 8, 4, 3, 1, 1),
+        (64, 4, 8, 8, 8, 3, 1, 1),
+        (64, 4, 8, 8, 8, 3, 2, 1),
+        (2, 5, 7, 9, 3, 3, 2, 1),
+        (3, 8, 6, 6, 16, 1, 2, 0),
+        (5, 6, 5, 5, 7, 1, 1, 0),
+        (2, 3, 9, 9, 4, 3, 1, 0),
+        (2, 2, 4, 4, 3, 3, 1, 2),
+        (7, 3, 3, 3, 2, 3, 2, 2),
+        (1, 3, 32, 32, 16, 3, 1, 1),
+    ];
+    let mut rng = Rng::new(11);
+    for (n, c, h, wd, k, ks, stride, pad) in cases {
+        let x = random(&[n, c, h, wd], &mut rng);
+        let w = random(&[k, c, ks, ks], &mut rng);
+        let g = Geometry::new(x.dims(), w.dims(), stride, pad).unwrap();
+        let m = random(&[n, k, g.oh, g.ow], &mut rng);
+        let ours = run(|x, w| conv2d(x, w, stride, pad).unwrap(), &x, &w, &m);
+        let theirs = run(|x, w| x.conv2d(w, pad, stride, 1, 1).unwrap(), &x, &w, &m);
+        let what = format!("n{n} c{c} {h}x{wd} k{k} {ks}x{ks} stride {stride} pad {pad}");
+        close(&format!("{what} output"), &ours.0, &theirs.0);
+        close(&format!("{what} input gradient"), &ours.1, &theirs.1);
+        close(&format!("{what} weight gradient"), &ours.2, &theirs.2);
+    }
+}
+
+#[test]
+fn gradients_do_not_depend_on_the_thread_count() {
+    let mut rng = Rng::new(5);
+    let x = random(&[37, 6, 8, 8], &mut rng);
+    let w = random(&[5, 6, 3, 3], &mut rng);
+    let g = Geometry::new(x.dims(), w.dims(), 1, 1).unwrap();
+    let dy = random(&[37, 5, 8, 8], &mut rng);
+    let (xs, ws, dys) = (values(&x), values(&w), values(&dy));
+    let with = |threads| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| (forward(&xs, &ws, &g), backward(&xs, &ws, &dys, &g)))
+    };
+    assert_eq!(with(1), with(3));
+}
+
+#[test]
+fn bad_shapes_are_errors() {
+    assert!(Geometry::new(&[1, 3, 8, 8], &[4, 2, 3, 3], 1, 1).is_err());
+    assert!(Geometry::new(&[1, 3, 2, 2], &[4, 3, 5, 5], 1, 0).is_err());
+    assert!(Geometry::new(&[3, 8, 8], &[4, 3, 3, 3], 1, 1).is_err());
+    assert!(Geometry::new(&[1, 3, 8, 8], &[4, 3, 3, 3], 0, 1).is_err());
+}

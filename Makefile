@@ -7,7 +7,7 @@ SCALE ?= full
 
 FUZZ_CASES ?= 100000
 
-.PHONY: build demo test fuzz table-cifar100 table-cifar10 plan-cifar100 lint clean-demo
+.PHONY: build demo test fuzz bench cuda table-cifar100 table-cifar10 plan-cifar100 lint clean-demo
 
 build:
 	$(CARGO) build --release
@@ -21,6 +21,16 @@ demo: build
 
 test:
 	$(CARGO) test --all-targets
+
+# Throughput of lecal beside PyTorch's on this machine (installs PyTorch into .bench-venv/
+# unless BENCH_PYTHON names a Python that has it). Not part of CI.
+bench: build
+	scripts/bench.sh
+
+# The CUDA + cuDNN build (target/cuda/release/lecal) from PyPI's CUDA wheels, checked on
+# a machine without a GPU.
+cuda:
+	scripts/cuda-build.sh
 
 # A long fuzz pass over the recipe parser and planner (make test runs a short one).
 fuzz:

@@ -260,6 +260,7 @@ fn run_cmd(
     o: RunOptions,
     store: &Store,
 ) -> anyhow::Result<std::process::ExitCode> {
+    align_thread_pools();
     let (_, plan) = load_plan(paths, &o.scale)?;
     let pending: Vec<_> = plan
         .runs
@@ -271,12 +272,11 @@ fn run_cmd(
         crate::data::check_available(&r.spec.data, &o.data_dir)?;
         check_teacher_checkpoints(r, &mut checked)?;
     }
+    let dev = device::open(o.device)?;
     if !pending.is_empty() {
         check_writable(store)?;
     }
     let jobs = o.jobs.unwrap_or(1).clamp(1, pending.len().max(1));
-    align_thread_pools();
-    let dev = device::open(o.device)?;
     let trainer = CandleTrainer::new(dev, o.data_dir);
     let opts = exec::Options {
         jobs,

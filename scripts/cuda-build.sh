@@ -58,7 +58,9 @@ grep -oE '^\s+fn cu[A-Za-z0-9_]+\(' "$CUDARC_SRC/src/driver/sys/mod.rs" \
 cc -shared -fPIC -O1 -o "$STUBS/libcuda.so" -Wl,-soname,libcuda.so.1 "$STUBS/libcuda_stub.c"
 ln -sf libcuda.so "$STUBS/libcuda.so.1"
 
+# CUDAFORGE_THREADS: parallel nvcc/ptxas jobs of candle-kernels' build script.
 export CUDA_HOME=$CU PATH=$CU/bin:$PATH CUDA_COMPUTE_CAP=$COMPUTE_CAP CUDNN_LIB=$CUDNN
+export CUDAFORGE_THREADS=${CUDAFORGE_THREADS:-$(nproc)}
 export LIBRARY_PATH=$STUBS:$CU/lib:$CUDNN/lib${LIBRARY_PATH:+:$LIBRARY_PATH}
 cargo build --release --locked --features cudnn --target-dir target/cuda
 BIN=target/cuda/release/lecal

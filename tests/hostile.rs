@@ -105,6 +105,16 @@ fn bad_recipes_name_the_file_and_the_problem_and_write_nothing() {
             &["bad.toml:4:", "batch"],
         ),
         (
+            "negative batch",
+            GOOD.replace("batch = 32", "batch = -32"),
+            &["bad.toml:4:", "batch"],
+        ),
+        (
+            "zero learning rate",
+            GOOD.replace("batch = 32", "batch = 32, lr = 0.0"),
+            &["bad.toml:4:", "lr"],
+        ),
+        (
             "negative learning rate",
             GOOD.replace("batch = 32", "batch = 32, lr = -0.1"),
             &["bad.toml:4:", "lr"],

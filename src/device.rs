@@ -1,6 +1,6 @@
 //! `--device auto|cpu|cuda:N`, and what a device promises about repeatability.
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use candle_core::Device;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,18 +35,28 @@ pub fn open(choice: DeviceChoice) -> anyhow::Result<Device> {
             if !candle_core::utils::cuda_is_available() {
                 bail!("--device cuda:{n}: this lecal was built without CUDA; rebuild with `cargo build --release --features cuda`");
             }
-            Device::new_cuda(n).with_context(|| format!("--device cuda:{n}: cannot open the GPU"))
+            Device::new_cuda(n).map_err(|e| {
+                anyhow::anyhow!("--device cuda:{n}: cannot open the GPU: {}", first_line(&e))
+            })
         }
         DeviceChoice::Auto => {
             if candle_core::utils::cuda_is_available() {
                 match Device::new_cuda(0) {
                     Ok(d) => return Ok(d),
-                    Err(e) => eprintln!("note: no usable GPU ({e}); running on the CPU"),
+                    Err(e) => eprintln!(
+                        "note: no usable GPU ({}); running on the CPU",
+                        first_line(&e)
+                    ),
                 }
             }
             Ok(Device::Cpu)
         }
     }
+}
+
+/// candle's errors carry a backtrace after the message when RUST_BACKTRACE is set.
+fn first_line(e: &candle_core::Error) -> String {
+    e.to_string().lines().next().unwrap_or_default().to_string()
 }
 
 pub fn describe(d: &Device) -> String {

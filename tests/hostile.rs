@@ -225,6 +225,19 @@ fn a_teacher_checkpoint_of_the_wrong_architecture_is_refused_before_training() {
         ],
     );
     nothing_written(d.path());
+    // Declared as the model it is, the same checkpoint teaches.
+    let kd = d.path().join("recipes/h/kd.toml");
+    fs::write(
+        &kd,
+        fs::read_to_string(&kd)
+            .unwrap()
+            .replace("resnet14", "resnet8"),
+    )
+    .unwrap();
+    lecal(d.path())
+        .args(["run", "recipes/h/kd.toml", "--device", "cpu"])
+        .assert()
+        .success();
 }
 
 #[test]

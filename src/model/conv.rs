@@ -160,6 +160,27 @@ fn col2im(col: &[f32], g: &Geometry, dx: &mut [f32]) {
     }
 }
 
+thread_local! {
+    /// Per-thread column buffers, kept across calls and steps: every element is written
+    /// before it is read (im2col writes whole rows, gemm overwrites), so they are never
+    /// zero-filled again.
+    static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Runs `f` with this thread's two scratch buffers of `len` elements each.
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        let (a, b) = &mut *s;
+        if a.len() < len {
+            a.resize(len, 0.0);
+            b.resize(len, 0.0);
+        }
+        f(&mut a[..len], &mut b[..len])
+    })
+}
+
 /// A row-major matrix view for `matmul`: `rows × cols` with the given strides.
 #[derive(Clone, Copy)]
 struct Mat {
@@ -223,9 +244,8 @@ pub fn forward(x: &[f32], w: &[f32], g: &Geometry) -> Vec<f32> {
     let mut y = vec![0f32; g.n * g.k * ohw];
     y.par_chunks_mut(g.k * ohw)
         .zip(x.par_chunks(g.chw()))
-        .for_each_init(
-            || vec![0f32; crs * ohw],
-            |col, (yi, xi)| {
+        .for_each(|(yi, xi)| {
+            with_scratch(crs * ohw, |col, _| {
                 im2col(xi, g, col);
                 matmul(
                     yi,
@@ -236,8 +256,8 @@ pub fn forward(x: &[f32], w: &[f32], g: &Geometry) -> Vec<f32> {
                     Mat::rows(col, ohw),
                     false,
                 );
-            },
-        );
+            })
+        });
     y
 }
 
@@ -251,22 +271,22 @@ pub fn backward(x: &[f32], w: &[f32], dy: &[f32], g: &Geometry) -> (Vec<f32>, Ve
         .zip(dy.par_chunks(CHUNK * g.k * ohw))
         .map(|((dxc, xc), dyc)| {
             let mut dw = vec![0f32; g.k * crs];
-            let mut col = vec![0f32; crs * ohw];
-            let mut dcol = vec![0f32; crs * ohw];
-            for ((dxi, xi), dyi) in dxc
-                .chunks_mut(chw)
-                .zip(xc.chunks(chw))
-                .zip(dyc.chunks(g.k * ohw))
-            {
-                im2col(xi, g, &mut col);
-                // dW += dy[n] · col(x[n])ᵀ
-                let (a, b) = (Mat::rows(dyi, ohw), Mat::transposed(&col, ohw));
-                matmul(&mut dw, g.k, crs, ohw, a, b, true);
-                // dx[n] = col2im(Wᵀ · dy[n])
-                let (a, b) = (Mat::transposed(w, crs), Mat::rows(dyi, ohw));
-                matmul(&mut dcol, crs, ohw, g.k, a, b, false);
-                col2im(&dcol, g, dxi);
-            }
+            with_scratch(crs * ohw, |col, dcol| {
+                for ((dxi, xi), dyi) in dxc
+                    .chunks_mut(chw)
+                    .zip(xc.chunks(chw))
+                    .zip(dyc.chunks(g.k * ohw))
+                {
+                    im2col(xi, g, col);
+                    // dW += dy[n] · col(x[n])ᵀ
+                    let (a, b) = (Mat::rows(dyi, ohw), Mat::transposed(col, ohw));
+                    matmul(&mut dw, g.k, crs, ohw, a, b, true);
+                    // dx[n] = col2im(Wᵀ · dy[n])
+                    let (a, b) = (Mat::transposed(w, crs), Mat::rows(dyi, ohw));
+                    matmul(dcol, crs, ohw, g.k, a, b, false);
+                    col2im(dcol, g, dxi);
+                }
+            });
             dw
         })
         .collect();

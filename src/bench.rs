@@ -80,10 +80,7 @@ pub struct Step {
 impl Step {
     pub fn new(m: ModelName, device: &Device, seed: u64) -> anyhow::Result<Self> {
         let (net, varmap) = model::build_trainable(m, CLASSES, seed, device)?;
-        let params: Vec<_> = model::sorted_vars(&varmap)
-            .into_iter()
-            .filter(|(n, _)| !model::is_buffer(n))
-            .collect();
+        let params = model::trainable_vars(&varmap);
         let (x, labels) = random_batch(device, seed)?;
         Ok(Self {
             net,

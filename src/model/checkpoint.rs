@@ -174,10 +174,7 @@ mod tests {
         let (net, vm) = build_trainable(ModelName::Resnet8, 10, 0, &Device::Cpu).unwrap();
         let t = read(&fixture("resnet8-c10-bare.pth")).unwrap();
         super::super::load_into(&vm, &t).unwrap();
-        let params: Vec<_> = super::super::sorted_vars(&vm)
-            .into_iter()
-            .filter(|(n, _)| !super::super::is_buffer(n))
-            .collect();
+        let params = super::super::trainable_vars(&vm);
         let mut opt = crate::train::sgd::Sgd::new(params, 0.9, 5e-4);
         let x = fixed_input();
         let mixes = vec![vec![(3u16, 1.0)], vec![(7u16, 1.0)]];

@@ -64,6 +64,14 @@ pub fn sorted_vars(varmap: &VarMap) -> Vec<(String, candle_core::Var)> {
     v
 }
 
+/// The trainable parameters (buffers excluded), sorted by name: what the optimiser updates.
+pub fn trainable_vars(varmap: &VarMap) -> Vec<(String, candle_core::Var)> {
+    sorted_vars(varmap)
+        .into_iter()
+        .filter(|(n, _)| !is_buffer(n))
+        .collect()
+}
+
 /// Initialises every variable in sorted name order from one seeded stream: conv weights
 /// Kaiming normal (fan_out, ReLU gain), BatchNorm weight 1 and bias 0, running mean 0 and
 /// variance 1, linear weight and bias uniform ±1/√fan_in (PyTorch's default).
@@ -125,9 +133,8 @@ pub fn parameters_of(model: ModelName, classes: usize) -> anyhow::Result<usize> 
 
 /// Number of trainable parameters (buffers excluded), as PyTorch's `parameters()` counts.
 pub fn parameter_count(varmap: &VarMap) -> usize {
-    sorted_vars(varmap)
+    trainable_vars(varmap)
         .iter()
-        .filter(|(n, _)| !is_buffer(n))
         .map(|(_, v)| v.elem_count())
         .sum()
 }

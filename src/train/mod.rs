@@ -243,12 +243,8 @@ impl Trainer for CandleTrainer {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let (net, varmap) = model::build_trainable(spec.model, classes, spec.seed, dev)?;
-        let params: Vec<_> = model::sorted_vars(&varmap)
-            .into_iter()
-            .filter(|(n, _)| !model::is_buffer(n))
-            .collect();
         let s = &spec.schedule;
-        let mut opt = sgd::Sgd::new(params, s.momentum, s.weight_decay);
+        let mut opt = sgd::Sgd::new(model::trainable_vars(&varmap), s.momentum, s.weight_decay);
         let (h, w) = (train.height, train.width);
         let mut epochs = Vec::new();
         if let Some(ck) = sink.resume()? {

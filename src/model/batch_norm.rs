@@ -114,10 +114,7 @@ fn fused(x: &Tensor) -> bool {
 }
 
 fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
-        _ => candle_core::bail!("batch norm: {what} must be contiguous f32"),
-    }
+    super::kernel::f32_slice("batch norm", s, l, what)
 }
 
 /// The `h·w` values of channel `c` of image `i`, for every image.
@@ -226,9 +223,7 @@ impl CustomOp3 for Normalise {
             &params,
             &NormaliseBackward { eps: self.eps },
         )?;
-        let nx = x.elem_count();
-        let dx = all.narrow(0, 0, nx)?.reshape(x.shape())?;
-        let daffine = all.narrow(0, nx, affine.elem_count())?;
+        let (dx, daffine) = super::kernel::split_gradients(&all, x, affine)?;
         Ok((Some(dx), Some(daffine), None))
     }
 }

@@ -300,13 +300,7 @@ pub fn backward(x: &[f32], w: &[f32], dy: &[f32], g: &Geometry) -> (Vec<f32>, Ve
 }
 
 fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else {
-        candle_core::bail!("conv2d: {what} must be f32")
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => candle_core::bail!("conv2d: {what} must be contiguous"),
-    }
+    super::kernel::f32_slice("conv2d", s, l, what)
 }
 
 struct Conv {
@@ -350,9 +344,7 @@ impl CustomOp2 for Conv {
                 pad: self.pad,
             },
         )?;
-        let nx = x.elem_count();
-        let dx = both.narrow(0, 0, nx)?.reshape(x.shape())?;
-        let dw = both.narrow(0, nx, w.elem_count())?.reshape(w.shape())?;
+        let (dx, dw) = super::kernel::split_gradients(&both, x, w)?;
         Ok((Some(dx), Some(dw)))
     }
 }

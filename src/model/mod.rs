@@ -6,6 +6,7 @@
 mod batch_norm;
 pub mod checkpoint;
 pub mod conv;
+mod kernel;
 mod resnet;
 
 pub use batch_norm::BatchNorm2d;

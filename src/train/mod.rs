@@ -210,6 +210,19 @@ pub fn predict(
     Ok(out)
 }
 
+/// The test-split evaluation of the model in `varmap` as it is now.
+fn evaluate(
+    spec: &RunSpec,
+    varmap: &candle_nn::VarMap,
+    test: &data::Dataset,
+    dev: &Device,
+) -> anyhow::Result<Evaluation> {
+    let classes = spec.data.classes;
+    let frozen = model::build_frozen(spec.model, classes, model::snapshot(varmap), dev)?;
+    let logits = predict(&frozen, test, &spec.transform, dev)?;
+    Ok(metrics::evaluate(&logits, &test.labels, classes))
+}
+
 impl Trainer for CandleTrainer {
     fn device(&self) -> (String, bool) {
         (
@@ -301,9 +314,7 @@ impl Trainer for CandleTrainer {
                 seen += idx.len();
                 sink.progress(epoch, bi + 1, batches.len());
             }
-            let frozen = model::build_frozen(spec.model, classes, model::snapshot(&varmap), dev)?;
-            let logits = predict(&frozen, test, &spec.transform, dev)?;
-            let eval = metrics::evaluate(&logits, &test.labels, classes);
+            let eval = evaluate(spec, &varmap, test, dev)?;
             let rec = EpochRecord {
                 epoch,
                 lr,
@@ -327,12 +338,7 @@ impl Trainer for CandleTrainer {
             Some(e) => e,
             // Resumed after the last epoch's checkpoint: its evaluation again, which
             // gives the same numbers.
-            None => {
-                let frozen =
-                    model::build_frozen(spec.model, classes, model::snapshot(&varmap), dev)?;
-                let logits = predict(&frozen, test, &spec.transform, dev)?;
-                metrics::evaluate(&logits, &test.labels, classes)
-            }
+            None => evaluate(spec, &varmap, test, dev)?,
         };
         let weights: HashMap<String, Tensor> = model::snapshot(&varmap);
         let path = sink.weights_path();

@@ -260,9 +260,7 @@ impl<'a> Queue<'a> {
                 match store.state(&run.id) {
                     RunState::Done => Ended::AlreadyDone,
                     RunState::Failed { epoch, reason } if !opts.retry_failed => {
-                        Ended::Failed(format!(
-                            "failed in epoch {epoch} ({reason}); --retry-failed attempts it again"
-                        ))
+                        failed_earlier(epoch, &reason)
                     }
                     _ => {
                         self.started += 1;
@@ -280,6 +278,25 @@ impl<'a> Queue<'a> {
         if self.report.halted.is_none() {
             self.report.halted = Some(why);
         }
+    }
+}
+
+/// A run an earlier attempt marked failed, left alone without `--retry-failed`.
+fn failed_earlier(epoch: usize, reason: &str) -> Ended {
+    Ended::Failed(format!(
+        "failed in epoch {epoch} earlier ({reason}); --retry-failed attempts it again"
+    ))
+}
+
+/// Whether a run's error stops the whole invocation (a stop signal, a results folder that
+/// cannot be written) rather than failing that run alone.
+fn halt_of(e: &anyhow::Error) -> Option<Halt> {
+    if let Some(i) = e.downcast_ref::<Interrupted>() {
+        Some(Halt::Signal(i.signal))
+    } else if WriteError::in_chain(e) {
+        Some(Halt::Storage(format!("{e:#}")))
+    } else {
+        None
     }
 }
 
@@ -320,10 +337,9 @@ pub fn execute(
                 report.ended.insert(r.id.clone(), Ended::AlreadyDone);
             }
             RunState::Failed { epoch, reason } if !opts.retry_failed => {
-                let why = format!(
-                    "failed in epoch {epoch} earlier ({reason}); --retry-failed attempts it again"
-                );
-                report.ended.insert(r.id.clone(), Ended::Failed(why));
+                report
+                    .ended
+                    .insert(r.id.clone(), failed_earlier(epoch, &reason));
             }
             _ => waiting.push(r),
         }
@@ -388,17 +404,19 @@ pub fn execute(
             Ok(()) => Ended::Trained,
             Err(e) => {
                 let reason = format!("{e:#}");
-                let mut q = lock(&queue);
-                if let Some(i) = e.downcast_ref::<Interrupted>() {
-                    q.halt(Halt::Signal(i.signal));
-                    Ended::Stopped(reason)
-                } else if WriteError::in_chain(&e) {
-                    lock(&progress).line(&format!("error: run {} stopped: {reason}", run.id));
-                    q.halt(Halt::Storage(reason.clone()));
-                    Ended::Stopped(reason)
-                } else {
-                    lock(&progress).line(&format!("error: run {} failed: {reason}", run.id));
-                    Ended::Failed(reason)
+                match halt_of(&e) {
+                    Some(halt) => {
+                        if matches!(halt, Halt::Storage(_)) {
+                            lock(&progress)
+                                .line(&format!("error: run {} stopped: {reason}", run.id));
+                        }
+                        lock(&queue).halt(halt);
+                        Ended::Stopped(reason)
+                    }
+                    None => {
+                        lock(&progress).line(&format!("error: run {} failed: {reason}", run.id));
+                        Ended::Failed(reason)
+                    }
                 }
             }
         };
@@ -487,7 +505,7 @@ fn train_one(
     let outcome: Outcome = match result {
         Ok(o) => o,
         Err(e) => {
-            if e.downcast_ref::<Interrupted>().is_none() && !WriteError::in_chain(&e) {
+            if halt_of(&e).is_none() {
                 let failure = Failure {
                     epoch: done_epochs + 1,
                     reason: format!("{e:#}"),

@@ -73,7 +73,7 @@ pub fn save(
     bytes: &[u8],
 ) -> anyhow::Result<()> {
     let epoch = epochs.len();
-    let dir = run_dir.join(CHECKPOINT_DIR);
+    let dir = dir(run_dir);
     let name = format!("{}.safetensors", stem(epoch));
     write_atomic(&dir.join(&name), bytes)?;
     let manifest = Manifest {
@@ -156,7 +156,7 @@ fn verify(dir: &Path, run_id: &str, epoch: usize) -> anyhow::Result<Checkpoint> 
 
 /// The newest checkpoint of the run that verifies.
 pub fn load_latest(run_dir: &Path, run_id: &str) -> Found {
-    let dir = run_dir.join(CHECKPOINT_DIR);
+    let dir = dir(run_dir);
     let mut found = Found::default();
     for epoch in manifests(&dir) {
         match verify(&dir, run_id, epoch) {
@@ -174,7 +174,7 @@ pub fn load_latest(run_dir: &Path, run_id: &str) -> Found {
 
 /// Removes every checkpoint of a run (once it is done, or to start it again).
 pub fn remove_all(run_dir: &Path) -> std::io::Result<()> {
-    match std::fs::remove_dir_all(run_dir.join(CHECKPOINT_DIR)) {
+    match std::fs::remove_dir_all(dir(run_dir)) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }

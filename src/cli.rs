@@ -287,17 +287,17 @@ fn run_cmd(
     let trained = report.count(|e| *e == Ended::Trained);
     let already = report.count(|e| *e == Ended::AlreadyDone);
     let stopped = report.stopped();
+    let failures = report.failures();
     println!(
         "{} runs: {trained} trained, {already} already done, {} failed or skipped, {} stopped, {} not started",
         plan.runs.len(),
-        report.failures().len(),
+        failures.len(),
         stopped.len(),
         plan.runs.len() - report.ended.len(),
     );
-    let failures = report.failures();
     if !failures.is_empty() {
         eprintln!("error: {} runs did not finish:", failures.len());
-        for (id, e) in failures {
+        for (id, e) in &failures {
             match e {
                 Ended::Failed(why) => eprintln!("  {id}: failed: {why}"),
                 Ended::Skipped(why) => eprintln!("  {id}: skipped: {why}"),
@@ -323,7 +323,7 @@ fn run_cmd(
         }
         None => {}
     }
-    if report.failures().is_empty() {
+    if failures.is_empty() {
         Ok(std::process::ExitCode::SUCCESS)
     } else {
         Ok(std::process::ExitCode::FAILURE)

@@ -341,8 +341,12 @@ fn align_thread_pools() {
 }
 
 /// Fails unless a file can be created in the results folder, before anything is trained.
+/// The probe is named by process: processes starting together on one folder must not
+/// remove each other's.
 fn check_writable(store: &Store) -> anyhow::Result<()> {
-    let probe = store.runs_dir().join(".lecal-write-test");
+    let probe = store
+        .runs_dir()
+        .join(format!(".lecal-write-test.{}", std::process::id()));
     crate::store::write_atomic(&probe, b"")
         .and_then(|_| std::fs::remove_file(&probe).map_err(Into::into))
         .with_context(|| {

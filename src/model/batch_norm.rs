@@ -4,7 +4,9 @@
 //! Unlike candle-nn's, its evaluation path detaches the running statistics, so a model
 //! built from plain tensors records no autograd graph at all.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor, Var, D};
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, Var, D,
+};
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
 
@@ -36,11 +38,29 @@ impl BatchNorm2d {
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_act(x, None, false, train)
+    }
+
+    /// `bn(x) [+ residual]`, then `relu` if asked: the tail of a convolution or of a
+    /// residual block. On the CPU it is one custom op, forward and backward.
+    pub fn forward_act(
+        &self,
+        x: &Tensor,
+        residual: Option<&Tensor>,
+        relu: bool,
+        train: bool,
+    ) -> Result<Tensor> {
         if fused(x) {
-            self.forward_fused(x, train)
-        } else {
-            self.forward_composed(x, train)
+            return self.forward_fused(x, residual, relu, train);
         }
+        let mut y = self.forward_composed(x, train)?;
+        if let Some(r) = residual {
+            y = (y + r)?;
+        }
+        if relu {
+            y = y.relu()?;
+        }
+        Ok(y)
     }
 
     /// Composed of candle's operations: any device.
@@ -80,10 +100,16 @@ impl BatchNorm2d {
         self.running_var.set(&rv)
     }
 
-    /// The CPU path: statistics, normalisation and its gradient as three custom ops, two
-    /// passes over the activations forward and two backward (the composed path above
-    /// makes about ten each way).
-    fn forward_fused(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    /// The CPU path: the statistics, then normalisation, residual and ReLU as one custom op
+    /// with its own backward: two passes over the activations forward and two backward
+    /// (the composed path makes about ten each way, plus the add's and ReLU's).
+    fn forward_fused(
+        &self,
+        x: &Tensor,
+        residual: Option<&Tensor>,
+        relu: bool,
+        train: bool,
+    ) -> Result<Tensor> {
         let x = x.contiguous()?;
         let (n, _, h, w) = x.dims4()?;
         let stats = if train {
@@ -99,11 +125,21 @@ impl BatchNorm2d {
                 0,
             )?
         };
-        let affine = Tensor::cat(&[&self.weight, &self.bias], 0)?;
-        if train {
-            x.apply_op3(&affine, &stats, Normalise { eps: self.eps })
+        let op = Normalise {
+            eps: self.eps,
+            relu,
+        };
+        let (weight, bias) = if train {
+            (self.weight.clone(), self.bias.clone())
         } else {
-            x.apply_op3_no_bwd(&affine.detach(), &stats, &Normalise { eps: self.eps })
+            (self.weight.detach(), self.bias.detach())
+        };
+        let params = Tensor::cat(&[&weight, &bias, &stats], 0)?;
+        match (residual.map(Tensor::contiguous).transpose()?, train) {
+            (None, true) => x.apply_op2(&params, op),
+            (None, false) => x.apply_op2_no_bwd(&params, &op),
+            (Some(r), true) => x.apply_op3(&params, &r, op),
+            (Some(r), false) => x.apply_op3_no_bwd(&params, &r, &op),
         }
     }
 }
@@ -157,27 +193,140 @@ impl CustomOp1 for Stats {
     }
 }
 
-/// `y = (x - mean) / sqrt(var + eps) · γ + β` from `affine = [γ, β]` and
-/// `stats = [mean, var]` (a constant: its gradient flows through `Normalise`'s).
+/// `y = act((x - mean) / sqrt(var + eps) · γ + β [+ residual])` from
+/// `params = [γ, β, mean, var]` (the statistics are constants: their gradient flows
+/// through the backward below), `act` being ReLU or the identity.
 struct Normalise {
     eps: f64,
+    relu: bool,
 }
 
-/// Per-channel `(scale, shift)` of `y = scale·x + shift`.
-fn scale_shift(affine: &[f32], stats: &[f32], c: usize, eps: f64) -> Vec<(f32, f32)> {
+/// Per-channel `(scale, shift)` of `y = scale·x + shift`, from `params = [γ, β, mean, var]`.
+fn scale_shift(p: &[f32], c: usize, eps: f64) -> Vec<(f32, f32)> {
     (0..c)
         .map(|ch| {
-            let inv = 1.0 / (stats[c + ch] as f64 + eps).sqrt();
-            let scale = affine[ch] as f64 * inv;
-            let shift = affine[c + ch] as f64 - stats[ch] as f64 * scale;
+            let inv = 1.0 / (p[3 * c + ch] as f64 + eps).sqrt();
+            let scale = p[ch] as f64 * inv;
+            let shift = p[c + ch] as f64 - p[2 * c + ch] as f64 * scale;
             (scale as f32, shift as f32)
         })
         .collect()
 }
 
-impl CustomOp3 for Normalise {
+impl Normalise {
+    fn forward(
+        &self,
+        (s1, l1): (&CpuStorage, &Layout),
+        (s2, l2): (&CpuStorage, &Layout),
+        residual: Option<(&CpuStorage, &Layout)>,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = slice(s1, l1, "input")?;
+        let p = slice(s2, l2, "parameters")?;
+        let &[_, c, h, w] = l1.dims() else {
+            candle_core::bail!("batch norm: input must be 4-D")
+        };
+        let r = match residual {
+            Some((s, l)) if l.dims() == l1.dims() => Some(slice(s, l, "residual")?),
+            Some((_, l)) => candle_core::bail!(
+                "batch norm: residual {:?} differs from input {:?}",
+                l.dims(),
+                l1.dims()
+            ),
+            None => None,
+        };
+        if p.len() != 4 * c {
+            candle_core::bail!("batch norm: {} parameters for {c} channels", p.len());
+        }
+        let ss = scale_shift(p, c, self.eps);
+        let (hw, relu) = (h * w, self.relu);
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(c * hw)
+            .zip(x.par_chunks(c * hw))
+            .enumerate()
+            .for_each(|(i, (yi, xi))| {
+                let ri = r.map(|r| &r[i * c * hw..(i + 1) * c * hw]);
+                for (ch, &(a, b)) in ss.iter().enumerate() {
+                    let span = ch * hw..(ch + 1) * hw;
+                    let (yc, xc) = (&mut yi[span.clone()], &xi[span.clone()]);
+                    match ri {
+                        Some(ri) => {
+                            for ((o, &v), &q) in yc.iter_mut().zip(xc).zip(&ri[span.clone()]) {
+                                *o = (a * v + b) + q;
+                            }
+                        }
+                        None => {
+                            for (o, &v) in yc.iter_mut().zip(xc) {
+                                *o = a * v + b;
+                            }
+                        }
+                    }
+                    if relu {
+                        for o in yc.iter_mut() {
+                            *o = o.max(0.0);
+                        }
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    /// `(dx, dparams, dresidual)`.
+    fn backward(
+        &self,
+        x: &Tensor,
+        params: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+        residual: bool,
+    ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+        let op = NormaliseBackward {
+            eps: self.eps,
+            relu: self.relu,
+            residual,
+            params: params.detach().to_vec1::<f32>()?,
+        };
+        let all = x.apply_op3_no_bwd(&dy.contiguous()?, y, &op)?;
+        let n = x.elem_count();
+        let dx = all.narrow(0, 0, n)?.reshape(x.shape())?;
+        let at = if residual { 2 * n } else { n };
+        let dparams = all.narrow(0, at, params.elem_count())?;
+        let dres = residual
+            .then(|| all.narrow(0, n, n)?.reshape(x.shape()))
+            .transpose()?;
+        Ok((dx, dparams, dres))
+    }
+}
+
+impl CustomOp2 for Normalise {
     fn name(&self) -> &'static str {
         "lecal-bn"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.forward((s1, l1), (s2, l2), None)
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        params: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (dx, dparams, _) = self.backward(x, params, y, dy, false)?;
+        Ok((Some(dx), Some(dparams)))
+    }
+}
+
+impl CustomOp3 for Normalise {
+    fn name(&self) -> &'static str {
+        "lecal-bn-residual"
     }
 
     fn cpu_fwd(
@@ -189,50 +338,32 @@ impl CustomOp3 for Normalise {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = slice(s1, l1, "input")?;
-        let (affine, stats) = (slice(s2, l2, "affine")?, slice(s3, l3, "statistics")?);
-        let &[_, c, h, w] = l1.dims() else {
-            candle_core::bail!("batch norm: input must be 4-D")
-        };
-        let ss = scale_shift(affine, stats, c, self.eps);
-        let hw = h * w;
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(c * hw)
-            .zip(x.par_chunks(c * hw))
-            .for_each(|(yi, xi)| {
-                for ((yc, xc), &(a, b)) in yi.chunks_mut(hw).zip(xi.chunks(hw)).zip(&ss) {
-                    for (o, &v) in yc.iter_mut().zip(xc) {
-                        *o = a * v + b;
-                    }
-                }
-            });
-        Ok((CpuStorage::F32(y), l1.shape().clone()))
+        self.forward((s1, l1), (s2, l2), Some((s3, l3)))
     }
 
     fn bwd(
         &self,
         x: &Tensor,
-        affine: &Tensor,
-        stats: &Tensor,
-        _y: &Tensor,
+        params: &Tensor,
+        _residual: &Tensor,
+        y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let params = Tensor::cat(&[affine.detach(), stats.detach()], 0)?;
-        let all = x.apply_op3_no_bwd(
-            &dy.contiguous()?,
-            &params,
-            &NormaliseBackward { eps: self.eps },
-        )?;
-        let (dx, daffine) = super::kernel::split_gradients(&all, x, affine)?;
-        Ok((Some(dx), Some(daffine), None))
+        let (dx, dparams, dres) = self.backward(x, params, y, dy, true)?;
+        Ok((Some(dx), Some(dparams), dres))
     }
 }
 
-/// The training-mode gradient of batch norm (the batch statistics depend on `x`):
-/// with `x̂ = (x - mean)·inv`, `dβ = Σ dy`, `dγ = Σ dy·x̂`,
-/// `dx = γ·inv·(dy - dβ/M - x̂·dγ/M)`. Output: `[dx, dγ, dβ]` flat.
+/// The training-mode gradient of `Normalise` (the batch statistics depend on `x`): with
+/// `dz = dy` masked by `y > 0` under ReLU, `x̂ = (x - mean)·inv`, `dβ = Σ dz`,
+/// `dγ = Σ dz·x̂`, `dx = γ·inv·(dz - dβ/M - x̂·dγ/M)`, and `dresidual = dz`.
+/// Inputs `(x, dy, y)`; output `[dx, dresidual (with a residual), dγ, dβ, 0, 0]` flat.
 struct NormaliseBackward {
     eps: f64,
+    relu: bool,
+    residual: bool,
+    /// `[γ, β, mean, var]`.
+    params: Vec<f32>,
 }
 
 impl CustomOp3 for NormaliseBackward {
@@ -251,50 +382,79 @@ impl CustomOp3 for NormaliseBackward {
     ) -> Result<(CpuStorage, Shape)> {
         let x = slice(s1, l1, "input")?;
         let dy = slice(s2, l2, "output gradient")?;
-        let p = slice(s3, l3, "parameters")?;
+        let y = slice(s3, l3, "output")?;
         let &[n, c, h, w] = l1.dims() else {
             candle_core::bail!("batch norm: input must be 4-D")
         };
-        let (hw, m) = (h * w, (n * h * w) as f64);
+        if dy.len() != x.len() || y.len() != x.len() || self.params.len() != 4 * c {
+            candle_core::bail!("batch norm backward: mismatched shapes");
+        }
+        let (hw, m, relu) = (h * w, (n * h * w) as f64, self.relu);
+        let p = &self.params;
         let (gamma, mean, var) = (&p[..c], &p[2 * c..3 * c], &p[3 * c..]);
+        let dz = |d: f32, y: f32| if relu && y <= 0.0 { 0.0 } else { d };
         let sums: Vec<(f64, f64)> = (0..c)
             .into_par_iter()
             .map(|ch| {
                 let mu = mean[ch] as f64;
-                channel(x, ch, c, hw).zip(channel(dy, ch, c, hw)).fold(
-                    (0.0, 0.0),
-                    |(s, sx), (xv, dv)| {
-                        let (a, b) = xv.iter().zip(dv).fold((0.0, 0.0), |(a, b), (&xi, &di)| {
-                            (a + di as f64, b + di as f64 * (xi as f64 - mu))
-                        });
+                let (xs, ds, ys) = (
+                    channel(x, ch, c, hw),
+                    channel(dy, ch, c, hw),
+                    channel(y, ch, c, hw),
+                );
+                xs.zip(ds)
+                    .zip(ys)
+                    .fold((0.0, 0.0), |(s, sx), ((xv, dv), yv)| {
+                        let (a, b) = xv.iter().zip(dv).zip(yv).fold(
+                            (0.0, 0.0),
+                            |(a, b), ((&xi, &di), &yi)| {
+                                let d = dz(di, yi) as f64;
+                                (a + d, b + d * (xi as f64 - mu))
+                            },
+                        );
                         (s + a, sx + b)
-                    },
-                )
+                    })
             })
             .collect();
-        // dx = k·dy + u·x + v per channel.
+        // dx = k·dz + u·x + v per channel.
         let coef: Vec<(f32, f32, f32)> = (0..c)
             .map(|ch| {
                 let inv = 1.0 / (var[ch] as f64 + self.eps).sqrt();
                 let k = gamma[ch] as f64 * inv;
-                let (sdy, sdyx) = sums[ch];
-                let u = -k * inv * inv * sdyx / m;
-                let v = -k * sdy / m - u * mean[ch] as f64;
+                let (sdz, sdzx) = sums[ch];
+                let u = -k * inv * inv * sdzx / m;
+                let v = -k * sdz / m - u * mean[ch] as f64;
                 (k as f32, u as f32, v as f32)
             })
             .collect();
-        let mut out = vec![0f32; x.len() + 2 * c];
-        let (dx, dparams) = out.split_at_mut(x.len());
-        dx.par_chunks_mut(c * hw)
-            .zip(x.par_chunks(c * hw).zip(dy.par_chunks(c * hw)))
-            .for_each(|(o, (xi, di))| {
-                for (ch, &(k, u, v)) in coef.iter().enumerate() {
-                    let r = ch * hw..(ch + 1) * hw;
-                    for ((a, &xv), &dv) in o[r.clone()].iter_mut().zip(&xi[r.clone()]).zip(&di[r]) {
-                        *a = k * dv + u * xv + v;
+        let len = x.len();
+        let mut out = vec![0f32; if self.residual { 2 * len } else { len } + 4 * c];
+        let (dx, rest) = out.split_at_mut(len);
+        let (dres, dparams) = rest.split_at_mut(if self.residual { len } else { 0 });
+        let img = c * hw;
+        let fill = |i: usize, o: &mut [f32], mut r: Option<&mut [f32]>| {
+            let span = i * img..(i + 1) * img;
+            let (xi, di, yi) = (&x[span.clone()], &dy[span.clone()], &y[span]);
+            for (ch, &(k, u, v)) in coef.iter().enumerate() {
+                for j in ch * hw..(ch + 1) * hw {
+                    let d = dz(di[j], yi[j]);
+                    o[j] = k * d + u * xi[j] + v;
+                    if let Some(r) = r.as_deref_mut() {
+                        r[j] = d;
                     }
                 }
-            });
+            }
+        };
+        if self.residual {
+            dx.par_chunks_mut(img)
+                .zip(dres.par_chunks_mut(img))
+                .enumerate()
+                .for_each(|(i, (o, r))| fill(i, o, Some(r)));
+        } else {
+            dx.par_chunks_mut(img)
+                .enumerate()
+                .for_each(|(i, o)| fill(i, o, None));
+        }
         for ch in 0..c {
             let inv = 1.0 / (var[ch] as f64 + self.eps).sqrt();
             dparams[ch] = (sums[ch].1 * inv) as f32;
@@ -348,8 +508,9 @@ mod tests {
         assert!((e[0] - (1.0 - 0.3) / (rv + 1e-5).sqrt()).abs() < 1e-5);
     }
 
-    /// The fused CPU kernels against the composed operations: output, the three
-    /// gradients and the running statistics, in training and evaluation mode.
+    /// The fused CPU kernels against the composed operations, with and without the
+    /// residual and the ReLU: output, the gradients of x, γ, β and the residual, the
+    /// running statistics, and evaluation mode.
     #[test]
     fn fused_kernels_match_the_composed_operations() {
         use crate::rng::Rng;
@@ -363,9 +524,10 @@ mod tests {
             Tensor::from_vec(v, shape, &dev).unwrap()
         };
         let x = random(&[5, 3, 4, 6], 1.5);
+        let r = random(&[5, 3, 4, 6], 0.0);
         let m = random(&[5, 3, 4, 6], 0.0);
         let (g, b) = (random(&[3], 1.0), random(&[3], 0.0));
-        let run = |fused: bool| {
+        let run = |fused: bool, residual: bool, relu: bool| {
             let vm = VarMap::new();
             let bn = BatchNorm2d::new(3, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
             let (wv, bv) = (Var::from_tensor(&g).unwrap(), Var::from_tensor(&b).unwrap());
@@ -374,43 +536,67 @@ mod tests {
                 bias: bv.as_tensor().clone(),
                 ..bn
             };
-            let xv = Var::from_tensor(&x).unwrap();
-            let f = |x: &Tensor, t| {
+            let (xv, rv) = (Var::from_tensor(&x).unwrap(), Var::from_tensor(&r).unwrap());
+            let f = |x: &Tensor, r: &Tensor, t| {
+                let r = residual.then_some(r);
                 if fused {
-                    bn.forward_fused(x, t)
+                    bn.forward_fused(x, r, relu, t)
                 } else {
-                    bn.forward_composed(x, t)
+                    let mut y = bn.forward_composed(x, t).unwrap();
+                    if let Some(r) = r {
+                        y = (y + r).unwrap();
+                    }
+                    if relu {
+                        y = y.relu().unwrap();
+                    }
+                    Ok(y)
                 }
                 .unwrap()
             };
-            let y = f(xv.as_tensor(), true);
+            let y = f(xv.as_tensor(), rv.as_tensor(), true);
             let grads = (&y * &m).unwrap().sum_all().unwrap().backward().unwrap();
-            let e = f(&x, false);
+            let e = f(&x, &r, false);
             let v = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let dr = match grads.get(rv.as_tensor()) {
+                Some(t) => v(t),
+                None => vec![],
+            };
+            if relu {
+                assert!(v(&y).contains(&0.0), "the ReLU never cut");
+            }
             [
                 v(&y),
                 v(grads.get(xv.as_tensor()).unwrap()),
                 v(grads.get(wv.as_tensor()).unwrap()),
                 v(grads.get(bv.as_tensor()).unwrap()),
+                dr,
                 v(bn.running_mean.as_tensor()),
                 v(bn.running_var.as_tensor()),
                 v(&e),
             ]
         };
-        let (a, b) = (run(true), run(false));
         let names = [
             "y",
             "dx",
             "dgamma",
             "dbeta",
+            "dresidual",
             "running mean",
             "running var",
             "eval y",
         ];
-        for ((name, p), q) in names.iter().zip(&a).zip(&b) {
-            let scale = q.iter().fold(1f32, |s, v| s.max(v.abs()));
-            for (u, w) in p.iter().zip(q) {
-                assert!((u - w).abs() < 2e-5 * scale, "{name}: {u} vs {w}");
+        for (residual, relu) in [(false, false), (false, true), (true, false), (true, true)] {
+            let (a, b) = (run(true, residual, relu), run(false, residual, relu));
+            assert_eq!(a[4].len(), if residual { x.elem_count() } else { 0 });
+            for ((name, p), q) in names.iter().zip(&a).zip(&b) {
+                assert_eq!(p.len(), q.len(), "{name}");
+                let scale = q.iter().fold(1f32, |s, v| s.max(v.abs()));
+                for (u, w) in p.iter().zip(q) {
+                    assert!(
+                        (u - w).abs() < 2e-5 * scale,
+                        "{name} (residual {residual}, relu {relu}): {u} vs {w}"
+                    );
+                }
             }
         }
     }

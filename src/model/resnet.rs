@@ -42,13 +42,15 @@ impl BasicBlock {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let out = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
-        let out = self.bn2.forward_t(&self.conv2.forward(&out)?, train)?;
+        let out = self.conv1.forward(x)?;
+        let out = self.bn1.forward_act(&out, None, true, train)?;
         let short = match &self.shortcut {
             Some((conv, bn)) => bn.forward_t(&conv.forward(x)?, train)?,
             None => x.clone(),
         };
-        (out + short)?.relu()
+        // relu(bn2(conv2(out)) + shortcut)
+        self.bn2
+            .forward_act(&self.conv2.forward(&out)?, Some(&short), true, train)
     }
 }
 
@@ -91,7 +93,9 @@ impl ResNet {
     /// Logits of a normalised `(N, 3, H, W)` batch. `train` selects batch statistics
     /// (and updates the running ones) in BatchNorm.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let mut h = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
+        let mut h = self
+            .bn1
+            .forward_act(&self.conv1.forward(x)?, None, true, train)?;
         for block in self.stages.iter().flatten() {
             h = block.forward_t(&h, train)?;
         }

@@ -18,6 +18,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Module, Resul
 use candle_nn::VarBuilder;
 use gemm::Parallelism;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Images per partial weight gradient.
 const CHUNK: usize = 4;
@@ -123,10 +124,11 @@ fn im2col(x: &[f32], g: &Geometry, col: &mut [f32]) {
     }
 }
 
-/// Folds `col` (C·R·S, OH·OW) back into one image `dx` (C, H, W), adding overlaps.
-fn col2im(col: &[f32], g: &Geometry, dx: &mut [f32]) {
+/// Folds `col` (C·R·S, OH·OW) back into one image `dx` (C, H, W), adding overlaps. `dx`
+/// may be uninitialised: it is zeroed first.
+fn col2im(col: &[f32], g: &Geometry, dx: &mut [MaybeUninit<f32>]) {
     let ohw = g.ohw();
-    dx.fill(0.0);
+    let dx = zeroed(dx);
     for c in 0..g.c {
         let xc = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
         for r in 0..g.r {
@@ -158,6 +160,26 @@ fn col2im(col: &[f32], g: &Geometry, dx: &mut [f32]) {
             }
         }
     }
+}
+
+/// Zeroes `v` and returns it as initialised.
+fn zeroed(v: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    for x in v.iter_mut() {
+        x.write(0.0);
+    }
+    // SAFETY: every element was written just above; MaybeUninit<f32> has f32's layout.
+    unsafe { &mut *(v as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
+
+/// A vector of `len` elements for `fill`, which must write every one of them: outputs
+/// are not zero-filled only to be overwritten.
+fn filled_vec(len: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
+    let mut v = Vec::with_capacity(len);
+    fill(&mut v.spare_capacity_mut()[..len]);
+    // SAFETY: `fill` wrote all `len` elements (its contract; every caller below writes
+    // each output element exactly once, through gemm without reading, or via `zeroed`).
+    unsafe { v.set_len(len) };
+    v
 }
 
 thread_local! {
@@ -210,15 +232,32 @@ impl Mat {
 
 /// `dst (m×n, row-major) = [dst +] a (m×k) · b (k×n)`, single-threaded.
 fn matmul(dst: &mut [f32], m: usize, n: usize, k: usize, a: Mat, b: Mat, accumulate: bool) {
+    // SAFETY: a `&mut [f32]` is initialised `MaybeUninit<f32>` of the same layout.
+    let dst = unsafe { &mut *(dst as *mut [f32] as *mut [MaybeUninit<f32>]) };
+    matmul_into(dst, m, n, k, a, b, accumulate)
+}
+
+/// `matmul` into a possibly uninitialised `dst`, which gemm only writes unless
+/// `accumulate` (then it must be initialised).
+fn matmul_into(
+    dst: &mut [MaybeUninit<f32>],
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Mat,
+    b: Mat,
+    accumulate: bool,
+) {
     assert!(dst.len() >= m * n);
     // SAFETY: `dst` holds m×n elements (checked above); the callers size `a` and `b` from
-    // the same geometry, m×k and k×n under their strides.
+    // the same geometry, m×k and k×n under their strides. gemm reads `dst` only when
+    // `accumulate` (`read_dst`).
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst.as_mut_ptr().cast::<f32>(),
             1,
             n as isize,
             accumulate,
@@ -241,62 +280,57 @@ fn matmul(dst: &mut [f32], m: usize, n: usize, k: usize, a: Mat, b: Mat, accumul
 /// The forward pass on slices: `y` (N, K, OH, OW).
 pub fn forward(x: &[f32], w: &[f32], g: &Geometry) -> Vec<f32> {
     let (crs, ohw) = (g.crs(), g.ohw());
-    let mut y = vec![0f32; g.n * g.k * ohw];
-    y.par_chunks_mut(g.k * ohw)
-        .zip(x.par_chunks(g.chw()))
-        .for_each(|(yi, xi)| {
-            with_scratch(crs * ohw, |col, _| {
-                im2col(xi, g, col);
-                matmul(
-                    yi,
-                    g.k,
-                    ohw,
-                    crs,
-                    Mat::rows(w, crs),
-                    Mat::rows(col, ohw),
-                    false,
-                );
+    filled_vec(g.n * g.k * ohw, |y| {
+        y.par_chunks_mut(g.k * ohw)
+            .zip(x.par_chunks(g.chw()))
+            .for_each(|(yi, xi)| {
+                with_scratch(crs * ohw, |col, _| {
+                    im2col(xi, g, col);
+                    let (a, b) = (Mat::rows(w, crs), Mat::rows(col, ohw));
+                    matmul_into(yi, g.k, ohw, crs, a, b, false);
+                })
             })
-        });
-    y
+    })
 }
 
-/// Both gradients on slices: `(dx (N, C, H, W), dW (K, C, R, S))`.
-pub fn backward(x: &[f32], w: &[f32], dy: &[f32], g: &Geometry) -> (Vec<f32>, Vec<f32>) {
+/// Both gradients on slices, as one vector `[dx (N, C, H, W), dW (K, C, R, S)]` (the
+/// backward op's single output).
+pub fn backward(x: &[f32], w: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
     let (crs, ohw, chw) = (g.crs(), g.ohw(), g.chw());
-    let mut dx = vec![0f32; g.n * chw];
-    let partials: Vec<Vec<f32>> = dx
-        .par_chunks_mut(CHUNK * chw)
-        .zip(x.par_chunks(CHUNK * chw))
-        .zip(dy.par_chunks(CHUNK * g.k * ohw))
-        .map(|((dxc, xc), dyc)| {
-            let mut dw = vec![0f32; g.k * crs];
-            with_scratch(crs * ohw, |col, dcol| {
-                for ((dxi, xi), dyi) in dxc
-                    .chunks_mut(chw)
-                    .zip(xc.chunks(chw))
-                    .zip(dyc.chunks(g.k * ohw))
-                {
-                    im2col(xi, g, col);
-                    // dW += dy[n] · col(x[n])ᵀ
-                    let (a, b) = (Mat::rows(dyi, ohw), Mat::transposed(col, ohw));
-                    matmul(&mut dw, g.k, crs, ohw, a, b, true);
-                    // dx[n] = col2im(Wᵀ · dy[n])
-                    let (a, b) = (Mat::transposed(w, crs), Mat::rows(dyi, ohw));
-                    matmul(dcol, crs, ohw, g.k, a, b, false);
-                    col2im(dcol, g, dxi);
-                }
-            });
-            dw
-        })
-        .collect();
-    let mut dw = vec![0f32; g.k * crs];
-    for p in partials {
-        for (a, b) in dw.iter_mut().zip(p) {
-            *a += b;
+    filled_vec(g.n * chw + g.k * crs, |out| {
+        let (dx, dw) = out.split_at_mut(g.n * chw);
+        let partials: Vec<Vec<f32>> = dx
+            .par_chunks_mut(CHUNK * chw)
+            .zip(x.par_chunks(CHUNK * chw))
+            .zip(dy.par_chunks(CHUNK * g.k * ohw))
+            .map(|((dxc, xc), dyc)| {
+                let mut dw = vec![0f32; g.k * crs];
+                with_scratch(crs * ohw, |col, dcol| {
+                    for ((dxi, xi), dyi) in dxc
+                        .chunks_mut(chw)
+                        .zip(xc.chunks(chw))
+                        .zip(dyc.chunks(g.k * ohw))
+                    {
+                        im2col(xi, g, col);
+                        // dW += dy[n] · col(x[n])ᵀ
+                        let (a, b) = (Mat::rows(dyi, ohw), Mat::transposed(col, ohw));
+                        matmul(&mut dw, g.k, crs, ohw, a, b, true);
+                        // dx[n] = col2im(Wᵀ · dy[n])
+                        let (a, b) = (Mat::transposed(w, crs), Mat::rows(dyi, ohw));
+                        matmul(dcol, crs, ohw, g.k, a, b, false);
+                        col2im(dcol, g, dxi);
+                    }
+                });
+                dw
+            })
+            .collect();
+        let dw = zeroed(dw);
+        for p in partials {
+            for (a, b) in dw.iter_mut().zip(p) {
+                *a += b;
+            }
         }
-    }
-    (dx, dw)
+    })
 }
 
 fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
@@ -374,15 +408,14 @@ impl CustomOp3 for ConvBackward {
         if dy.len() != g.n * g.k * g.ohw() {
             candle_core::bail!("conv2d backward: output gradient of shape {:?}", l3.dims());
         }
-        let (mut dx, dw) = backward(
+        let both = backward(
             f32_slice(s1, l1, "input")?,
             f32_slice(s2, l2, "weight")?,
             dy,
             &g,
         );
-        dx.extend_from_slice(&dw);
-        let n = dx.len();
-        Ok((CpuStorage::F32(dx), Shape::from(n)))
+        let n = both.len();
+        Ok((CpuStorage::F32(both), Shape::from(n)))
     }
 }
 

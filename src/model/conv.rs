@@ -77,6 +77,13 @@ impl Geometry {
         self.oh * self.ow
     }
 
+    /// The row stride of a column buffer: OH·OW plus 16, so that its rows (often exactly
+    /// 4 KiB apart) do not all fall into the same L1 cache set when gemm walks down a
+    /// column of them.
+    fn col_ld(&self) -> usize {
+        self.ohw() + 16
+    }
+
     fn chw(&self) -> usize {
         self.c * self.h * self.w
     }
@@ -90,15 +97,15 @@ impl Geometry {
     }
 }
 
-/// Unfolds one image `x` (C, H, W) into `col` (C·R·S, OH·OW).
+/// Unfolds one image `x` (C, H, W) into `col` (C·R·S, OH·OW; row stride `col_ld`).
 fn im2col(x: &[f32], g: &Geometry, col: &mut [f32]) {
-    let ohw = g.ohw();
+    let (ohw, ld) = (g.ohw(), g.col_ld());
     for c in 0..g.c {
         let xc = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
         for r in 0..g.r {
             for s in 0..g.s {
                 let row = (c * g.r + r) * g.s + s;
-                let dst = &mut col[row * ohw..(row + 1) * ohw];
+                let dst = &mut col[row * ld..row * ld + ohw];
                 for oh in 0..g.oh {
                     let d = &mut dst[oh * g.ow..(oh + 1) * g.ow];
                     let ih = (oh * g.stride + r).wrapping_sub(g.pad);
@@ -124,17 +131,17 @@ fn im2col(x: &[f32], g: &Geometry, col: &mut [f32]) {
     }
 }
 
-/// Folds `col` (C·R·S, OH·OW) back into one image `dx` (C, H, W), adding overlaps. `dx`
+/// Folds `col` (C·R·S, OH·OW; row stride `col_ld`) back into one image `dx` (C, H, W), adding overlaps. `dx`
 /// may be uninitialised: it is zeroed first.
 fn col2im(col: &[f32], g: &Geometry, dx: &mut [MaybeUninit<f32>]) {
-    let ohw = g.ohw();
+    let (ohw, ld) = (g.ohw(), g.col_ld());
     let dx = zeroed(dx);
     for c in 0..g.c {
         let xc = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
         for r in 0..g.r {
             for s in 0..g.s {
                 let row = (c * g.r + r) * g.s + s;
-                let src = &col[row * ohw..(row + 1) * ohw];
+                let src = &col[row * ld..row * ld + ohw];
                 for oh in 0..g.oh {
                     let ih = (oh * g.stride + r).wrapping_sub(g.pad);
                     if ih >= g.h {
@@ -203,6 +210,20 @@ fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R
     })
 }
 
+/// `dst (cols × rows) = srcᵀ` for a row-major `src (rows × cols)`.
+fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    const B: usize = 16;
+    for r0 in (0..rows).step_by(B) {
+        for c0 in (0..cols).step_by(B) {
+            for r in r0..(r0 + B).min(rows) {
+                for c in c0..(c0 + B).min(cols) {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
+        }
+    }
+}
+
 /// A row-major matrix view for `matmul`: `rows × cols` with the given strides.
 #[derive(Clone, Copy)]
 struct Mat {
@@ -230,17 +251,11 @@ impl Mat {
     }
 }
 
-/// `dst (m×n, row-major) = [dst +] a (m×k) · b (k×n)`, single-threaded.
-fn matmul(dst: &mut [f32], m: usize, n: usize, k: usize, a: Mat, b: Mat, accumulate: bool) {
-    // SAFETY: a `&mut [f32]` is initialised `MaybeUninit<f32>` of the same layout.
-    let dst = unsafe { &mut *(dst as *mut [f32] as *mut [MaybeUninit<f32>]) };
-    matmul_into(dst, m, n, k, a, b, accumulate)
-}
-
-/// `matmul` into a possibly uninitialised `dst`, which gemm only writes unless
-/// `accumulate` (then it must be initialised).
-fn matmul_into(
-    dst: &mut [MaybeUninit<f32>],
+/// `dst (m×n, row-major, row stride `ld`) = [dst +] a (m×k) · b (k×n)`, single-threaded.
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    dst: &mut [f32],
+    ld: usize,
     m: usize,
     n: usize,
     k: usize,
@@ -248,7 +263,25 @@ fn matmul_into(
     b: Mat,
     accumulate: bool,
 ) {
-    assert!(dst.len() >= m * n);
+    // SAFETY: a `&mut [f32]` is initialised `MaybeUninit<f32>` of the same layout.
+    let dst = unsafe { &mut *(dst as *mut [f32] as *mut [MaybeUninit<f32>]) };
+    matmul_into(dst, ld, m, n, k, a, b, accumulate)
+}
+
+/// `matmul` into a possibly uninitialised `dst`, which gemm only writes unless
+/// `accumulate` (then it must be initialised).
+#[allow(clippy::too_many_arguments)]
+fn matmul_into(
+    dst: &mut [MaybeUninit<f32>],
+    ld: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Mat,
+    b: Mat,
+    accumulate: bool,
+) {
+    assert!(n <= ld && dst.len() >= (m - 1) * ld + n);
     // SAFETY: `dst` holds m×n elements (checked above); the callers size `a` and `b` from
     // the same geometry, m×k and k×n under their strides. gemm reads `dst` only when
     // `accumulate` (`read_dst`).
@@ -259,7 +292,7 @@ fn matmul_into(
             k,
             dst.as_mut_ptr().cast::<f32>(),
             1,
-            n as isize,
+            ld as isize,
             accumulate,
             a.ptr,
             a.col_stride,
@@ -284,10 +317,10 @@ pub fn forward(x: &[f32], w: &[f32], g: &Geometry) -> Vec<f32> {
         y.par_chunks_mut(g.k * ohw)
             .zip(x.par_chunks(g.chw()))
             .for_each(|(yi, xi)| {
-                with_scratch(crs * ohw, |col, _| {
+                with_scratch(crs * g.col_ld(), |col, _| {
                     im2col(xi, g, col);
-                    let (a, b) = (Mat::rows(w, crs), Mat::rows(col, ohw));
-                    matmul_into(yi, g.k, ohw, crs, a, b, false);
+                    let (a, b) = (Mat::rows(w, crs), Mat::rows(col, g.col_ld()));
+                    matmul_into(yi, ohw, g.k, ohw, crs, a, b, false);
                 })
             })
     })
@@ -305,19 +338,24 @@ pub fn backward(x: &[f32], w: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
             .zip(dy.par_chunks(CHUNK * g.k * ohw))
             .map(|((dxc, xc), dyc)| {
                 let mut dw = vec![0f32; g.k * crs];
-                with_scratch(crs * ohw, |col, dcol| {
+                let mut dyt = vec![0f32; g.k * ohw];
+                let ld = g.col_ld();
+                with_scratch(crs * ld, |col, dcol| {
                     for ((dxi, xi), dyi) in dxc
                         .chunks_mut(chw)
                         .zip(xc.chunks(chw))
                         .zip(dyc.chunks(g.k * ohw))
                     {
                         im2col(xi, g, col);
-                        // dW += dy[n] · col(x[n])ᵀ
-                        let (a, b) = (Mat::rows(dyi, ohw), Mat::transposed(col, ohw));
-                        matmul(&mut dw, g.k, crs, ohw, a, b, true);
+                        // dW += dy[n] · col(x[n])ᵀ, with dy[n] handed over transposed:
+                        // gemm packs its left operand column by column, and gathering
+                        // the K rows of dy[n] (often 4 KiB apart) missed L1 every time.
+                        transpose(dyi, g.k, ohw, &mut dyt);
+                        let (a, b) = (Mat::transposed(&dyt, g.k), Mat::transposed(col, ld));
+                        matmul(&mut dw, crs, g.k, crs, ohw, a, b, true);
                         // dx[n] = col2im(Wᵀ · dy[n])
                         let (a, b) = (Mat::transposed(w, crs), Mat::rows(dyi, ohw));
-                        matmul(dcol, crs, ohw, g.k, a, b, false);
+                        matmul(dcol, ld, crs, ohw, g.k, a, b, false);
                         col2im(dcol, g, dxi);
                     }
                 });

@@ -97,6 +97,53 @@ impl Geometry {
     }
 }
 
+/// For stride 1 and OW = W (a "same" convolution), the column row of kernel offset
+/// `(r, s)` is the image plane shifted by `(r - pad)·W + (s - pad)`: one contiguous copy
+/// `col[q] = x[q + shift]` for `q` in `span`, instead of one short copy per output row.
+/// The output columns outside `valid_cols(s)` of the rows in `rows` then hold values that
+/// wrapped in from the neighbouring image row, and are zeroed.
+struct Flat {
+    shift: isize,
+    span: std::ops::Range<usize>,
+    rows: std::ops::Range<usize>,
+}
+
+impl Geometry {
+    fn flat(&self, r: usize, s: usize) -> Option<Flat> {
+        if self.stride != 1 || self.ow != self.w {
+            return None;
+        }
+        let (w, hw, pad) = (
+            self.w as isize,
+            (self.h * self.w) as isize,
+            self.pad as isize,
+        );
+        let shift = (r as isize - pad) * w + s as isize - pad;
+        // The rows whose source row oh + r - pad lies inside the image.
+        let lo = self.pad.saturating_sub(r).min(self.oh);
+        let rows = lo..(self.h + self.pad).saturating_sub(r).clamp(lo, self.oh);
+        let q0 = ((rows.start * self.ow) as isize).max(-shift);
+        let q1 = ((rows.end * self.ow) as isize).min(hw - shift).max(q0);
+        Some(Flat {
+            shift,
+            span: q0 as usize..q1 as usize,
+            rows,
+        })
+    }
+}
+
+/// Zeroes the output columns outside `[lo, hi)` of each row in `rows` of a column row.
+fn zero_edges(d: &mut [f32], g: &Geometry, rows: std::ops::Range<usize>, (lo, hi): (usize, usize)) {
+    if lo == 0 && hi == g.ow {
+        return;
+    }
+    for oh in rows {
+        let d = &mut d[oh * g.ow..(oh + 1) * g.ow];
+        d[..lo].fill(0.0);
+        d[hi..].fill(0.0);
+    }
+}
+
 /// Unfolds one image `x` (C, H, W) into `col` (C·R·S, OH·OW; row stride `col_ld`).
 fn im2col(x: &[f32], g: &Geometry, col: &mut [f32]) {
     let (ohw, ld) = (g.ohw(), g.col_ld());
@@ -106,6 +153,14 @@ fn im2col(x: &[f32], g: &Geometry, col: &mut [f32]) {
             for s in 0..g.s {
                 let row = (c * g.r + r) * g.s + s;
                 let dst = &mut col[row * ld..row * ld + ohw];
+                if let Some(f) = g.flat(r, s) {
+                    let src = (f.span.start as isize + f.shift) as usize;
+                    dst[..f.span.start].fill(0.0);
+                    dst[f.span.clone()].copy_from_slice(&xc[src..src + f.span.len()]);
+                    dst[f.span.end..].fill(0.0);
+                    zero_edges(dst, g, f.rows, g.valid_cols(s));
+                    continue;
+                }
                 for oh in 0..g.oh {
                     let d = &mut dst[oh * g.ow..(oh + 1) * g.ow];
                     let ih = (oh * g.stride + r).wrapping_sub(g.pad);
@@ -133,7 +188,8 @@ fn im2col(x: &[f32], g: &Geometry, col: &mut [f32]) {
 
 /// Folds `col` (C·R·S, OH·OW; row stride `col_ld`) back into one image `dx` (C, H, W), adding overlaps. `dx`
 /// may be uninitialised: it is zeroed first.
-fn col2im(col: &[f32], g: &Geometry, dx: &mut [MaybeUninit<f32>]) {
+/// `col` is scratch: `Flat` rows have their wrapped columns zeroed in place.
+fn col2im(col: &mut [f32], g: &Geometry, dx: &mut [MaybeUninit<f32>]) {
     let (ohw, ld) = (g.ohw(), g.col_ld());
     let dx = zeroed(dx);
     for c in 0..g.c {
@@ -141,7 +197,18 @@ fn col2im(col: &[f32], g: &Geometry, dx: &mut [MaybeUninit<f32>]) {
         for r in 0..g.r {
             for s in 0..g.s {
                 let row = (c * g.r + r) * g.s + s;
-                let src = &col[row * ld..row * ld + ohw];
+                let src = &mut col[row * ld..row * ld + ohw];
+                if let Some(f) = g.flat(r, s) {
+                    // The wrapped columns add zero (they are not part of the sum).
+                    zero_edges(src, g, f.rows, g.valid_cols(s));
+                    let at = (f.span.start as isize + f.shift) as usize;
+                    let xs = &mut xc[at..at + f.span.len()];
+                    for (a, b) in xs.iter_mut().zip(&src[f.span]) {
+                        *a += b;
+                    }
+                    continue;
+                }
+                let src = &*src;
                 for oh in 0..g.oh {
                     let ih = (oh * g.stride + r).wrapping_sub(g.pad);
                     if ih >= g.h {

@@ -1,5 +1,6 @@
 //! lecal's convolution against candle's on random shapes: the forward pass and both
-//! gradients, stride 1 and 2, padding 0 to 2, 1×1 and 3×3 kernels, batch 1 to 64.
+//! gradients, stride 1 and 2, padding 0 to 2, 1×1, 3×3, 5×5 and 1×3 kernels, batch 1 to
+//! 64.
 
 use super::*;
 use crate::rng::Rng;
@@ -47,28 +48,33 @@ fn run(
 
 #[test]
 fn matches_candles_convolution_in_all_three_passes() {
-    // (n, c, h, w, k, kernel, stride, pad)
+    // (n, c, h, w, k, (kernel height, width), stride, pad)
     let cases = [
-        (1, 3, 8, 8, 4, 3, 1, 1),
-        (64, 4, 8, 8, 8, 3, 1, 1),
-        (64, 4, 8, 8, 8, 3, 2, 1),
-        (2, 5, 7, 9, 3, 3, 2, 1),
-        (3, 8, 6, 6, 16, 1, 2, 0),
-        (5, 6, 5, 5, 7, 1, 1, 0),
-        (2, 3, 9, 9, 4, 3, 1, 0),
-        (2, 2, 4, 4, 3, 3, 1, 2),
-        (7, 3, 3, 3, 2, 3, 2, 2),
-        (1, 3, 32, 32, 16, 3, 1, 1),
+        (1, 3, 8, 8, 4, (3, 3), 1, 1),
+        (64, 4, 8, 8, 8, (3, 3), 1, 1),
+        (64, 4, 8, 8, 8, (3, 3), 2, 1),
+        (2, 5, 7, 9, 3, (3, 3), 2, 1),
+        (3, 8, 6, 6, 16, (1, 1), 2, 0),
+        (5, 6, 5, 5, 7, (1, 1), 1, 0),
+        (2, 3, 9, 9, 4, (3, 3), 1, 0),
+        (2, 2, 4, 4, 3, (3, 3), 1, 2),
+        (7, 3, 3, 3, 2, (3, 3), 2, 2),
+        (1, 3, 32, 32, 16, (3, 3), 1, 1),
+        // Stride 1 with OW = W (one shifted copy per kernel offset), non-square images,
+        // a 5×5 kernel, and a 1×3 kernel whose output is taller than its input.
+        (3, 4, 5, 7, 6, (3, 3), 1, 1),
+        (2, 3, 6, 6, 4, (5, 5), 1, 2),
+        (2, 3, 4, 6, 5, (1, 3), 1, 1),
     ];
     let mut rng = Rng::new(11);
-    for (n, c, h, wd, k, ks, stride, pad) in cases {
+    for (n, c, h, wd, k, (kh, kw), stride, pad) in cases {
         let x = random(&[n, c, h, wd], &mut rng);
-        let w = random(&[k, c, ks, ks], &mut rng);
+        let w = random(&[k, c, kh, kw], &mut rng);
         let g = Geometry::new(x.dims(), w.dims(), stride, pad).unwrap();
         let m = random(&[n, k, g.oh, g.ow], &mut rng);
         let ours = run(|x, w| conv2d(x, w, stride, pad).unwrap(), &x, &w, &m);
         let theirs = run(|x, w| x.conv2d(w, pad, stride, 1, 1).unwrap(), &x, &w, &m);
-        let what = format!("n{n} c{c} {h}x{wd} k{k} {ks}x{ks} stride {stride} pad {pad}");
+        let what = format!("n{n} c{c} {h}x{wd} k{k} {kh}x{kw} stride {stride} pad {pad}");
         close(&format!("{what} output"), &ours.0, &theirs.0);
         close(&format!("{what} input gradient"), &ours.1, &theirs.1);
         close(&format!("{what} weight gradient"), &ours.2, &theirs.2);

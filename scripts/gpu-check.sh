@@ -5,10 +5,12 @@
 #
 #   scripts/gpu-check.sh [LECAL_BINARY] [OUT_DIR]
 #
-# 1. one ResNet20 training step on the GPU against the same step on the CPU;
-# 2. a one-epoch training run on the GPU, end to end;
-# 3. train-step throughput of ResNet20 and ResNet110 and the teacher forward pass,
-#    lecal beside PyTorch on the same GPU (scripts/bench_pytorch.py).
+# 1. one ResNet20 training step on the GPU against the same step on the CPU, with
+#    lecal's cuDNN convolution and with candle's;
+# 2. a two-epoch KD training run on the GPU, end to end (default convolution);
+# 3. train-step throughput of ResNet20 and ResNet110 and the teacher forward pass, with
+#    lecal's convolution and with candle's, beside PyTorch on the same GPU
+#    (scripts/bench_pytorch.py).
 #
 # TORCH_PYTHON names the Python with PyTorch (default: python3); the CUDA and cuDNN
 # libraries that lecal needs are taken from its site-packages.
@@ -63,7 +65,7 @@ grep -h -E "device|bitwise" "$T"/results/runs/*/run.toml | sort -u
 
 echo "== 3. throughput against PyTorch on this GPU"
 timeout 900 "$LECAL" bench --device cuda:0 --models resnet20,resnet110 --parts train,teacher \
-  --min-seconds 5 --csv "$OUT/lecal-gpu.csv" || status=1
+  --baseline --min-seconds 5 --csv "$OUT/lecal-gpu.csv" || status=1
 timeout 900 "$PY" "$HERE/bench_pytorch.py" --device cuda --lecal "$OUT/lecal-gpu.csv" \
   --markdown "$OUT/gpu-bench.md" --models resnet20,resnet110 --min-seconds 5 || status=1
 

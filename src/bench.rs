@@ -31,7 +31,7 @@ pub struct Measure {
 pub struct Options {
     pub device: Device,
     pub models: Vec<ModelName>,
-    /// Also time candle's own convolution (CPU only; slow).
+    /// Also time candle's own convolution (on the CPU, ResNet20 and the teacher only: slow).
     pub baseline: bool,
     /// Time each measurement for at least this long.
     pub min_seconds: f64,
@@ -106,7 +106,8 @@ fn implementation(device: &Device, candle_conv: bool) -> String {
     match (device, candle_conv) {
         (Device::Cpu, false) => "lecal".into(),
         (Device::Cpu, true) => "lecal, candle's conv".into(),
-        _ => format!("lecal ({})", crate::device::describe(device)),
+        (_, false) => format!("lecal ({})", crate::device::describe(device)),
+        (_, true) => format!("lecal, candle's conv ({})", crate::device::describe(device)),
     }
 }
 
@@ -122,24 +123,20 @@ pub fn run(o: &Options) -> anyhow::Result<Vec<Measure>> {
             seconds: s,
         });
     };
-    let convs: &[bool] = if o.baseline && o.device.is_cpu() {
-        &[false, true]
-    } else {
-        &[false]
-    };
+    let convs: &[bool] = if o.baseline { &[false, true] } else { &[false] };
     let part = |p: &str| o.parts.iter().any(|x| x == p);
     let models: &[ModelName] = if part("train") { &o.models } else { &[] };
     for &m in models {
         for &candle_conv in convs {
-            // candle's convolution takes minutes a step on the deep models: baseline
-            // ResNet20 only.
-            if candle_conv && m != ModelName::Resnet20 {
+            // candle's CPU convolution takes minutes a step on the deep models: there,
+            // baseline ResNet20 only.
+            if candle_conv && o.device.is_cpu() && m != ModelName::Resnet20 {
                 continue;
             }
-            conv::set_cpu_conv(if candle_conv {
-                conv::CpuConv::Candle
+            conv::set_conv(if candle_conv {
+                conv::ConvImpl::Candle
             } else {
-                conv::CpuConv::Lecal
+                conv::ConvImpl::Lecal
             });
             let mut step = Step::new(m, &o.device, 0)?;
             let r = time(o.min_seconds, BATCH, || step.run().map(|_| ()))?;
@@ -150,14 +147,14 @@ pub fn run(o: &Options) -> anyhow::Result<Vec<Measure>> {
             );
         }
     }
-    conv::set_cpu_conv(conv::CpuConv::Lecal);
+    conv::set_conv(conv::ConvImpl::Lecal);
     // A teacher's forward pass: ResNet110, evaluation mode, no graph.
     let teacher_convs: &[bool] = if part("teacher") { convs } else { &[] };
     for &candle_conv in teacher_convs {
-        conv::set_cpu_conv(if candle_conv {
-            conv::CpuConv::Candle
+        conv::set_conv(if candle_conv {
+            conv::ConvImpl::Candle
         } else {
-            conv::CpuConv::Lecal
+            conv::ConvImpl::Lecal
         });
         let (_, vm) = model::build_trainable(ModelName::Resnet110, CLASSES, 0, &o.device)?;
         let teacher = model::build_frozen(
@@ -178,7 +175,7 @@ pub fn run(o: &Options) -> anyhow::Result<Vec<Measure>> {
             r,
         );
     }
-    conv::set_cpu_conv(conv::CpuConv::Lecal);
+    conv::set_conv(conv::ConvImpl::Lecal);
     if !part("data") {
         return Ok(out);
     }

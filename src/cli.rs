@@ -87,7 +87,7 @@ pub enum Command {
             default_value = "resnet20,resnet56,resnet110"
         )]
         models: Vec<String>,
-        /// Also time candle's own convolution (ResNet20 and the teacher, CPU only).
+        /// Also time candle's own convolution (on the CPU: ResNet20 and the teacher only).
         #[arg(long)]
         baseline: bool,
         /// Time each measurement for at least this many seconds.
@@ -479,20 +479,32 @@ fn bench_cmd(
     align_thread_pools();
     let dev = device::open(device)?;
     if check {
-        let (loss, weights) = crate::bench::check_device(&dev)?;
-        println!(
-            "one ResNet20 training step on {} against the CPU: loss differs by {loss:.2e}, updated weights by at most {weights:.2e}",
-            device::describe(&dev)
-        );
-        let ok = loss < 1e-3 && weights < 1e-3;
-        println!(
-            "{}",
-            if ok {
-                "agree (tolerance 1e-3)"
-            } else {
-                "DISAGREE (tolerance 1e-3)"
-            }
-        );
+        use crate::model::conv::{self, ConvImpl};
+        // With cuDNN compiled in, both convolutions a GPU run can use are checked.
+        let impls: &[(ConvImpl, &str)] = if cfg!(feature = "cudnn") && dev.is_cuda() {
+            &[
+                (ConvImpl::Lecal, "lecal's convolution (cuDNN)"),
+                (ConvImpl::Candle, "candle's convolution"),
+            ]
+        } else {
+            &[(conv::conv_impl(), "the default convolution")]
+        };
+        let mut ok = true;
+        for &(imp, name) in impls {
+            conv::set_conv(imp);
+            let (loss, weights) = crate::bench::check_device(&dev)?;
+            let agree = loss < 1e-3 && weights < 1e-3;
+            ok &= agree;
+            println!(
+                "one ResNet20 training step on {} with {name}, against the CPU: loss differs by {loss:.2e}, updated weights by at most {weights:.2e}: {}",
+                device::describe(&dev),
+                if agree {
+                    "agree (tolerance 1e-3)"
+                } else {
+                    "DISAGREE (tolerance 1e-3)"
+                }
+            );
+        }
         return Ok(if ok {
             std::process::ExitCode::SUCCESS
         } else {

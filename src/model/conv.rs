@@ -10,9 +10,10 @@
 //!
 //! Both gradients come from one pass over the batch (one im2col per image). Images are
 //! spread over rayon's threads; the weight gradient is summed over fixed chunks of images
-//! in a fixed order, so the result does not depend on the number of threads. Other
-//! devices use candle's convolution; `LECAL_CONV=candle` selects it on the CPU too (for
-//! benchmarks).
+//! in a fixed order, so the result does not depend on the number of threads. On CUDA the
+//! same operation runs cuDNN (`cudnn.rs`, the `cudnn` feature) when chosen: see
+//! `ConvImpl`. `LECAL_CONV=candle` selects candle's convolution everywhere (the benchmarks'
+//! baseline).
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Module, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
@@ -24,7 +25,7 @@ use std::mem::MaybeUninit;
 const CHUNK: usize = 4;
 
 /// Shapes of one convolution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Geometry {
     pub n: usize,
     pub c: usize,
@@ -69,11 +70,11 @@ impl Geometry {
         })
     }
 
-    fn crs(&self) -> usize {
+    pub(super) fn crs(&self) -> usize {
         self.c * self.r * self.s
     }
 
-    fn ohw(&self) -> usize {
+    pub(super) fn ohw(&self) -> usize {
         self.oh * self.ow
     }
 
@@ -84,7 +85,7 @@ impl Geometry {
         self.ohw() + 16
     }
 
-    fn chw(&self) -> usize {
+    pub(super) fn chw(&self) -> usize {
         self.c * self.h * self.w
     }
 
@@ -483,6 +484,19 @@ impl CustomOp2 for Conv {
         Ok((CpuStorage::F32(y), Shape::from((g.n, g.k, g.oh, g.ow))))
     }
 
+    #[cfg(feature = "cudnn")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let g = Geometry::new(l1.dims(), l2.dims(), self.stride, self.pad)?;
+        let y = super::cudnn::forward((s1, l1), (s2, l2), &g)?;
+        Ok((y, Shape::from((g.n, g.k, g.oh, g.ow))))
+    }
+
     fn bwd(
         &self,
         x: &Tensor,
@@ -537,45 +551,84 @@ impl CustomOp3 for ConvBackward {
         let n = both.len();
         Ok((CpuStorage::F32(both), Shape::from(n)))
     }
-}
 
-/// The convolution used on the CPU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CpuConv {
-    /// This module's.
-    Lecal,
-    /// candle's own (`Tensor::conv2d`), the baseline of the benchmarks.
-    Candle,
-}
-
-/// 0: not chosen yet (read `LECAL_CONV`), 1: lecal, 2: candle.
-static CPU_CONV: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
-
-/// Chooses the CPU convolution for the whole process.
-pub fn set_cpu_conv(c: CpuConv) {
-    let v = if c == CpuConv::Candle { 2 } else { 1 };
-    CPU_CONV.store(v, std::sync::atomic::Ordering::Relaxed);
-}
-
-fn use_candle_on_cpu() -> bool {
-    use std::sync::atomic::Ordering::Relaxed;
-    match CPU_CONV.load(Relaxed) {
-        0 => {
-            let candle = std::env::var("LECAL_CONV").is_ok_and(|v| v == "candle");
-            set_cpu_conv(if candle {
-                CpuConv::Candle
-            } else {
-                CpuConv::Lecal
-            });
-            candle
+    #[cfg(feature = "cudnn")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let g = Geometry::new(l1.dims(), l2.dims(), self.stride, self.pad)?;
+        if l3.dims() != [g.n, g.k, g.oh, g.ow] {
+            candle_core::bail!("conv2d backward: output gradient of shape {:?}", l3.dims());
         }
-        v => v == 2,
+        let both = super::cudnn::backward((s1, l1), (s2, l2), (s3, l3), &g)?;
+        Ok((both, Shape::from(g.n * g.chw() + g.k * g.crs())))
     }
 }
 
-/// `conv2d(x, w)` with lecal's CPU convolution, candle's elsewhere.
+/// Which convolution `conv2d` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvImpl {
+    /// lecal's on the CPU; candle's on CUDA, until lecal's cuDNN operation has been
+    /// checked against the CPU on a GPU (`scripts/gpu-check.sh`). `LECAL_CONV` unset.
+    Auto,
+    /// lecal's: on the CPU, and on CUDA with the `cudnn` feature. `LECAL_CONV=lecal`.
+    Lecal,
+    /// candle's own (`Tensor::conv2d`), the baseline of the benchmarks.
+    /// `LECAL_CONV=candle`.
+    Candle,
+}
+
+/// 0: not chosen yet (read `LECAL_CONV`), then 1 + the `ConvImpl` index.
+static CONV: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Chooses the convolution for the whole process.
+pub fn set_conv(c: ConvImpl) {
+    let v = match c {
+        ConvImpl::Auto => 1,
+        ConvImpl::Lecal => 2,
+        ConvImpl::Candle => 3,
+    };
+    CONV.store(v, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The convolution chosen by `set_conv`, or else by `LECAL_CONV`.
+pub fn conv_impl() -> ConvImpl {
+    use std::sync::atomic::Ordering::Relaxed;
+    match CONV.load(Relaxed) {
+        0 => {
+            let c = match std::env::var("LECAL_CONV").as_deref() {
+                Ok("lecal") => ConvImpl::Lecal,
+                Ok("candle") => ConvImpl::Candle,
+                _ => ConvImpl::Auto,
+            };
+            set_conv(c);
+            c
+        }
+        1 => ConvImpl::Auto,
+        2 => ConvImpl::Lecal,
+        _ => ConvImpl::Candle,
+    }
+}
+
+/// Whether lecal's convolution runs on `device`.
+fn lecal_on(device: &candle_core::Device) -> bool {
+    let cuda = cfg!(feature = "cudnn") && device.is_cuda();
+    match conv_impl() {
+        ConvImpl::Auto => device.is_cpu(),
+        ConvImpl::Lecal => device.is_cpu() || cuda,
+        ConvImpl::Candle => false,
+    }
+}
+
+/// `conv2d(x, w)`: lecal's convolution where `conv_impl` says so, candle's elsewhere.
 pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
-    if !x.device().is_cpu() || x.dtype() != DType::F32 || use_candle_on_cpu() {
+    if x.dtype() != DType::F32 || !lecal_on(x.device()) {
         return x.conv2d(w, pad, stride, 1, 1);
     }
     x.contiguous()?

@@ -6,6 +6,8 @@
 mod batch_norm;
 pub mod checkpoint;
 pub mod conv;
+#[cfg(feature = "cudnn")]
+mod cudnn;
 mod kernel;
 mod resnet;
 

@@ -4,11 +4,13 @@
 //! Unlike candle-nn's, its evaluation path detaches the running statistics, so a model
 //! built from plain tensors records no autograd graph at all.
 
+use super::kernel::{filled_vec, zeroed};
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, Var, D,
 };
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 #[derive(Debug, Clone)]
 pub struct BatchNorm2d {
@@ -283,34 +285,33 @@ impl Normalise {
         }
         let ss = scale_shift(p, c, self.eps);
         let (hw, relu) = (h * w, self.relu);
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(c * hw)
-            .zip(x.par_chunks(c * hw))
-            .enumerate()
-            .for_each(|(i, (yi, xi))| {
-                let ri = r.map(|r| &r[i * c * hw..(i + 1) * c * hw]);
-                for (ch, &(a, b)) in ss.iter().enumerate() {
-                    let span = ch * hw..(ch + 1) * hw;
-                    let (yc, xc) = (&mut yi[span.clone()], &xi[span.clone()]);
-                    match ri {
-                        Some(ri) => {
-                            for ((o, &v), &q) in yc.iter_mut().zip(xc).zip(&ri[span.clone()]) {
-                                *o = (a * v + b) + q;
+        let act = |v: f32| if relu { v.max(0.0) } else { v };
+        let fill = |y: &mut [MaybeUninit<f32>]| {
+            y.par_chunks_mut(c * hw)
+                .zip(x.par_chunks(c * hw))
+                .enumerate()
+                .for_each(|(i, (yi, xi))| {
+                    let ri = r.map(|r| &r[i * c * hw..(i + 1) * c * hw]);
+                    for (ch, &(a, b)) in ss.iter().enumerate() {
+                        let span = ch * hw..(ch + 1) * hw;
+                        let (yc, xc) = (&mut yi[span.clone()], &xi[span.clone()]);
+                        match ri {
+                            Some(ri) => {
+                                for ((o, &v), &q) in yc.iter_mut().zip(xc).zip(&ri[span.clone()]) {
+                                    o.write(act((a * v + b) + q));
+                                }
                             }
-                        }
-                        None => {
-                            for (o, &v) in yc.iter_mut().zip(xc) {
-                                *o = a * v + b;
+                            None => {
+                                for (o, &v) in yc.iter_mut().zip(xc) {
+                                    o.write(act(a * v + b));
+                                }
                             }
                         }
                     }
-                    if relu {
-                        for o in yc.iter_mut() {
-                            *o = o.max(0.0);
-                        }
-                    }
-                }
-            });
+                })
+        };
+        // SAFETY: `fill` writes every element of every channel of every image.
+        let y = unsafe { filled_vec(x.len(), fill) };
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -469,11 +470,8 @@ impl CustomOp3 for NormaliseBackward {
             })
             .collect();
         let len = x.len();
-        let mut out = vec![0f32; if self.residual { 2 * len } else { len } + 4 * c];
-        let (dx, rest) = out.split_at_mut(len);
-        let (dres, dparams) = rest.split_at_mut(if self.residual { len } else { 0 });
         let img = c * hw;
-        let fill = |i: usize, o: &mut [f32], r: Option<&mut [f32]>| {
+        let fill = |i: usize, o: &mut [MaybeUninit<f32>], r: Option<&mut [MaybeUninit<f32>]>| {
             let span = i * img..(i + 1) * img;
             let (xi, di, yi) = (&x[span.clone()], &dy[span.clone()], &y[span]);
             for (ch, &(k, u, v)) in coef.iter().enumerate() {
@@ -481,30 +479,40 @@ impl CustomOp3 for NormaliseBackward {
                 let (oc, xc) = (&mut o[span.clone()], &xi[span.clone()]);
                 let (dc, yc) = (&di[span.clone()], &yi[span.clone()]);
                 for (((a, &xv), &dv), &yv) in oc.iter_mut().zip(xc).zip(dc).zip(yc) {
-                    *a = k * dz(dv, yv) + u * xv + v;
+                    a.write(k * dz(dv, yv) + u * xv + v);
                 }
             }
             if let Some(r) = r {
                 for ((a, &dv), &yv) in r.iter_mut().zip(di).zip(yi) {
-                    *a = dz(dv, yv);
+                    a.write(dz(dv, yv));
                 }
             }
         };
-        if self.residual {
-            dx.par_chunks_mut(img)
-                .zip(dres.par_chunks_mut(img))
-                .enumerate()
-                .for_each(|(i, (o, r))| fill(i, o, Some(r)));
-        } else {
-            dx.par_chunks_mut(img)
-                .enumerate()
-                .for_each(|(i, o)| fill(i, o, None));
-        }
-        for ch in 0..c {
-            let inv = 1.0 / (var[ch] as f64 + self.eps).sqrt();
-            dparams[ch] = (sums[ch].1 * inv) as f32;
-            dparams[c + ch] = sums[ch].0 as f32;
-        }
+        let all = |out: &mut [MaybeUninit<f32>]| {
+            let (dx, rest) = out.split_at_mut(len);
+            let (dres, dparams) = rest.split_at_mut(if self.residual { len } else { 0 });
+            if self.residual {
+                dx.par_chunks_mut(img)
+                    .zip(dres.par_chunks_mut(img))
+                    .enumerate()
+                    .for_each(|(i, (o, r))| fill(i, o, Some(r)));
+            } else {
+                dx.par_chunks_mut(img)
+                    .enumerate()
+                    .for_each(|(i, o)| fill(i, o, None));
+            }
+            // [dγ, dβ, dmean, dvar]: the statistics are constants here.
+            let dparams = zeroed(dparams);
+            for ch in 0..c {
+                let inv = 1.0 / (var[ch] as f64 + self.eps).sqrt();
+                dparams[ch] = (sums[ch].1 * inv) as f32;
+                dparams[c + ch] = sums[ch].0 as f32;
+            }
+        };
+        let total = if self.residual { 2 * len } else { len } + 4 * c;
+        // SAFETY: `all` writes dx and the residual's gradient through `fill`, element by
+        // element, and zeroes the parameters' gradient before setting it.
+        let out = unsafe { filled_vec(total, all) };
         let len = out.len();
         Ok((CpuStorage::F32(out), Shape::from(len)))
     }

@@ -15,6 +15,7 @@
 //! `ConvImpl`. `LECAL_CONV=candle` selects candle's convolution everywhere (the benchmarks'
 //! baseline).
 
+use super::kernel::{filled_vec, zeroed};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Module, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
 use gemm::Parallelism;
@@ -248,26 +249,6 @@ fn col2im(col: &mut [f32], g: &Geometry, dx: &mut [MaybeUninit<f32>]) {
     }
 }
 
-/// Zeroes `v` and returns it as initialised.
-fn zeroed(v: &mut [MaybeUninit<f32>]) -> &mut [f32] {
-    for x in v.iter_mut() {
-        x.write(0.0);
-    }
-    // SAFETY: every element was written just above; MaybeUninit<f32> has f32's layout.
-    unsafe { &mut *(v as *mut [MaybeUninit<f32>] as *mut [f32]) }
-}
-
-/// A vector of `len` elements for `fill`, which must write every one of them: outputs
-/// are not zero-filled only to be overwritten.
-fn filled_vec(len: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
-    let mut v = Vec::with_capacity(len);
-    fill(&mut v.spare_capacity_mut()[..len]);
-    // SAFETY: `fill` wrote all `len` elements (its contract; every caller below writes
-    // each output element exactly once, through gemm without reading, or via `zeroed`).
-    unsafe { v.set_len(len) };
-    v
-}
-
 thread_local! {
     /// Per-thread column buffers, kept across calls and steps: every element is written
     /// before it is read (im2col writes whole rows, gemm overwrites), so they are never
@@ -396,62 +377,68 @@ fn matmul_into(
 /// The forward pass on slices: `y` (N, K, OH, OW).
 pub fn forward(x: &[f32], w: &[f32], g: &Geometry) -> Vec<f32> {
     let (crs, ohw) = (g.crs(), g.ohw());
-    filled_vec(g.n * g.k * ohw, |y| {
-        y.par_chunks_mut(g.k * ohw)
-            .zip(x.par_chunks(g.chw()))
-            .for_each(|(yi, xi)| {
-                with_scratch(crs * g.col_ld(), |col, _| {
-                    im2col(xi, g, col);
-                    let (a, b) = (Mat::rows(w, crs), Mat::rows(col, g.col_ld()));
-                    matmul_into(yi, ohw, g.k, ohw, crs, a, b, false);
+    // SAFETY: gemm writes every element of each image's output (`accumulate` false).
+    unsafe {
+        filled_vec(g.n * g.k * ohw, |y| {
+            y.par_chunks_mut(g.k * ohw)
+                .zip(x.par_chunks(g.chw()))
+                .for_each(|(yi, xi)| {
+                    with_scratch(crs * g.col_ld(), |col, _| {
+                        im2col(xi, g, col);
+                        let (a, b) = (Mat::rows(w, crs), Mat::rows(col, g.col_ld()));
+                        matmul_into(yi, ohw, g.k, ohw, crs, a, b, false);
+                    })
                 })
-            })
-    })
+        })
+    }
 }
 
 /// Both gradients on slices, as one vector `[dx (N, C, H, W), dW (K, C, R, S)]` (the
 /// backward op's single output).
 pub fn backward(x: &[f32], w: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
     let (crs, ohw, chw) = (g.crs(), g.ohw(), g.chw());
-    filled_vec(g.n * chw + g.k * crs, |out| {
-        let (dx, dw) = out.split_at_mut(g.n * chw);
-        let partials: Vec<Vec<f32>> = dx
-            .par_chunks_mut(CHUNK * chw)
-            .zip(x.par_chunks(CHUNK * chw))
-            .zip(dy.par_chunks(CHUNK * g.k * ohw))
-            .map(|((dxc, xc), dyc)| {
-                let mut dw = vec![0f32; g.k * crs];
-                let mut dyt = vec![0f32; g.k * ohw];
-                let ld = g.col_ld();
-                with_scratch(crs * ld, |col, dcol| {
-                    for ((dxi, xi), dyi) in dxc
-                        .chunks_mut(chw)
-                        .zip(xc.chunks(chw))
-                        .zip(dyc.chunks(g.k * ohw))
-                    {
-                        im2col(xi, g, col);
-                        // dW += dy[n] · col(x[n])ᵀ, with dy[n] handed over transposed:
-                        // gemm packs its left operand column by column, and gathering
-                        // the K rows of dy[n] (often 4 KiB apart) missed L1 every time.
-                        transpose(dyi, g.k, ohw, &mut dyt);
-                        let (a, b) = (Mat::transposed(&dyt, g.k), Mat::transposed(col, ld));
-                        matmul(&mut dw, crs, g.k, crs, ohw, a, b, true);
-                        // dx[n] = col2im(Wᵀ · dy[n])
-                        let (a, b) = (Mat::transposed(w, crs), Mat::rows(dyi, ohw));
-                        matmul(dcol, ld, crs, ohw, g.k, a, b, false);
-                        col2im(dcol, g, dxi);
-                    }
-                });
-                dw
-            })
-            .collect();
-        let dw = zeroed(dw);
-        for p in partials {
-            for (a, b) in dw.iter_mut().zip(p) {
-                *a += b;
+    // SAFETY: col2im zeroes then fills each image of dx; dW is zeroed before the sums.
+    unsafe {
+        filled_vec(g.n * chw + g.k * crs, |out| {
+            let (dx, dw) = out.split_at_mut(g.n * chw);
+            let partials: Vec<Vec<f32>> = dx
+                .par_chunks_mut(CHUNK * chw)
+                .zip(x.par_chunks(CHUNK * chw))
+                .zip(dy.par_chunks(CHUNK * g.k * ohw))
+                .map(|((dxc, xc), dyc)| {
+                    let mut dw = vec![0f32; g.k * crs];
+                    let mut dyt = vec![0f32; g.k * ohw];
+                    let ld = g.col_ld();
+                    with_scratch(crs * ld, |col, dcol| {
+                        for ((dxi, xi), dyi) in dxc
+                            .chunks_mut(chw)
+                            .zip(xc.chunks(chw))
+                            .zip(dyc.chunks(g.k * ohw))
+                        {
+                            im2col(xi, g, col);
+                            // dW += dy[n] · col(x[n])ᵀ, with dy[n] handed over transposed:
+                            // gemm packs its left operand column by column, and gathering
+                            // the K rows of dy[n] (often 4 KiB apart) missed L1 every time.
+                            transpose(dyi, g.k, ohw, &mut dyt);
+                            let (a, b) = (Mat::transposed(&dyt, g.k), Mat::transposed(col, ld));
+                            matmul(&mut dw, crs, g.k, crs, ohw, a, b, true);
+                            // dx[n] = col2im(Wᵀ · dy[n])
+                            let (a, b) = (Mat::transposed(w, crs), Mat::rows(dyi, ohw));
+                            matmul(dcol, ld, crs, ohw, g.k, a, b, false);
+                            col2im(dcol, g, dxi);
+                        }
+                    });
+                    dw
+                })
+                .collect();
+            let dw = zeroed(dw);
+            for p in partials {
+                for (a, b) in dw.iter_mut().zip(p) {
+                    *a += b;
+                }
             }
-        }
-    })
+        })
+    }
 }
 
 fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {

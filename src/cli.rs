@@ -333,10 +333,18 @@ fn run_cmd(
 /// candle sizes its pool by physical cores and rayon by logical ones; when they differ,
 /// threads spin (measured: 4.4 s of 10 s in the kernel). One number for both, read when
 /// the pools start, which is after this.
+///
+/// candle's element-wise pool also spins 25,000 rounds after each operation before it
+/// sleeps, on the cores that lecal's kernels (rayon) need next. Without the spin
+/// (`CANDLE_BARRIER_POOL_SPIN_LIMIT=0`, unless set) a ResNet20 step took 618-642 CPU-ms
+/// instead of 661-702, and ResNet8 steps and teacher passes were as fast or faster.
 fn align_thread_pools() {
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         std::env::set_var("RAYON_NUM_THREADS", cores.to_string());
+    }
+    if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
+        std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "0");
     }
 }
 

@@ -28,10 +28,8 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
 fi
 
 THREADS=$(nproc)
-BASELINE=""
-[ "$DEVICE" = cpu ] && BASELINE=--baseline
 echo "== lecal ($DEVICE, $THREADS threads)"
-"$LECAL" bench --device "$DEVICE" $BASELINE --min-seconds "$SECONDS_EACH" --csv "$OUT/lecal.csv"
+"$LECAL" bench --device "$DEVICE" --baseline --min-seconds "$SECONDS_EACH" --csv "$OUT/lecal.csv"
 echo "== PyTorch"
 TORCH_DEVICE=cpu
 case "$DEVICE" in cuda*) TORCH_DEVICE=cuda ;; esac

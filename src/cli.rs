@@ -485,6 +485,11 @@ fn bench_cmd(
         bail!("--parts: unknown part `{p}`, expected train, teacher or data");
     }
     align_thread_pools();
+    if check && std::env::var_os("NVIDIA_TF32_OVERRIDE").is_none() {
+        // The check compares arithmetic, not TF32's 10-bit mantissa: cuDNN and cuBLAS
+        // read this before their first call.
+        std::env::set_var("NVIDIA_TF32_OVERRIDE", "0");
+    }
     let dev = device::open(device)?;
     if check {
         use crate::model::conv::{self, ConvImpl};

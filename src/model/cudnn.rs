@@ -3,12 +3,21 @@
 //!
 //! candle 0.11 runs cuDNN for the forward pass only, choosing an algorithm and allocating
 //! a workspace on every call, and computes the input gradient with its own naive
-//! transposed-convolution kernel. Here each shape's three algorithms are chosen once
-//! (cuDNN's heuristics, first choice) and cached, and one workspace per device, grown to
-//! the largest need seen, is reused by every call.
+//! transposed-convolution kernel. Here each shape's three algorithms are chosen once and
+//! cached, and one workspace per device, grown to the largest need seen, is reused by
+//! every call.
+//!
+//! Choice: cuDNN's heuristics, first choice, except that the gradients' algorithms that
+//! add with atomics (backward-data 0, backward-filter 0 and 3; the forward ones are all
+//! deterministic) are replaced by the deterministic algorithm 1 where the shape supports
+//! it, and an algorithm wanting more than `MAX_WORKSPACE` is replaced by a frugal one.
+//! Other candle kernels on CUDA still do not promise bitwise repeatability.
 //!
 //! cuDNN's default math mode lets FP32 convolutions use TF32 tensor cores on Ampere and
-//! later GPUs, as PyTorch does by default (`torch.backends.cudnn.allow_tf32`).
+//! later GPUs, as PyTorch does by default (`torch.backends.cudnn.allow_tf32`);
+//! `NVIDIA_TF32_OVERRIDE=0` turns it off (`lecal bench --check` does).
+//!
+//! The state is per thread and per candle device id, and lives as long as the thread.
 
 use super::conv::Geometry;
 use candle_core::cuda::cudarc::cudnn::{
@@ -97,12 +106,35 @@ impl Descriptors {
     }
 
     fn choose(&self) -> Result<Algorithms> {
+        use sys::cudnnConvolutionBwdDataAlgo_t as D;
+        use sys::cudnnConvolutionBwdFilterAlgo_t as W;
+        use sys::cudnnConvolutionFwdAlgo_t as F;
         let (f, d, w) = (self.forward(), self.data(), self.filter());
-        let (forward, data, filter) = (
-            f.pick_algorithm()?,
-            d.pick_algorithm()?,
-            w.pick_algorithm()?,
-        );
+        // `Ok(bytes)` when the algorithm supports this shape within the workspace cap.
+        let fits = |bytes: Result<usize>| bytes.ok().filter(|&b| b <= MAX_WORKSPACE);
+
+        let mut forward = f.pick_algorithm()?;
+        if fits(f.get_workspace_size(forward).map_err(Into::into)).is_none() {
+            forward = F::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
+        }
+        let mut data = d.pick_algorithm()?;
+        let deterministic = D::CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;
+        if (data == D::CUDNN_CONVOLUTION_BWD_DATA_ALGO_0
+            || fits(d.get_workspace_size(data).map_err(Into::into)).is_none())
+            && fits(d.get_workspace_size(deterministic).map_err(Into::into)).is_some()
+        {
+            data = deterministic;
+        }
+        let mut filter = w.pick_algorithm()?;
+        let deterministic = W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1;
+        if (matches!(
+            filter,
+            W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0 | W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3
+        ) || fits(w.get_workspace_size(filter).map_err(Into::into)).is_none())
+            && fits(w.get_workspace_size(deterministic).map_err(Into::into)).is_some()
+        {
+            filter = deterministic;
+        }
         let workspace = f
             .get_workspace_size(forward)?
             .max(d.get_workspace_size(data)?)
@@ -115,6 +147,9 @@ impl Descriptors {
         })
     }
 }
+
+/// The most workspace one algorithm may take: FFT algorithms can ask for gigabytes.
+const MAX_WORKSPACE: usize = 512 << 20;
 
 /// Runs `f` with the descriptors, algorithms and workspace of shape `g` on `device`.
 fn with_shape<R>(
@@ -161,7 +196,8 @@ pub fn forward(
 ) -> Result<CudaStorage> {
     let device = &x.0.device;
     let (xv, wv) = (view(x, "input")?, view(w, "weight")?);
-    let mut y = device.alloc_zeros::<f32>(g.n * g.k * g.ohw())?;
+    // SAFETY: cuDNN writes every element (β = 0: the output is not read).
+    let mut y = unsafe { device.alloc::<f32>(g.n * g.k * g.ohw())? };
     with_shape(device, g, |d, a, workspace| {
         // SAFETY: the descriptors were made from `g`, which the callers derived from
         // these tensors' shapes; `y` holds N·K·OH·OW elements.
@@ -185,7 +221,8 @@ pub fn backward(
     let (xv, wv) = (view(x, "input")?, view(w, "weight")?);
     let dyv = view(dy, "output gradient")?;
     let dx_len = g.n * g.chw();
-    let mut out = device.alloc_zeros::<f32>(dx_len + g.k * g.crs())?;
+    // SAFETY: the two cuDNN calls write every element of their halves (β = 0).
+    let mut out = unsafe { device.alloc::<f32>(dx_len + g.k * g.crs())? };
     with_shape(device, g, |d, a, mut workspace| {
         let (mut dx, mut dw) = out.split_at_mut(dx_len);
         // SAFETY: as in `forward`; `dx` holds N·C·H·W elements and `dw` K·C·R·S. The two

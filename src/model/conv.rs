@@ -199,9 +199,9 @@ fn im2col(x: &[f32], g: &Geometry, col: &mut [f32]) {
     }
 }
 
-/// Folds `col` (C·R·S, OH·OW; row stride `col_ld`) back into one image `dx` (C, H, W), adding overlaps. `dx`
-/// may be uninitialised: it is zeroed first.
-/// `col` is scratch: `Flat` rows have their wrapped columns zeroed in place.
+/// Folds `col` (C·R·S, OH·OW; row stride `col_ld`) back into one image `dx` (C, H, W),
+/// adding overlaps. `dx` may be uninitialised: it is zeroed first. `col` is scratch: in
+/// `Flat` rows the wrapped columns are zeroed in place.
 fn col2im(col: &mut [f32], g: &Geometry, dx: &mut [MaybeUninit<f32>]) {
     let (ohw, ld) = (g.ohw(), g.col_ld());
     let dx = zeroed(dx);
@@ -346,9 +346,9 @@ fn matmul_into(
     accumulate: bool,
 ) {
     assert!(n <= ld && dst.len() >= (m - 1) * ld + n);
-    // SAFETY: `dst` holds m×n elements (checked above); the callers size `a` and `b` from
-    // the same geometry, m×k and k×n under their strides. gemm reads `dst` only when
-    // `accumulate` (`read_dst`).
+    // SAFETY: `dst` holds the m×n matrix at row stride `ld` (checked above); the callers
+    // size `a` and `b` from the same geometry, m×k and k×n under their strides. gemm
+    // reads `dst` only when `accumulate` (`read_dst`).
     unsafe {
         gemm::gemm(
             m,

@@ -5,7 +5,9 @@
 //! training step. Here every pass is im2col/col2im plus one `gemm` per image:
 //!
 //! - forward:          `y[n] = W · col(x[n])`
-//! - input gradient:   `dx[n] = col2im(Wᵀ · dy[n])`
+//! - input gradient:   `dx[n] = W' · col'(dy[n])` with stride 1 and a square kernel (a
+//!   convolution of dy with the flipped, transposed weights: see `transposed`), else
+//!   `dx[n] = col2im(Wᵀ · dy[n])`
 //! - weight gradient:  `dW = Σₙ dy[n] · col(x[n])ᵀ`
 //!
 //! Both gradients come from one pass over the batch (one im2col per image). Images are
@@ -397,7 +399,12 @@ pub fn forward(x: &[f32], w: &[f32], g: &Geometry) -> Vec<f32> {
 /// backward op's single output).
 pub fn backward(x: &[f32], w: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
     let (crs, ohw, chw) = (g.crs(), g.ohw(), g.chw());
-    // SAFETY: col2im zeroes then fills each image of dx; dW is zeroed before the sums.
+    let gt = transposed(g);
+    let wt = gt.map(|_| flip(w, g));
+    let ld = g.col_ld();
+    let scratch = (crs * ld).max(gt.map_or(0, |t| t.crs() * t.col_ld()));
+    // SAFETY: each image of dx is written by gemm (`accumulate` false) or zeroed and then
+    // filled by col2im; dW is zeroed before the sums.
     unsafe {
         filled_vec(g.n * chw + g.k * crs, |out| {
             let (dx, dw) = out.split_at_mut(g.n * chw);
@@ -408,8 +415,7 @@ pub fn backward(x: &[f32], w: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
                 .map(|((dxc, xc), dyc)| {
                     let mut dw = vec![0f32; g.k * crs];
                     let mut dyt = vec![0f32; g.k * ohw];
-                    let ld = g.col_ld();
-                    with_scratch(crs * ld, |col, dcol| {
+                    with_scratch(scratch, |col, dcol| {
                         for ((dxi, xi), dyi) in dxc
                             .chunks_mut(chw)
                             .zip(xc.chunks(chw))
@@ -422,10 +428,21 @@ pub fn backward(x: &[f32], w: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
                             transpose(dyi, g.k, ohw, &mut dyt);
                             let (a, b) = (Mat::transposed(&dyt, g.k), Mat::transposed(col, ld));
                             matmul(&mut dw, crs, g.k, crs, ohw, a, b, true);
-                            // dx[n] = col2im(Wᵀ · dy[n])
-                            let (a, b) = (Mat::transposed(w, crs), Mat::rows(dyi, ohw));
-                            matmul(dcol, ld, crs, ohw, g.k, a, b, false);
-                            col2im(dcol, g, dxi);
+                            match (&gt, &wt) {
+                                // dx[n] = W' · col'(dy[n])
+                                (Some(t), Some(wt)) => {
+                                    im2col(dyi, t, dcol);
+                                    let a = Mat::rows(wt, t.crs());
+                                    let b = Mat::rows(dcol, t.col_ld());
+                                    matmul_into(dxi, t.ohw(), t.k, t.ohw(), t.crs(), a, b, false);
+                                }
+                                // dx[n] = col2im(Wᵀ · dy[n])
+                                _ => {
+                                    let (a, b) = (Mat::transposed(w, crs), Mat::rows(dyi, ohw));
+                                    matmul(dcol, ld, crs, ohw, g.k, a, b, false);
+                                    col2im(dcol, g, dxi);
+                                }
+                            }
                         }
                     });
                     dw
@@ -439,6 +456,42 @@ pub fn backward(x: &[f32], w: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
             }
         })
     }
+}
+
+/// With stride 1 and a square kernel, the input gradient is itself a stride-1
+/// convolution: `dx = conv(dy, W')` with padding `R - 1 - pad` and output H×W, where
+/// `W'[c, k, r, s] = W[k, c, R-1-r, S-1-s]` (`flip`). It is then im2col(dy) and one gemm
+/// of depth K·R·S written straight into dx, instead of a gemm of depth K (short: the
+/// microkernel mostly loads and stores) into C·R·S column rows that col2im folds back.
+/// The geometry of that convolution, where it applies.
+fn transposed(g: &Geometry) -> Option<Geometry> {
+    if g.stride != 1 || g.r != g.s || g.pad >= g.r {
+        return None;
+    }
+    let t = Geometry::new(
+        &[g.n, g.k, g.oh, g.ow],
+        &[g.c, g.k, g.r, g.s],
+        1,
+        g.r - 1 - g.pad,
+    );
+    t.ok().filter(|t| t.oh == g.h && t.ow == g.w)
+}
+
+/// `W'` (C, K, R, S) of `transposed`: W with input and output channels swapped and the
+/// kernel turned by 180°.
+fn flip(w: &[f32], g: &Geometry) -> Vec<f32> {
+    let mut out = vec![0f32; w.len()];
+    for k in 0..g.k {
+        for c in 0..g.c {
+            for r in 0..g.r {
+                for s in 0..g.s {
+                    let src = ((k * g.c + c) * g.r + (g.r - 1 - r)) * g.s + (g.s - 1 - s);
+                    out[((c * g.k + k) * g.r + r) * g.s + s] = w[src];
+                }
+            }
+        }
+    }
+    out
 }
 
 fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 /// Bumped whenever training semantics change, so that old results are not mistaken for
 /// new ones. Part of every run id.
-pub const TRAINER_VERSION: u32 = 3;
+pub const TRAINER_VERSION: u32 = 4;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSpec {

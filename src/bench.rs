@@ -103,12 +103,20 @@ impl Step {
 }
 
 fn implementation(device: &Device, candle_conv: bool) -> String {
-    match (device, candle_conv) {
-        (Device::Cpu, false) => "lecal".into(),
-        (Device::Cpu, true) => "lecal, candle's conv".into(),
-        (_, false) => format!("lecal ({})", crate::device::describe(device)),
-        (_, true) => format!("lecal, candle's conv ({})", crate::device::describe(device)),
+    let conv = if candle_conv { ", candle's conv" } else { "" };
+    match device {
+        Device::Cpu => format!("lecal{conv}"),
+        _ => format!("lecal{conv} ({})", crate::device::describe(device)),
     }
+}
+
+/// Selects candle's convolution for the baseline measurements, lecal's otherwise.
+fn use_conv(candle_conv: bool) {
+    conv::set_conv(if candle_conv {
+        conv::ConvImpl::Candle
+    } else {
+        conv::ConvImpl::Lecal
+    });
 }
 
 pub fn run(o: &Options) -> anyhow::Result<Vec<Measure>> {
@@ -133,11 +141,7 @@ pub fn run(o: &Options) -> anyhow::Result<Vec<Measure>> {
             if candle_conv && o.device.is_cpu() && m != ModelName::Resnet20 {
                 continue;
             }
-            conv::set_conv(if candle_conv {
-                conv::ConvImpl::Candle
-            } else {
-                conv::ConvImpl::Lecal
-            });
+            use_conv(candle_conv);
             let mut step = Step::new(m, &o.device, 0)?;
             let r = time(o.min_seconds, BATCH, || step.run().map(|_| ()))?;
             push(
@@ -147,15 +151,11 @@ pub fn run(o: &Options) -> anyhow::Result<Vec<Measure>> {
             );
         }
     }
-    conv::set_conv(conv::ConvImpl::Lecal);
+    use_conv(false);
     // A teacher's forward pass: ResNet110, evaluation mode, no graph.
     let teacher_convs: &[bool] = if part("teacher") { convs } else { &[] };
     for &candle_conv in teacher_convs {
-        conv::set_conv(if candle_conv {
-            conv::ConvImpl::Candle
-        } else {
-            conv::ConvImpl::Lecal
-        });
+        use_conv(candle_conv);
         let (_, vm) = model::build_trainable(ModelName::Resnet110, CLASSES, 0, &o.device)?;
         let teacher = model::build_frozen(
             ModelName::Resnet110,
@@ -175,7 +175,7 @@ pub fn run(o: &Options) -> anyhow::Result<Vec<Measure>> {
             r,
         );
     }
-    conv::set_conv(conv::ConvImpl::Lecal);
+    use_conv(false);
     if !part("data") {
         return Ok(out);
     }

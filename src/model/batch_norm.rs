@@ -458,10 +458,14 @@ impl CustomOp3 for NormaliseBackward {
                     })
             })
             .collect();
+        let inv: Vec<f64> = var
+            .iter()
+            .map(|&v| 1.0 / (v as f64 + self.eps).sqrt())
+            .collect();
         // dx = k·dz + u·x + v per channel.
         let coef: Vec<(f32, f32, f32)> = (0..c)
             .map(|ch| {
-                let inv = 1.0 / (var[ch] as f64 + self.eps).sqrt();
+                let inv = inv[ch];
                 let k = gamma[ch] as f64 * inv;
                 let (sdz, sdzx) = sums[ch];
                 let u = -k * inv * inv * sdzx / m;
@@ -504,8 +508,7 @@ impl CustomOp3 for NormaliseBackward {
             // [dγ, dβ, dmean, dvar]: the statistics are constants here.
             let dparams = zeroed(dparams);
             for ch in 0..c {
-                let inv = 1.0 / (var[ch] as f64 + self.eps).sqrt();
-                dparams[ch] = (sums[ch].1 * inv) as f32;
+                dparams[ch] = (sums[ch].1 * inv[ch]) as f32;
                 dparams[c + ch] = sums[ch].0 as f32;
             }
         };
@@ -513,8 +516,7 @@ impl CustomOp3 for NormaliseBackward {
         // SAFETY: `all` writes dx and the residual's gradient through `fill`, element by
         // element, and zeroes the parameters' gradient before setting it.
         let out = unsafe { filled_vec(total, all) };
-        let len = out.len();
-        Ok((CpuStorage::F32(out), Shape::from(len)))
+        Ok((CpuStorage::F32(out), Shape::from(total)))
     }
 }
 

@@ -92,6 +92,16 @@ impl Geometry {
         self.c * self.h * self.w
     }
 
+    /// The output's dimensions, (N, K, OH, OW).
+    fn y_dims(&self) -> [usize; 4] {
+        [self.n, self.k, self.oh, self.ow]
+    }
+
+    /// The length of the backward op's output `[dx, dW]`.
+    pub(super) fn grads_len(&self) -> usize {
+        self.n * self.chw() + self.k * self.crs()
+    }
+
     /// The valid output columns `[lo, hi)` of kernel column `s` (stride 1), where the
     /// input column `ow + s - pad` lies inside the image.
     fn valid_cols(&self, s: usize) -> (usize, usize) {
@@ -399,14 +409,14 @@ pub fn forward(x: &[f32], w: &[f32], g: &Geometry) -> Vec<f32> {
 /// backward op's single output).
 pub fn backward(x: &[f32], w: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
     let (crs, ohw, chw) = (g.crs(), g.ohw(), g.chw());
-    let gt = transposed(g);
-    let wt = gt.map(|_| flip(w, g));
+    // The input gradient's convolution and its weights, where it applies.
+    let flipped = transposed(g).map(|t| (t, flip(w, g)));
     let ld = g.col_ld();
-    let scratch = (crs * ld).max(gt.map_or(0, |t| t.crs() * t.col_ld()));
+    let scratch = (crs * ld).max(flipped.as_ref().map_or(0, |(t, _)| t.crs() * t.col_ld()));
     // SAFETY: each image of dx is written by gemm (`accumulate` false) or zeroed and then
     // filled by col2im; dW is zeroed before the sums.
     unsafe {
-        filled_vec(g.n * chw + g.k * crs, |out| {
+        filled_vec(g.grads_len(), |out| {
             let (dx, dw) = out.split_at_mut(g.n * chw);
             let partials: Vec<Vec<f32>> = dx
                 .par_chunks_mut(CHUNK * chw)
@@ -428,16 +438,16 @@ pub fn backward(x: &[f32], w: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
                             transpose(dyi, g.k, ohw, &mut dyt);
                             let (a, b) = (Mat::transposed(&dyt, g.k), Mat::transposed(col, ld));
                             matmul(&mut dw, crs, g.k, crs, ohw, a, b, true);
-                            match (&gt, &wt) {
+                            match &flipped {
                                 // dx[n] = W' · col'(dy[n])
-                                (Some(t), Some(wt)) => {
+                                Some((t, wt)) => {
                                     im2col(dyi, t, dcol);
                                     let a = Mat::rows(wt, t.crs());
                                     let b = Mat::rows(dcol, t.col_ld());
                                     matmul_into(dxi, t.ohw(), t.k, t.ohw(), t.crs(), a, b, false);
                                 }
                                 // dx[n] = col2im(Wᵀ · dy[n])
-                                _ => {
+                                None => {
                                     let (a, b) = (Mat::transposed(w, crs), Mat::rows(dyi, ohw));
                                     matmul(dcol, ld, crs, ohw, g.k, a, b, false);
                                     col2im(dcol, g, dxi);
@@ -521,7 +531,7 @@ impl CustomOp2 for Conv {
             f32_slice(s2, l2, "weight")?,
             &g,
         );
-        Ok((CpuStorage::F32(y), Shape::from((g.n, g.k, g.oh, g.ow))))
+        Ok((CpuStorage::F32(y), Shape::from(&g.y_dims()[..])))
     }
 
     #[cfg(feature = "cudnn")]
@@ -534,7 +544,7 @@ impl CustomOp2 for Conv {
     ) -> Result<(candle_core::CudaStorage, Shape)> {
         let g = Geometry::new(l1.dims(), l2.dims(), self.stride, self.pad)?;
         let y = super::cudnn::forward((s1, l1), (s2, l2), &g)?;
-        Ok((y, Shape::from((g.n, g.k, g.oh, g.ow))))
+        Ok((y, Shape::from(&g.y_dims()[..])))
     }
 
     fn bwd(
@@ -563,6 +573,17 @@ struct ConvBackward {
     pad: usize,
 }
 
+impl ConvBackward {
+    /// The geometry of inputs `(x, w, dy)`, with dy's shape checked against it.
+    fn geometry(&self, x: &Layout, w: &Layout, dy: &Layout) -> Result<Geometry> {
+        let g = Geometry::new(x.dims(), w.dims(), self.stride, self.pad)?;
+        if dy.dims() != g.y_dims() {
+            candle_core::bail!("conv2d backward: output gradient of shape {:?}", dy.dims());
+        }
+        Ok(g)
+    }
+}
+
 impl CustomOp3 for ConvBackward {
     fn name(&self) -> &'static str {
         "lecal-conv2d-backward"
@@ -577,19 +598,14 @@ impl CustomOp3 for ConvBackward {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = Geometry::new(l1.dims(), l2.dims(), self.stride, self.pad)?;
-        let dy = f32_slice(s3, l3, "output gradient")?;
-        if dy.len() != g.n * g.k * g.ohw() {
-            candle_core::bail!("conv2d backward: output gradient of shape {:?}", l3.dims());
-        }
+        let g = self.geometry(l1, l2, l3)?;
         let both = backward(
             f32_slice(s1, l1, "input")?,
             f32_slice(s2, l2, "weight")?,
-            dy,
+            f32_slice(s3, l3, "output gradient")?,
             &g,
         );
-        let n = both.len();
-        Ok((CpuStorage::F32(both), Shape::from(n)))
+        Ok((CpuStorage::F32(both), Shape::from(g.grads_len())))
     }
 
     #[cfg(feature = "cudnn")]
@@ -602,17 +618,15 @@ impl CustomOp3 for ConvBackward {
         s3: &candle_core::CudaStorage,
         l3: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let g = Geometry::new(l1.dims(), l2.dims(), self.stride, self.pad)?;
-        if l3.dims() != [g.n, g.k, g.oh, g.ow] {
-            candle_core::bail!("conv2d backward: output gradient of shape {:?}", l3.dims());
-        }
+        let g = self.geometry(l1, l2, l3)?;
         let both = super::cudnn::backward((s1, l1), (s2, l2), (s3, l3), &g)?;
-        Ok((both, Shape::from(g.n * g.chw() + g.k * g.crs())))
+        Ok((both, Shape::from(g.grads_len())))
     }
 }
 
 /// Which convolution `conv2d` runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum ConvImpl {
     /// lecal's on the CPU; candle's on CUDA, until lecal's cuDNN operation has been
     /// checked against the CPU on a GPU (`scripts/gpu-check.sh`). `LECAL_CONV` unset.
@@ -627,14 +641,12 @@ pub enum ConvImpl {
 /// 0: not chosen yet (read `LECAL_CONV`), then 1 + the `ConvImpl` index.
 static CONV: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 
+/// `ConvImpl`s by index.
+const CONV_IMPLS: [ConvImpl; 3] = [ConvImpl::Auto, ConvImpl::Lecal, ConvImpl::Candle];
+
 /// Chooses the convolution for the whole process.
 pub fn set_conv(c: ConvImpl) {
-    let v = match c {
-        ConvImpl::Auto => 1,
-        ConvImpl::Lecal => 2,
-        ConvImpl::Candle => 3,
-    };
-    CONV.store(v, std::sync::atomic::Ordering::Relaxed);
+    CONV.store(c as u8 + 1, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// The convolution chosen by `set_conv`, or else by `LECAL_CONV`.
@@ -650,9 +662,7 @@ pub fn conv_impl() -> ConvImpl {
             set_conv(c);
             c
         }
-        1 => ConvImpl::Auto,
-        2 => ConvImpl::Lecal,
-        _ => ConvImpl::Candle,
+        v => CONV_IMPLS[usize::from(v) - 1],
     }
 }
 

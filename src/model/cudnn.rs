@@ -21,7 +21,7 @@
 
 use super::conv::Geometry;
 use candle_core::cuda::cudarc::cudnn::{
-    sys, ConvBackwardData, ConvBackwardFilter, ConvDescriptor, ConvForward, Cudnn,
+    sys, ConvBackwardData, ConvBackwardFilter, ConvDescriptor, ConvForward, Cudnn, CudnnError,
     FilterDescriptor, TensorDescriptor,
 };
 use candle_core::cuda::cudarc::driver::{CudaSlice, CudaView};
@@ -111,17 +111,19 @@ impl Descriptors {
         use sys::cudnnConvolutionFwdAlgo_t as F;
         let (f, d, w) = (self.forward(), self.data(), self.filter());
         // `Ok(bytes)` when the algorithm supports this shape within the workspace cap.
-        let fits = |bytes: Result<usize>| bytes.ok().filter(|&b| b <= MAX_WORKSPACE);
+        let fits = |bytes: std::result::Result<usize, CudnnError>| {
+            bytes.ok().filter(|&b| b <= MAX_WORKSPACE)
+        };
 
         let mut forward = f.pick_algorithm()?;
-        if fits(f.get_workspace_size(forward).map_err(Into::into)).is_none() {
+        if fits(f.get_workspace_size(forward)).is_none() {
             forward = F::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
         }
         let mut data = d.pick_algorithm()?;
         let deterministic = D::CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;
         if (data == D::CUDNN_CONVOLUTION_BWD_DATA_ALGO_0
-            || fits(d.get_workspace_size(data).map_err(Into::into)).is_none())
-            && fits(d.get_workspace_size(deterministic).map_err(Into::into)).is_some()
+            || fits(d.get_workspace_size(data)).is_none())
+            && fits(d.get_workspace_size(deterministic)).is_some()
         {
             data = deterministic;
         }
@@ -130,8 +132,8 @@ impl Descriptors {
         if (matches!(
             filter,
             W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0 | W::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3
-        ) || fits(w.get_workspace_size(filter).map_err(Into::into)).is_none())
-            && fits(w.get_workspace_size(deterministic).map_err(Into::into)).is_some()
+        ) || fits(w.get_workspace_size(filter)).is_none())
+            && fits(w.get_workspace_size(deterministic)).is_some()
         {
             filter = deterministic;
         }
@@ -168,9 +170,9 @@ fn with_shape<R>(
             }),
         };
         let d = Descriptors::new(&state.cudnn, g)?;
-        let a = match state.algorithms.get(g) {
-            Some(a) => *a,
-            None => *state.algorithms.entry(*g).or_insert(d.choose()?),
+        let a = match state.algorithms.entry(*g) {
+            std::collections::hash_map::Entry::Occupied(e) => *e.get(),
+            std::collections::hash_map::Entry::Vacant(e) => *e.insert(d.choose()?),
         };
         let have = state.workspace.as_ref().map_or(0, |w| w.len());
         if a.workspace > have {
@@ -222,7 +224,7 @@ pub fn backward(
     let dyv = view(dy, "output gradient")?;
     let dx_len = g.n * g.chw();
     // SAFETY: the two cuDNN calls write every element of their halves (β = 0).
-    let mut out = unsafe { device.alloc::<f32>(dx_len + g.k * g.crs())? };
+    let mut out = unsafe { device.alloc::<f32>(g.grads_len())? };
     with_shape(device, g, |d, a, mut workspace| {
         let (mut dx, mut dw) = out.split_at_mut(dx_len);
         // SAFETY: as in `forward`; `dx` holds N·C·H·W elements and `dw` K·C·R·S. The two

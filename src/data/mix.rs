@@ -3,7 +3,8 @@
 //!
 //! Each returns, per sample, the labels it is made of and their weights (summing to 1).
 //! Without a teacher those weights are the training target; with teachers the student
-//! and every teacher see the same mixed images and the weights are unused.
+//! and every teacher see the same mixed images, and the weights serve only a hard-label
+//! term (`hard_weight` above 0).
 
 use crate::plan::AugmentSpec;
 use crate::rng::Rng;

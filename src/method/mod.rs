@@ -79,6 +79,7 @@ pub fn loss(
             teacher_weight,
             kl_reduction,
             teacher_reduction,
+            epsilon,
         } => {
             if teachers.is_empty() {
                 candle_core::bail!("label = \"teachers\" needs at least one teacher");
@@ -119,7 +120,7 @@ pub fn loss(
             };
             let mut out = (term * teacher_weight)?;
             if hard_weight > 0.0 {
-                out = (out + (label_term(0.0)? * hard_weight)?)?;
+                out = (out + (label_term(epsilon)? * hard_weight)?)?;
             }
             Ok(out)
         }

@@ -59,6 +59,7 @@ fn teachers(
         teacher_weight: tw,
         kl_reduction: kl_r,
         teacher_reduction: r,
+        epsilon: 0.0,
     }
 }
 
@@ -219,6 +220,31 @@ fn a_method_outside_the_paper_composes_the_same_parts() {
         expect += 0.5 * ce(&onehot(LABELS[i]), &softmax(&Z_S[i], 1.0)) / 2.0;
     }
     close(run(&m, &[&Z_T1, &Z_T2]), expect);
+}
+
+#[test]
+fn epsilon_smooths_the_hard_label_term_of_a_teacher_method() {
+    // LS + KD: KD whose hard-label term is label smoothing with ε = 0.2 (ε/K form).
+    let kd = |epsilon| Method::Teachers {
+        combine: Combine::PerTeacherKl,
+        temperature: 3.0,
+        hard_weight: 1.0,
+        teacher_weight: 0.1,
+        kl_reduction: KlReduction::ElementMean,
+        teacher_reduction: TeacherReduction::Mean,
+        epsilon,
+    };
+    let (mut hard, mut ls) = (0.0, 0.0);
+    for i in 0..2 {
+        let q: Vec<f64> = onehot(LABELS[i])
+            .iter()
+            .map(|o| 0.2 / 3.0 + 0.8 * o)
+            .collect();
+        hard += ce(&onehot(LABELS[i]), &softmax(&Z_S[i], 1.0)) / 2.0;
+        ls += ce(&q, &softmax(&Z_S[i], 1.0)) / 2.0;
+    }
+    close(run(&kd(0.2), &[&Z_T1]) - run(&kd(0.0), &[&Z_T1]), ls - hard);
+    assert!((ls - hard).abs() > 1e-3, "the test must tell the two apart");
 }
 
 #[test]

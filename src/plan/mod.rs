@@ -143,11 +143,14 @@ fn resolve_recipe(r: &Recipe, scale: &Scale) -> Result<Resolved, Vec<RecipeError
             None
         }
     };
-    let method = match method_spec(&r.method) {
+    let method = match method_spec(&r.method, !raw.teachers.get_ref().is_empty()) {
         Ok(m) => Some(m),
-        Err(msg) => {
-            let span = raw.method.as_ref().map_or(0..0, |m| m.span());
-            errors.push(r.error(span, "method", msg));
+        Err((key, msg)) => {
+            let span = match key {
+                "teachers" => raw.teachers.span(),
+                _ => raw.method.as_ref().map_or(0..0, |m| m.span()),
+            };
+            errors.push(r.error(span, key, msg));
             None
         }
     };
@@ -414,23 +417,94 @@ fn schedule_spec(choice: &ScheduleChoice, scale: &Scale) -> Result<Schedule, Str
     Ok(scale.schedule(s))
 }
 
-fn method_spec(m: &MethodFields) -> Result<Method, String> {
+/// The method of a recipe whose `teachers` list is empty or not (`has_teachers`). A
+/// field that would have no effect under the label source, and teachers that the label
+/// source would not use, are errors (the key at fault, and why): silently ignored, they
+/// would still make runs look different.
+fn method_spec(m: &MethodFields, has_teachers: bool) -> Result<Method, (&'static str, String)> {
     use crate::recipe::{Combine, KlReduction, TeacherReduction};
-    let label = m
-        .label
-        .ok_or("the method sets no `label` (hard, smoothed or teachers)")?;
+    let label = m.label.ok_or((
+        "method",
+        "the method sets no `label` (hard, smoothed or teachers)".to_string(),
+    ))?;
+    let name = match label {
+        LabelSource::Hard => "hard",
+        LabelSource::Smoothed => "smoothed",
+        LabelSource::Teachers => "teachers",
+    };
+    let combine = m.combine.unwrap_or(Combine::MeanSoftmax);
+    let hard_weight = m.hard_weight.map_or(0.0, |w| w.0);
+    let teacher_fields = [
+        ("combine", m.combine.is_some()),
+        ("temperature", m.temperature.is_some()),
+        ("hard_weight", m.hard_weight.is_some()),
+        ("teacher_weight", m.teacher_weight.is_some()),
+        ("kl_reduction", m.kl_reduction.is_some()),
+        ("teacher_reduction", m.teacher_reduction.is_some()),
+    ];
+    let (unused, why): (Vec<_>, _) = match label {
+        LabelSource::Hard => (
+            [("epsilon", m.epsilon.is_some())]
+                .into_iter()
+                .chain(teacher_fields)
+                .collect(),
+            "apply to other label sources",
+        ),
+        LabelSource::Smoothed => (
+            teacher_fields.into_iter().collect(),
+            "apply to label = \"teachers\"",
+        ),
+        LabelSource::Teachers if combine == Combine::MeanSoftmax => (
+            vec![
+                ("kl_reduction", m.kl_reduction.is_some()),
+                ("teacher_reduction", m.teacher_reduction.is_some()),
+                ("epsilon", m.epsilon.is_some() && hard_weight == 0.0),
+            ],
+            "apply to combine = \"per-teacher-kl\" (epsilon: to a hard-label term, hard_weight > 0)",
+        ),
+        LabelSource::Teachers => (
+            vec![("epsilon", m.epsilon.is_some() && hard_weight == 0.0)],
+            "smooth the hard-label term, which hard_weight = 0 leaves out",
+        ),
+    };
+    let unused: Vec<&str> = unused.into_iter().filter(|u| u.1).map(|u| u.0).collect();
+    if !unused.is_empty() {
+        return Err((
+            "method",
+            format!(
+                "`{}` would have no effect with label = \"{name}\": they {why}",
+                unused.join("`, `")
+            ),
+        ));
+    }
+    match (label, has_teachers) {
+        (LabelSource::Teachers, false) => {
+            return Err((
+                "method",
+                "label = \"teachers\" needs teachers: add a `teachers` list".into(),
+            ))
+        }
+        (LabelSource::Hard | LabelSource::Smoothed, true) => {
+            return Err((
+                "teachers",
+                format!("teachers are listed, but label = \"{name}\" does not use them"),
+            ))
+        }
+        _ => {}
+    }
     Ok(match label {
         LabelSource::Hard => Method::Hard,
         LabelSource::Smoothed => Method::Smoothed {
             epsilon: m.epsilon.map_or(0.1, |e| e.0),
         },
         LabelSource::Teachers => Method::Teachers {
-            combine: m.combine.unwrap_or(Combine::MeanSoftmax),
+            combine,
             temperature: m.temperature.map_or(1.0, |t| t.0),
-            hard_weight: m.hard_weight.map_or(0.0, |w| w.0),
+            hard_weight,
             teacher_weight: m.teacher_weight.map_or(1.0, |w| w.0),
             kl_reduction: m.kl_reduction.unwrap_or(KlReduction::BatchMean),
             teacher_reduction: m.teacher_reduction.unwrap_or(TeacherReduction::Mean),
+            epsilon: m.epsilon.map_or(0.0, |e| e.0),
         },
     })
 }

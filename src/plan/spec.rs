@@ -120,7 +120,15 @@ pub enum Method {
         teacher_weight: f64,
         kl_reduction: KlReduction,
         teacher_reduction: TeacherReduction,
+        /// Label smoothing of the hard-label term (LS + KD); 0, the default, is left out
+        /// of the spec, so that it does not change the ids of the runs without it.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        epsilon: f64,
     },
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

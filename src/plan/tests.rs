@@ -214,3 +214,57 @@ fn bad_schedules_and_unimplemented_parts_are_errors_naming_the_file() {
     let spec = &build(&s, &full()).unwrap().runs[0].spec;
     assert_eq!(spec.augment, AugmentSpec::Ricap { beta: 0.3 });
 }
+
+#[test]
+fn a_method_must_fit_its_teachers_and_use_every_field_it_sets() {
+    let teachers = "teachers = [ { model = \"resnet14\", seeds = [0] } ]";
+    let recipe = |method: &str, with_teachers: bool| {
+        let extra = if with_teachers { teachers } else { "" };
+        VANILLA.replace(
+            "method = \"vanilla\"",
+            &format!("method = {method}\n{extra}"),
+        )
+    };
+    let error = |text: &str| {
+        let (_d, s) = set(&[("r.toml", text)]);
+        build(&s, &full()).unwrap_err().to_string()
+    };
+    let e = error(&recipe("\"kd\"", false));
+    assert!(e.contains("r.toml") && e.contains("needs teachers"), "{e}");
+    let e = error(&recipe("\"vanilla\"", true));
+    assert!(
+        e.contains("r.toml") && e.contains("key `teachers`") && e.contains("does not use them"),
+        "{e}"
+    );
+    let e = error(&recipe(
+        "{ preset = \"smoothing\", temperature = 2.0 }",
+        false,
+    ));
+    assert!(e.contains("`temperature` would have no effect"), "{e}");
+    let e = error(&recipe(
+        "{ preset = \"en-sl\", kl_reduction = \"element-mean\" }",
+        true,
+    ));
+    assert!(e.contains("`kl_reduction` would have no effect"), "{e}");
+    // ε needs a hard-label term to smooth: KD has one, KD-SL none.
+    let e = error(&recipe("{ preset = \"kd-sl\", epsilon = 0.1 }", true));
+    assert!(e.contains("`epsilon` would have no effect"), "{e}");
+    let method = |m: &str| {
+        let (_d, s) = set(&[("r.toml", &recipe(m, true))]);
+        build(&s, &full())
+            .unwrap()
+            .runs
+            .last()
+            .unwrap()
+            .spec
+            .clone()
+    };
+    let (kd, ls_kd) = (
+        method("\"kd\""),
+        method("{ preset = \"kd\", epsilon = 0.1 }"),
+    );
+    assert!(matches!(ls_kd.method, Method::Teachers { epsilon, .. } if epsilon == 0.1));
+    assert_ne!(kd.id(), ls_kd.id());
+    // ε = 0 is left out of the spec: runs without it keep their ids.
+    assert!(!toml::to_string(&kd).unwrap().contains("epsilon"));
+}

@@ -12,6 +12,21 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
+/// `println!` and `print!` to standard output that return a write error, such as a closed
+/// pipe (`lecal plan … | head`, which `main` ends quietly), instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "lecal",
@@ -111,7 +126,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Plan { paths, scale } => {
             let (_, plan) = load_plan(&paths, &scale)?;
-            print_plan(&plan, &store);
+            print_plan(&plan, &store)?;
         }
         Command::Run {
             paths,
@@ -142,7 +157,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 paths
             };
             let (_, plan) = load_plan(&paths, &scale)?;
-            print_status(&plan, &store);
+            print_status(&plan, &store)?;
         }
         Command::Models => print_models()?,
         Command::Bench {
@@ -189,13 +204,16 @@ pub fn load_plan(paths: &[PathBuf], scale: &str) -> anyhow::Result<(RecipeSet, P
     Ok((set, plan))
 }
 
-fn print_plan(plan: &Plan, store: &Store) {
+fn print_plan(plan: &Plan, store: &Store) -> anyhow::Result<()> {
     let mut done = 0;
     let mut done_epochs = 0;
     let width = plan.runs.iter().map(|r| r.id.len()).max().unwrap_or(2);
-    println!(
+    outln!(
         "{:<width$}  {:<5} {:<28} {:<6} deps / cells",
-        "id", "seed", "state", "epochs"
+        "id",
+        "seed",
+        "state",
+        "epochs"
     );
     for r in &plan.runs {
         let state = store.state(&r.id);
@@ -217,7 +235,7 @@ fn print_plan(plan: &Plan, store: &Store) {
         } else {
             r.deps.join(",")
         };
-        println!(
+        outln!(
             "{:<width$}  {:<5} {:<28} {:<6} {deps} / {}",
             r.id,
             r.spec.seed,
@@ -232,12 +250,12 @@ fn print_plan(plan: &Plan, store: &Store) {
         .iter()
         .filter(|r| !r.teacher_of.is_empty())
         .count();
-    println!(
+    outln!(
         "{} cells ask for {requested} runs (one per seed); {} of the unique runs serve as teachers",
         plan.cells.len(),
         teachers
     );
-    println!(
+    outln!(
         "total: {} runs, {} epochs ({} done), {} done, {} to train",
         plan.runs.len(),
         plan.total_epochs(),
@@ -245,6 +263,7 @@ fn print_plan(plan: &Plan, store: &Store) {
         done,
         plan.runs.len() - done
     );
+    Ok(())
 }
 
 struct RunOptions {
@@ -288,7 +307,7 @@ fn run_cmd(
     let already = report.count(|e| *e == Ended::AlreadyDone);
     let stopped = report.stopped();
     let failures = report.failures();
-    println!(
+    outln!(
         "{} runs: {trained} trained, {already} already done, {} failed or skipped, {} stopped, {} not started",
         plan.runs.len(),
         failures.len(),
@@ -408,14 +427,14 @@ fn table_cmd(name: &str, recipes: &Path, scale: &str, store: &Store) -> anyhow::
         .map_or_else(|| recipe::load_table(&spec_path), Ok)?;
     let table = report::assemble(&spec, &plan, store, scale)?;
     let written = report::write(&table, store)?;
-    print!("{}", report::Exporter::render(&report::Markdown, &table));
+    out!("{}", report::Exporter::render(&report::Markdown, &table));
     for p in written {
         eprintln!("wrote {}", p.display());
     }
     Ok(())
 }
 
-fn print_status(plan: &Plan, store: &Store) {
+fn print_status(plan: &Plan, store: &Store) -> anyhow::Result<()> {
     let mut groups: [(&str, Vec<String>); 4] = [
         ("done", vec![]),
         ("partial", vec![]),
@@ -437,7 +456,7 @@ fn print_status(plan: &Plan, store: &Store) {
         };
         groups[k].1.push(text);
     }
-    println!(
+    outln!(
         "{} runs: {}",
         plan.runs.len(),
         groups
@@ -451,11 +470,12 @@ fn print_status(plan: &Plan, store: &Store) {
         if ids.is_empty() || (*name == "done" && ids.len() > 50) {
             continue;
         }
-        println!("{name}:");
+        outln!("{name}:");
         for id in ids {
-            println!("  {id}");
+            outln!("  {id}");
         }
     }
+    Ok(())
 }
 
 struct BenchOptions {
@@ -508,7 +528,7 @@ fn bench_cmd(
             let (loss, weights) = crate::bench::check_device(&dev)?;
             let agree = loss < 1e-3 && weights < 1e-3;
             ok &= agree;
-            println!(
+            outln!(
                 "one ResNet20 training step on {} with {name}, against the CPU: loss differs by {loss:.2e}, updated weights by at most {weights:.2e}: {}",
                 device::describe(&dev),
                 if agree {
@@ -555,13 +575,16 @@ fn bench_cmd(
 }
 
 fn print_models() -> anyhow::Result<()> {
-    println!(
+    outln!(
         "{:<10} {:>6} {:>14} {:>15}",
-        "model", "depth", "params (K=10)", "params (K=100)"
+        "model",
+        "depth",
+        "params (K=10)",
+        "params (K=100)"
     );
     for m in ModelName::CIFAR {
         let count = |k| crate::model::parameters_of(m, k);
-        println!(
+        outln!(
             "{:<10} {:>6} {:>14} {:>15}",
             model_title(m),
             m.cifar_depth().unwrap_or(0),
@@ -569,7 +592,7 @@ fn print_models() -> anyhow::Result<()> {
             group(count(100)?)
         );
     }
-    println!("CIFAR ResNets with 1x1-convolution shortcuts; ImageNet ResNet-18/34/50 are not implemented yet.");
+    outln!("CIFAR ResNets with 1x1-convolution shortcuts; ImageNet ResNet-18/34/50 are not implemented yet.");
     Ok(())
 }
 

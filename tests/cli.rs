@@ -256,6 +256,27 @@ fn models_lists_the_parameter_counts_of_methods_md() {
 }
 
 #[test]
+fn a_closed_pipe_ends_output_quietly() {
+    // `lecal models | head -0`, deterministically: the pipe's reader is gone before lecal
+    // writes, so every write fails with a broken pipe.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for args in [&["models"][..], &["plan", "recipes/cifar100"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("lecal"))
+            .current_dir(root)
+            .args(args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?} {stderr}", out.status);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
 fn the_committed_cifar100_recipes_plan_180_runs_with_vanilla_resnet110_as_teachers() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let d = tempfile::tempdir().unwrap();

@@ -43,7 +43,11 @@ impl Progress {
         }
         match &self.bar {
             Some(b) => b.println(s),
-            None => println!("{s}"),
+            // A closed pipe (`lecal run … | head`) must not stop the training.
+            None => {
+                use std::io::Write as _;
+                let _ = writeln!(std::io::stdout().lock(), "{s}");
+            }
         }
     }
 

@@ -282,6 +282,27 @@ impl<'a> Queue<'a> {
 }
 
 /// A run an earlier attempt marked failed, left alone without `--retry-failed`.
+/// An error with its causes (`{e:#}`) on one line, without the stack backtrace that
+/// candle appends to its messages when `RUST_BACKTRACE` is set: it goes into the committed
+/// `failed.toml` and the run's progress line.
+pub fn message(e: &anyhow::Error) -> String {
+    let frame = |l: &str| {
+        let t = l.trim_start();
+        t.len() < l.len()
+            && (t.starts_with("at ")
+                || t.split_once(": ")
+                    .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())))
+    };
+    let text = format!("{e:#}");
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !frame(l))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.join(" ")
+}
+
 fn failed_earlier(epoch: usize, reason: &str) -> Ended {
     Ended::Failed(format!(
         "failed in epoch {epoch} earlier ({reason}); --retry-failed attempts it again"
@@ -403,7 +424,7 @@ pub fn execute(
         let ended = match train_one(run, &teachers, store, trainer, &progress, &commit) {
             Ok(()) => Ended::Trained,
             Err(e) => {
-                let reason = format!("{e:#}");
+                let reason = message(&e);
                 match halt_of(&e) {
                     Some(halt) => {
                         if matches!(halt, Halt::Storage(_)) {
@@ -508,7 +529,7 @@ fn train_one(
             if halt_of(&e).is_none() {
                 let failure = Failure {
                     epoch: done_epochs + 1,
-                    reason: format!("{e:#}"),
+                    reason: message(&e),
                 };
                 store::write_toml(&dir.join(store::FAILED), &failure)?;
             }

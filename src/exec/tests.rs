@@ -219,3 +219,21 @@ fn a_stop_or_a_write_error_halts_without_marking_failures() {
         assert!(!store.run_dir(first).join(lock::LOCK).exists());
     }
 }
+
+#[test]
+fn failure_messages_leave_out_candle_backtraces() {
+    let inner = candle_core::Error::Msg("NaN loss".into());
+    let e = candle_core::Error::WithBacktrace {
+        inner: Box::new(inner),
+        backtrace: Box::new(std::backtrace::Backtrace::force_capture()),
+    };
+    let e = anyhow::Error::from(e).context("epoch 3");
+    assert!(
+        format!("{e:#}").lines().count() > 2,
+        "the test needs a backtrace"
+    );
+    assert_eq!(super::message(&e), "epoch 3: NaN loss");
+    // Other multi-line messages keep their text, on one line.
+    let e = anyhow::anyhow!("first\n  second");
+    assert_eq!(super::message(&e), "first second");
+}

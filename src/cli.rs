@@ -390,7 +390,7 @@ fn check_teacher_checkpoints(
     checked: &mut std::collections::BTreeSet<String>,
 ) -> anyhow::Result<()> {
     for t in &r.spec.teachers {
-        if let plan::TeacherRef::Checkpoint { model, path } = t {
+        if let plan::TeacherRef::Checkpoint { model, path, .. } = t {
             if checked.insert(path.clone()) {
                 let p = Path::new(path);
                 let tensors = crate::model::checkpoint::read(p)?;

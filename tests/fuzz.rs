@@ -260,6 +260,7 @@ proptest! {
         let d = tempfile::tempdir().unwrap();
         let r = d.path().join("f");
         fs::create_dir_all(r.join("methods")).unwrap();
+        fs::write(r.join("t.safetensors"), b"weights").unwrap();
         let mut files: Vec<(String, &str)> = vec![
             ("f.table.toml".into(), TABLE),
             ("methods/mine.toml".into(), PRESET),
@@ -290,6 +291,8 @@ fn the_fuzz_corpus_loads_and_plans() {
     fs::create_dir_all(r.join("methods")).unwrap();
     fs::write(r.join("f.table.toml"), TABLE).unwrap();
     fs::write(r.join("methods/mine.toml"), PRESET).unwrap();
+    // The checkpoint teacher's file: planning reads its bytes, not its tensors.
+    fs::write(r.join("t.safetensors"), b"weights").unwrap();
     for (i, text) in RECIPES.iter().enumerate() {
         fs::write(r.join(format!("r{i}.toml")), text).unwrap();
     }

@@ -464,7 +464,7 @@ pub fn teacher_sources(plan: &Plan, run: &PlannedRun, store: &Store) -> Vec<Teac
                 model: plan.get(id).map_or(run.spec.model, |r| r.spec.model),
                 path: store.run_dir(id).join(store::WEIGHTS),
             },
-            TeacherRef::Checkpoint { model, path } => TeacherSource {
+            TeacherRef::Checkpoint { model, path, .. } => TeacherSource {
                 model: *model,
                 path: PathBuf::from(path),
             },

@@ -260,11 +260,20 @@ fn teacher(
             .parent()
             .unwrap_or(std::path::Path::new("."))
             .join(path);
+        let full = std::fs::canonicalize(&full).unwrap_or(full);
+        let sha256 = file_sha256(&full).map_err(|e| {
+            r.error(
+                span.clone(),
+                "teachers.checkpoint",
+                format!("cannot read `{}`: {e}", full.display()),
+            )
+        })?;
         return Ok((
             Vec::new(),
             vec![TeacherRef::Checkpoint {
                 model: t.model,
                 path: full.to_string_lossy().into_owned(),
+                sha256,
             }],
         ));
     }
@@ -507,6 +516,18 @@ fn method_spec(m: &MethodFields, has_teachers: bool) -> Result<Method, (&'static
             epsilon: m.epsilon.map_or(0.0, |e| e.0),
         },
     })
+}
+
+/// The SHA-256 of a file's bytes, in hex: a checkpoint teacher's identity.
+fn file_sha256(path: &std::path::Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// Display name of a model as in the paper's column headers.

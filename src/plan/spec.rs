@@ -143,14 +143,29 @@ pub enum AugmentSpec {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "source", rename_all = "lowercase")]
 pub enum TeacherRef {
-    Run { id: String },
-    Checkpoint { model: ModelName, path: String },
+    Run {
+        id: String,
+    },
+    /// An external checkpoint, known by its content: `path` (absolute where it can be
+    /// resolved) says where it was found, and is left out of the run id, which must not
+    /// depend on the folder that lecal was started from.
+    Checkpoint {
+        model: ModelName,
+        path: String,
+        sha256: String,
+    },
 }
 
 impl RunSpec {
     /// The content id: `<dataset>-<model>-<12 hex digits of SHA-256 of the spec>`.
     pub fn id(&self) -> String {
-        let text = toml::to_string(self).expect("a run spec always serialises");
+        let mut keyed = self.clone();
+        for t in &mut keyed.teachers {
+            if let TeacherRef::Checkpoint { path, .. } = t {
+                path.clear();
+            }
+        }
+        let text = toml::to_string(&keyed).expect("a run spec always serialises");
         let digest = Sha256::digest(text.as_bytes());
         let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
         format!("{}-{}-{hex}", self.data.name.as_str(), self.model.as_str())

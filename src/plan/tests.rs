@@ -268,3 +268,29 @@ fn a_method_must_fit_its_teachers_and_use_every_field_it_sets() {
     // ε = 0 is left out of the spec: runs without it keep their ids.
     assert!(!toml::to_string(&kd).unwrap().contains("epsilon"));
 }
+
+#[test]
+fn a_checkpoint_teacher_is_known_by_its_content_not_its_path() {
+    let kd = VANILLA.replace("\"Vanilla\"", "\"KD\"").replace(
+        "method = \"vanilla\"",
+        "method = \"kd\"\nteachers = [ { model = \"resnet8\", checkpoint = \"t.safetensors\" } ]",
+    );
+    let dir = crate::recipe::tests::folder(&[("r.toml", &kd)]);
+    std::fs::create_dir(dir.path().join("x")).unwrap();
+    let id = |root: std::path::PathBuf| {
+        let s = load(&[root]).unwrap();
+        build(&s, &full()).map(|p| p.runs[0].id.clone())
+    };
+    let e = id(dir.path().to_path_buf()).unwrap_err().to_string();
+    assert!(
+        e.contains("r.toml") && e.contains("teachers.checkpoint") && e.contains("t.safetensors"),
+        "{e}"
+    );
+    std::fs::write(dir.path().join("t.safetensors"), b"one").unwrap();
+    let a = id(dir.path().to_path_buf()).unwrap();
+    // The same folder reached another way: the same runs.
+    assert_eq!(id(dir.path().join("x").join("..")).unwrap(), a);
+    // New weights at the same path: a new run.
+    std::fs::write(dir.path().join("t.safetensors"), b"two").unwrap();
+    assert_ne!(id(dir.path().to_path_buf()).unwrap(), a);
+}

@@ -229,6 +229,9 @@ fn print_plan(plan: &Plan, store: &Store) -> anyhow::Result<()> {
         let mut what: Vec<String> = r.cells.iter().map(|(c, _)| c.to_string()).collect();
         if !r.teacher_of.is_empty() {
             what.push(format!("teacher of {} runs", r.teacher_of.len()));
+            if state == RunState::Done && !store.has_weights(&r.id) {
+                what.push("no weights: trains again when a student needs them".into());
+            }
         }
         let deps = if r.deps.is_empty() {
             "-".to_string()

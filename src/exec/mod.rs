@@ -184,6 +184,9 @@ struct Queue<'a> {
     elsewhere: Vec<&'a PlannedRun>,
     /// Runs already reported as trained elsewhere (said once).
     announced: BTreeSet<String>,
+    /// Done teacher runs without their weights, trained again (`REBUILD`) for students
+    /// that will train.
+    rebuild: BTreeSet<String>,
     running: usize,
     started: usize,
     report: Report,
@@ -258,7 +261,11 @@ impl<'a> Queue<'a> {
                 }
                 // Read again under the lock: another process may have finished it.
                 match store.state(&run.id) {
-                    RunState::Done => Ended::AlreadyDone,
+                    RunState::Done
+                        if !self.rebuild.contains(&run.id) || store.has_weights(&run.id) =>
+                    {
+                        Ended::AlreadyDone
+                    }
                     RunState::Failed { epoch, reason } if !opts.retry_failed => {
                         failed_earlier(epoch, &reason)
                     }
@@ -346,21 +353,50 @@ pub fn execute(
     plan: &Plan,
     store: &Store,
     trainer: &dyn Trainer,
-    progress: Progress,
+    mut progress: Progress,
     opts: Options,
 ) -> Report {
     let jobs = opts.jobs;
     let mut report = Report::default();
     let mut waiting = Vec::new();
+    let states: BTreeMap<&str, RunState> = plan
+        .runs
+        .iter()
+        .map(|r| (r.id.as_str(), store.state(&r.id)))
+        .collect();
+    let trains = |s: &RunState| match s {
+        RunState::Done => false,
+        RunState::Failed { .. } => opts.retry_failed,
+        _ => true,
+    };
+    // Teachers of runs that will train, done but without their weights.
+    let rebuild: BTreeSet<String> = plan
+        .runs
+        .iter()
+        .filter(|r| trains(&states[r.id.as_str()]))
+        .flat_map(|r| &r.deps)
+        .filter(|d| states.get(d.as_str()) == Some(&RunState::Done) && !store.has_weights(d))
+        .cloned()
+        .collect();
     for r in &plan.runs {
-        match store.state(&r.id) {
+        match &states[r.id.as_str()] {
+            RunState::Done if rebuild.contains(&r.id) => {
+                progress.line(&format!(
+                    "run {}: done, but its weights (never committed) are not here; its \
+                     students need them, so it trains again in {}/{} and its files stay",
+                    r.id,
+                    r.id,
+                    store::REBUILD
+                ));
+                waiting.push(r);
+            }
             RunState::Done => {
                 report.ended.insert(r.id.clone(), Ended::AlreadyDone);
             }
             RunState::Failed { epoch, reason } if !opts.retry_failed => {
                 report
                     .ended
-                    .insert(r.id.clone(), failed_earlier(epoch, &reason));
+                    .insert(r.id.clone(), failed_earlier(*epoch, reason));
             }
             _ => waiting.push(r),
         }
@@ -370,6 +406,7 @@ pub fn execute(
         waiting,
         elsewhere: Vec::new(),
         announced: BTreeSet::new(),
+        rebuild,
         running: 0,
         started: 0,
         report,
@@ -421,7 +458,14 @@ pub fn execute(
         };
         lock(&progress).start_run(i, total, run);
         let teachers = teacher_sources(plan, run, store);
-        let ended = match train_one(run, &teachers, store, trainer, &progress, &commit) {
+        let rebuild = store.state(&run.id) == RunState::Done;
+        let trained = if rebuild {
+            rebuild_weights(run, &teachers, store, trainer, &progress, &commit)
+        } else {
+            let dir = store.run_dir(&run.id);
+            train_one(run, &dir, &teachers, trainer, &progress, &commit)
+        };
+        let ended = match trained {
             Ok(()) => Ended::Trained,
             Err(e) => {
                 let reason = message(&e);
@@ -472,7 +516,10 @@ pub fn teacher_sources(plan: &Plan, run: &PlannedRun, store: &Store) -> Vec<Teac
         .collect()
 }
 
-fn train_one(
+/// Trains a done run whose weights are missing again, in its `REBUILD` folder, and moves
+/// only the new weights into its folder: the committed files stay as they are. A
+/// summary that comes out different (a device that is not bitwise repeatable) is said.
+fn rebuild_weights(
     run: &PlannedRun,
     teachers: &[TeacherSource],
     store: &Store,
@@ -480,7 +527,36 @@ fn train_one(
     progress: &Mutex<Progress>,
     commit: &str,
 ) -> anyhow::Result<()> {
-    let dir = store.run_dir(&run.id);
+    let home = store.run_dir(&run.id);
+    let dir = home.join(store::REBUILD);
+    std::fs::create_dir_all(&dir).map_err(|e| WriteError::new(&dir, e))?;
+    train_one(run, &dir, teachers, trainer, progress, commit)?;
+    let read = |d: &std::path::Path| std::fs::read(d.join(store::SUMMARY)).ok();
+    if read(&dir) != read(&home) {
+        lock(progress).line(&format!(
+            "warning: run {}: the weights trained again give another summary than the \
+             committed one (see {}/{}); the committed files are kept",
+            run.id,
+            dir.display(),
+            store::SUMMARY
+        ));
+    }
+    let weights = home.join(store::WEIGHTS);
+    std::fs::rename(dir.join(store::WEIGHTS), &weights)
+        .map_err(|e| WriteError::new(&weights, e))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn train_one(
+    run: &PlannedRun,
+    dir: &std::path::Path,
+    teachers: &[TeacherSource],
+    trainer: &dyn Trainer,
+    progress: &Mutex<Progress>,
+    commit: &str,
+) -> anyhow::Result<()> {
+    let dir = dir.to_path_buf();
     store::remove_temporaries(&dir);
     let _ = std::fs::remove_file(dir.join(store::FAILED));
     let (device, repeatable) = trainer.device();

@@ -237,3 +237,62 @@ fn failure_messages_leave_out_candle_backtraces() {
     let e = anyhow::anyhow!("first\n  second");
     assert_eq!(super::message(&e), "first second");
 }
+
+#[test]
+fn a_teacher_without_its_weights_trains_again_for_its_students_keeping_its_files() {
+    let vanilla14 = VANILLA
+        .replace("\"ResNet8\"", "\"ResNet14\"")
+        .replace("student = \"resnet8\"", "student = \"resnet14\"")
+        .replace("seeds = [0, 1]", "seeds = [0]");
+    let kd = VANILLA.replace("\"Vanilla\"", "\"KD\"").replace(
+        "method = \"vanilla\"",
+        "method = \"kd\"\nteachers = [ { model = \"resnet14\", seeds = [0] } ]",
+    );
+    let dir = folder(&[("v14.toml", &vanilla14), ("kd.toml", &kd)]);
+    let set = load(&[dir.path().to_path_buf()]).unwrap();
+    let plan = build(&set, &Scale::named("full").unwrap()).unwrap();
+    let store = Store::new(dir.path().join("results"));
+    execute(
+        &plan,
+        &store,
+        &fake(vec![]),
+        Progress::quiet(),
+        Options::default(),
+    );
+    let teacher = plan.runs.iter().find(|r| !r.teacher_of.is_empty()).unwrap();
+    let student = plan.runs.iter().find(|r| !r.deps.is_empty()).unwrap();
+    let home = store.run_dir(&teacher.id);
+    let files = |d: &std::path::Path| {
+        [
+            store::RUN,
+            store::EPOCHS,
+            store::SUMMARY,
+            store::PREDICTIONS,
+        ]
+        .map(|f| std::fs::read(d.join(f)).unwrap())
+    };
+    let committed = files(&home);
+    // A fresh clone: CSV and TOML files, no weights. Only done students: nothing to do.
+    std::fs::remove_file(home.join(store::WEIGHTS)).unwrap();
+    let t = fake(vec![]);
+    execute(&plan, &store, &t, Progress::quiet(), Options::default());
+    assert!(t.trained.lock().unwrap().is_empty());
+    // A student to train: its teacher trains again first, in its own folder.
+    std::fs::remove_dir_all(store.run_dir(&student.id)).unwrap();
+    let t = fake(vec![]);
+    let report = execute(&plan, &store, &t, Progress::quiet(), Options::default());
+    assert_eq!(
+        *t.trained.lock().unwrap(),
+        [teacher.id.clone(), student.id.clone()]
+    );
+    assert_eq!(report.count(|e| *e == Ended::Trained), 2);
+    assert!(store.has_weights(&teacher.id));
+    assert!(!home.join(store::REBUILD).exists());
+    assert_eq!(store.state(&teacher.id), RunState::Done);
+    assert_eq!(store.state(&student.id), RunState::Done);
+    // run.toml keeps its first times: the committed files are byte for byte as they were.
+    assert!(
+        files(&home) == committed,
+        "the teacher's committed files changed"
+    );
+}

@@ -15,6 +15,9 @@ pub const RELIABILITY: &str = "reliability.csv";
 pub const PREDICTIONS: &str = "predictions.csv";
 pub const FAILED: &str = "failed.toml";
 pub const WEIGHTS: &str = "weights.safetensors";
+/// The folder inside a done run's folder where a teacher whose weights are missing (they
+/// are not committed) is trained again, leaving the committed files alone.
+pub const REBUILD: &str = "rebuild";
 
 /// Where and how a run was produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

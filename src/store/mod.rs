@@ -139,6 +139,11 @@ impl Store {
         self.runs_dir().join(id)
     }
 
+    /// Whether a run's weights file is there (it is not committed with the results).
+    pub fn has_weights(&self, id: &str) -> bool {
+        self.run_dir(id).join(WEIGHTS).is_file()
+    }
+
     pub fn tables_dir(&self) -> PathBuf {
         self.root.join("tables")
     }

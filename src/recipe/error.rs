@@ -58,6 +58,18 @@ impl RecipeError {
         }
     }
 
+    /// An error about `key` (dotted: `paper.Vanilla.ResNet8`), placed where the key is
+    /// written in `source`, or on the file when it cannot be found.
+    pub fn at_key(path: &Path, source: &str, key: &str, message: impl Into<String>) -> Self {
+        let at = key_offset(source, key).map(|o| line_col(source, o));
+        Self {
+            path: path.to_path_buf(),
+            at,
+            key: Some(key.to_string()),
+            message: message.into(),
+        }
+    }
+
     /// Converts a TOML deserialisation error of `source` (read from `path`).
     pub fn from_toml(path: &Path, source: &str, err: &toml::de::Error) -> Self {
         let message = err.message().trim().to_string();
@@ -66,6 +78,25 @@ impl RecipeError {
             None => Self::file(path, message),
         }
     }
+}
+
+/// Where dotted `key` is written: each part found after the previous one, as a whole
+/// name (a key before `=`, a table header, a quoted name).
+fn key_offset(source: &str, key: &str) -> Option<usize> {
+    let mut from = 0;
+    for part in key.split('.') {
+        let (i, _) = source[from..].match_indices(part).find(|&(i, _)| {
+            let at = from + i;
+            let before = source[..at].chars().next_back();
+            let after = source[at + part.len()..].chars().next();
+            matches!(
+                before,
+                None | Some('\n' | ' ' | '\t' | '[' | '.' | '"' | '{' | ',')
+            ) && matches!(after, Some(' ' | '\t' | '=' | ']' | '.' | '"'))
+        })?;
+        from += i;
+    }
+    Some(from)
 }
 
 /// 1-based line and column (in characters) of a byte offset.

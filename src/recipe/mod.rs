@@ -168,6 +168,10 @@ pub fn load(paths: &[PathBuf]) -> Result<RecipeSet, RecipeErrors> {
         }
     }
     check_duplicate_cells(&set.recipes, &mut errors);
+    // A table spec or preset inside the given folders is read for itself and again for
+    // each recipe that uses it: report each problem once.
+    let mut seen = std::collections::BTreeSet::new();
+    errors.retain(|e| seen.insert(e.to_string()));
     // Table layout order (table, row, column): plans and runs follow the table.
     let pos = |r: &Recipe| {
         let c = r.cell();
@@ -217,30 +221,26 @@ pub fn load_table(path: &Path) -> Result<TableSpec, RecipeError> {
     for (what, list) in [("rows", &raw.rows), ("columns", &raw.columns)] {
         let mut seen = std::collections::BTreeSet::new();
         if let Some(dup) = list.iter().find(|x| !seen.insert(x.as_str())) {
-            return Err(RecipeError {
-                key: Some(what.into()),
-                ..RecipeError::file(path, format!("`{dup}` is listed twice"))
-            });
+            let msg = format!("`{dup}` is listed twice");
+            return Err(RecipeError::at_key(path, &source, what, msg));
         }
     }
     if let Some(row) = raw.cited.iter().find(|r| !raw.rows.contains(r)) {
-        return Err(RecipeError {
-            key: Some("cited".into()),
-            ..RecipeError::file(path, format!("row `{row}` is not in `rows`"))
-        });
+        let msg = format!("row `{row}` is not in `rows`");
+        return Err(RecipeError::at_key(path, &source, "cited", msg));
     }
     for (row, cols) in &raw.paper {
         if !raw.rows.contains(row) {
-            return Err(RecipeError {
-                key: Some(format!("paper.{row}")),
-                ..RecipeError::file(path, format!("row `{row}` is not in `rows`"))
-            });
+            let (key, msg) = (
+                format!("paper.{row}"),
+                format!("row `{row}` is not in `rows`"),
+            );
+            return Err(RecipeError::at_key(path, &source, &key, msg));
         }
         if let Some(col) = cols.keys().find(|c| !raw.columns.contains(c)) {
-            return Err(RecipeError {
-                key: Some(format!("paper.{row}.{col}")),
-                ..RecipeError::file(path, format!("column `{col}` is not in `columns`"))
-            });
+            let key = format!("paper.{row}.{col}");
+            let msg = format!("column `{col}` is not in `columns`");
+            return Err(RecipeError::at_key(path, &source, &key, msg));
         }
     }
     Ok(TableSpec {

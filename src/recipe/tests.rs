@@ -193,10 +193,9 @@ fn table_specs_are_checked() {
         "title = \"x\"\nrows = [\"a\", \"a\"]\ncolumns = [\"c\"]\n",
     )
     .unwrap();
-    assert!(load_table(&p)
-        .unwrap_err()
-        .to_string()
-        .contains("listed twice"));
+    let e = load_table(&p).unwrap_err();
+    assert!(e.to_string().contains("listed twice"), "{e}");
+    assert_eq!(e.at, Some((2, 1)), "{e}");
     fs::write(
         &p,
         "title = \"x\"\nrows = [\"a\"]\ncolumns = [\"c\"]\nprotocol = \"best\"\n",
@@ -206,10 +205,22 @@ fn table_specs_are_checked() {
     assert!(e.to_string().contains("unknown protocol `best`"), "{e}");
     assert_eq!(e.at.unwrap().0, 4);
     fs::write(&p, "title = \"x\"\nrows = [\"a\"]\ncolumns = [\"c\"]\n[paper.a]\nd = { acc = 1.0, ece = 0.1 }\n").unwrap();
-    assert!(load_table(&p)
-        .unwrap_err()
-        .to_string()
-        .contains("column `d`"));
+    let e = load_table(&p).unwrap_err();
+    assert!(e.to_string().contains("column `d`"), "{e}");
+    assert_eq!(e.at, Some((5, 1)), "{e}");
+}
+
+#[test]
+fn a_broken_table_spec_inside_the_recipe_folder_is_reported_once() {
+    let e = errors(&[
+        ("r.toml", VANILLA),
+        (
+            "t.table.toml",
+            "title = \"T\"\nrows = [\"Vanilla\"]\ncolumns = [\"ResNet8\"]\ncited = [\"Nope\"]\n",
+        ),
+    ]);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].at, Some((4, 1)), "{}", e[0]);
 }
 
 #[test]

@@ -123,6 +123,12 @@ pub enum Command {
 /// Runs a parsed command line; the returned code is the process exit status.
 pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let store = Store::new(&cli.results);
+    if store.root.exists() && !store.root.is_dir() {
+        anyhow::bail!(
+            "the results folder `{}` is a file, not a folder (--results, LECAL_RESULTS)",
+            store.root.display()
+        );
+    }
     match cli.command {
         Command::Plan { paths, scale } => {
             let (_, plan) = load_plan(&paths, &scale)?;
@@ -232,6 +238,9 @@ fn print_plan(plan: &Plan, store: &Store) -> anyhow::Result<()> {
             if state == RunState::Done && !store.has_weights(&r.id) {
                 what.push("no weights: trains again when a student needs them".into());
             }
+        }
+        if let RunState::Damaged(why) = &state {
+            what.push(why.clone());
         }
         let deps = if r.deps.is_empty() {
             "-".to_string()
@@ -438,11 +447,12 @@ fn table_cmd(name: &str, recipes: &Path, scale: &str, store: &Store) -> anyhow::
 }
 
 fn print_status(plan: &Plan, store: &Store) -> anyhow::Result<()> {
-    let mut groups: [(&str, Vec<String>); 4] = [
+    let mut groups: [(&str, Vec<String>); 5] = [
         ("done", vec![]),
         ("partial", vec![]),
         ("failed", vec![]),
         ("pending", vec![]),
+        ("damaged", vec![]),
     ];
     for r in &plan.runs {
         let st = store.state(&r.id);
@@ -456,6 +466,7 @@ fn print_status(plan: &Plan, store: &Store) -> anyhow::Result<()> {
                 (2, format!("{} (epoch {epoch}: {reason})", r.id))
             }
             RunState::Pending => (3, r.id.clone()),
+            RunState::Damaged(why) => (4, format!("{} ({why})", r.id)),
         };
         groups[k].1.push(text);
     }

@@ -250,6 +250,21 @@ fn a_results_folder_that_cannot_be_written_is_refused_before_training() {
         &["--results", "file/results"],
         &["results folder file/results is not writable"],
     );
+    // A results "folder" that is a plain file: every command says so.
+    for cmd in [
+        &["plan", "recipes/h"][..],
+        &["status", "recipes/h"],
+        &["run", "recipes/h"],
+    ] {
+        lecal(d.path())
+            .args(["--results", "file"])
+            .args(cmd)
+            .assert()
+            .failure()
+            .stderr(predicates::str::contains(
+                "the results folder `file` is a file, not a folder",
+            ));
+    }
     // A read-only folder (which root may still write to: then there is nothing to test).
     let ro = d.path().join("ro");
     fs::create_dir(&ro).unwrap();

@@ -269,6 +269,7 @@ impl<'a> Queue<'a> {
                     RunState::Failed { epoch, reason } if !opts.retry_failed => {
                         failed_earlier(epoch, &reason)
                     }
+                    RunState::Damaged(why) => damaged(&why),
                     _ => {
                         self.started += 1;
                         self.running += 1;
@@ -286,6 +287,14 @@ impl<'a> Queue<'a> {
             self.report.halted = Some(why);
         }
     }
+}
+
+/// A run whose summary cannot be read: left alone, so that nothing committed is
+/// overwritten.
+fn damaged(why: &str) -> Ended {
+    Ended::Skipped(format!(
+        "{why}; restore the file (`git checkout`) or remove the run's folder to train it again"
+    ))
 }
 
 /// A run an earlier attempt marked failed, left alone without `--retry-failed`.
@@ -365,7 +374,7 @@ pub fn execute(
         .map(|r| (r.id.as_str(), store.state(&r.id)))
         .collect();
     let trains = |s: &RunState| match s {
-        RunState::Done => false,
+        RunState::Done | RunState::Damaged(_) => false,
         RunState::Failed { .. } => opts.retry_failed,
         _ => true,
     };
@@ -397,6 +406,10 @@ pub fn execute(
                 report
                     .ended
                     .insert(r.id.clone(), failed_earlier(*epoch, reason));
+            }
+            RunState::Damaged(why) => {
+                progress.line(&format!("error: run {}: {why}", r.id));
+                report.ended.insert(r.id.clone(), damaged(why));
             }
             _ => waiting.push(r),
         }

@@ -296,3 +296,44 @@ fn a_teacher_without_its_weights_trains_again_for_its_students_keeping_its_files
         "the teacher's committed files changed"
     );
 }
+
+#[test]
+fn an_unreadable_summary_is_damaged_left_alone_and_named_by_the_table() {
+    let dir = folder(&[("r.toml", VANILLA)]);
+    let set = load(&[dir.path().to_path_buf()]).unwrap();
+    let plan = build(&set, &Scale::named("full").unwrap()).unwrap();
+    let store = Store::new(dir.path().join("results"));
+    execute(
+        &plan,
+        &store,
+        &fake(vec![]),
+        Progress::quiet(),
+        Options::default(),
+    );
+    // A merge conflict in one summary, another run's summary in the other.
+    let (a, b) = (&plan.runs[0].id, &plan.runs[1].id);
+    let sa = store.run_dir(a).join(store::SUMMARY);
+    std::fs::write(&sa, "<<<<<<< HEAD\n").unwrap();
+    let record = std::fs::read(store.run_dir(a).join(store::RUN)).unwrap();
+    let sb = store.run_dir(b).join(store::SUMMARY);
+    let text = std::fs::read_to_string(&sb).unwrap();
+    std::fs::write(&sb, text.replace(b.as_str(), a.as_str())).unwrap();
+    assert!(matches!(store.state(a), RunState::Damaged(_)));
+    assert!(matches!(store.state(b), RunState::Damaged(w) if w.contains("summary of run")));
+    let t = fake(vec![]);
+    let report = execute(&plan, &store, &t, Progress::quiet(), Options::default());
+    assert!(
+        t.trained.lock().unwrap().is_empty(),
+        "nothing is trained over it"
+    );
+    assert_eq!(report.count(|e| matches!(e, Ended::Skipped(_))), 2);
+    assert_eq!(std::fs::read(&sa).unwrap(), b"<<<<<<< HEAD\n");
+    assert_eq!(
+        std::fs::read(store.run_dir(a).join(store::RUN)).unwrap(),
+        record
+    );
+    let spec = set.tables.values().next().unwrap();
+    let e = crate::report::assemble(spec, &plan, &store, "full").unwrap_err();
+    let e = format!("{e:#}");
+    assert!(e.contains(a.as_str()) && e.contains(b.as_str()), "{e}");
+}

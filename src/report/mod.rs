@@ -91,18 +91,30 @@ pub fn assemble(
     scale: &str,
 ) -> anyhow::Result<Table> {
     let mut cells = BTreeMap::new();
+    let mut damaged = Vec::new();
     for (cell, cp) in plan.cells.iter().filter(|(c, _)| c.table == spec.name) {
         let mut done = Vec::new();
         for (_, id) in &cp.runs {
-            if store.state(id) == RunState::Done {
-                done.push(store::read_summary(
+            match store.state(id) {
+                RunState::Done => done.push(store::read_summary(
                     &store.run_dir(id).join(store::SUMMARY),
-                )?);
+                )?),
+                RunState::Damaged(why) => damaged.push(why),
+                _ => {}
             }
         }
         cells.insert(
             (cell.row.clone(), cell.column.clone()),
             cell_stats(cp.runs.len(), &done),
+        );
+    }
+    if !damaged.is_empty() {
+        anyhow::bail!(
+            "table `{}`: {} of its runs' summaries cannot be read; restore them (`git \
+             checkout`) or remove those runs' folders to train them again:\n  {}",
+            spec.name,
+            damaged.len(),
+            damaged.join("\n  ")
         );
     }
     for row in &spec.raw.cited {

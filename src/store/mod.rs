@@ -108,6 +108,9 @@ pub enum RunState {
         reason: String,
     },
     Pending,
+    /// `summary.csv` is there but cannot be read (a hand edit, a merge conflict): the run
+    /// is neither trained again nor reported until it is restored or removed.
+    Damaged(String),
 }
 
 impl RunState {
@@ -117,6 +120,7 @@ impl RunState {
             Self::Partial(k) => format!("partial {k} of {epochs} epochs"),
             Self::Failed { epoch, .. } => format!("failed in epoch {epoch}"),
             Self::Pending => "pending".into(),
+            Self::Damaged(_) => "damaged".into(),
         }
     }
 }
@@ -150,8 +154,17 @@ impl Store {
 
     pub fn state(&self, id: &str) -> RunState {
         let dir = self.run_dir(id);
-        if dir.join(SUMMARY).is_file() {
-            return RunState::Done;
+        let summary = dir.join(SUMMARY);
+        if summary.is_file() {
+            return match read_summary(&summary) {
+                Ok(s) if s.id == id => RunState::Done,
+                Ok(s) => RunState::Damaged(format!(
+                    "{} is the summary of run {}",
+                    summary.display(),
+                    s.id
+                )),
+                Err(e) => RunState::Damaged(format!("{e:#}")),
+            };
         }
         if let Ok(text) = std::fs::read_to_string(dir.join(FAILED)) {
             if let Ok(f) = toml::from_str::<Failure>(&text) {

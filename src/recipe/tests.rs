@@ -228,3 +228,19 @@ fn missing_path_is_an_error() {
     let e = load(&[PathBuf::from("/nonexistent/recipes")]).unwrap_err();
     assert!(e.to_string().contains("no such file or folder"), "{e}");
 }
+
+#[test]
+fn a_results_folder_among_the_recipes_is_not_read_as_recipes() {
+    let dir = folder(&[
+        ("r.toml", VANILLA),
+        ("res/runs/x/run.toml", "id = \"x\"\n"),
+        ("res/runs/x/failed.toml", "epoch = 1\n"),
+        ("res/runs/y/run.toml", "id = \"y\"\n"),
+        ("res/runs/y/summary.csv", "id\ny\n"),
+    ]);
+    let set = load(&[dir.path().to_path_buf()]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(set.recipes.len(), 1);
+    // A recipe that happens to be called run.toml still counts.
+    let dir = folder(&[("run.toml", VANILLA)]);
+    assert_eq!(load(&[dir.path().to_path_buf()]).unwrap().recipes.len(), 1);
+}

@@ -54,18 +54,20 @@ pub enum Command {
     },
     /// Train every pending run of the recipes, teachers first; completed runs are skipped.
     Run {
+        /// Recipe files or folders.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// auto, cpu or cuda:N.
         #[arg(long, default_value = "auto")]
         device: DeviceChoice,
+        /// full, quick or smoke: shrink epochs and data (scaled runs get their own ids).
         #[arg(long, default_value = "full")]
         scale: String,
         /// Folder holding the datasets (cifar-10-batches-bin/, cifar-100-binary/).
         #[arg(long, default_value = "data", env = "LECAL_DATA")]
         data_dir: PathBuf,
         /// Runs trained at once in this process, sharing its threads (default 1).
-        #[arg(long)]
+        #[arg(long, value_parser = parse_jobs)]
         jobs: Option<usize>,
         /// Attempt again the runs that failed in an earlier invocation.
         #[arg(long)]
@@ -78,6 +80,7 @@ pub enum Command {
         /// Where to look for table specs by name.
         #[arg(long, default_value = "recipes")]
         recipes: PathBuf,
+        /// full, quick or smoke: shrink epochs and data (scaled runs get their own ids).
         #[arg(long, default_value = "full")]
         scale: String,
     },
@@ -85,6 +88,7 @@ pub enum Command {
     Status {
         /// Recipes whose runs to report (default: every recipe under recipes/).
         paths: Vec<PathBuf>,
+        /// full, quick or smoke: shrink epochs and data (scaled runs get their own ids).
         #[arg(long, default_value = "full")]
         scale: String,
     },
@@ -186,6 +190,13 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn parse_jobs(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("`{s}` is not a number of runs at once: 1 or more")),
+    }
 }
 
 fn parse_scale(s: &str) -> anyhow::Result<Scale> {
@@ -405,8 +416,11 @@ fn check_teacher_checkpoints(
         if let plan::TeacherRef::Checkpoint { model, path, .. } = t {
             if checked.insert(path.clone()) {
                 let p = Path::new(path);
-                let tensors = crate::model::checkpoint::read(p)?;
-                crate::model::checkpoint::check(&tensors, *model, r.spec.data.classes, p)?;
+                let cells: Vec<String> = r.cells.iter().map(|(c, _)| c.to_string()).collect();
+                let user = || format!("the teacher of {} ({})", cells.join(", "), r.id);
+                let tensors = crate::model::checkpoint::read(p).with_context(user)?;
+                crate::model::checkpoint::check(&tensors, *model, r.spec.data.classes, p)
+                    .with_context(user)?;
             }
         }
     }

@@ -222,6 +222,7 @@ fn a_teacher_checkpoint_of_the_wrong_architecture_is_refused_before_training() {
             "recipes/h/teacher.safetensors",
             "no tensor `layer1.1.bn1.bias`",
             "resnet14",
+            "the teacher of",
         ],
     );
     nothing_written(d.path());

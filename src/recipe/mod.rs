@@ -119,7 +119,11 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<RecipeError>) {
     paths.sort();
     // A run's folder (a results folder kept among the recipes) holds no recipes.
     let has = |f: &str| dir.join(f).exists();
-    if has("run.toml") && ["epochs.csv", "summary.csv", "failed.toml"].iter().any(|f| has(f)) {
+    if has("run.toml")
+        && ["epochs.csv", "summary.csv", "failed.toml"]
+            .iter()
+            .any(|f| has(f))
+    {
         return;
     }
     for p in paths {

@@ -166,6 +166,86 @@ fn same_seed_gives_identical_weights_and_numbers() {
 }
 
 #[test]
+fn a_held_out_validation_split_is_evaluated_every_epoch_and_can_make_the_table() {
+    let d = tempfile::tempdir().unwrap();
+    tiny(d.path());
+    let r = d.path().join("recipes/tiny");
+    let one_seed = |t: String| t.replace("seeds = [0, 1]", "seeds = [0]");
+    fs::write(
+        r.join("vanilla.toml"),
+        one_seed(recipe("Vanilla", "vanilla", 2)) + "validation = 24\n",
+    )
+    .unwrap();
+    fs::write(
+        r.join("ls.toml"),
+        one_seed(recipe("Label smoothing", "smoothing", 1)),
+    )
+    .unwrap();
+    lecal(d.path())
+        .args(["run", "recipes/tiny", "--device", "cpu"])
+        .assert()
+        .success();
+    let summaries: Vec<String> = fs::read_dir(d.path().join("results/runs"))
+        .unwrap()
+        .map(|e| fs::read_to_string(e.unwrap().path().join("summary.csv")).unwrap())
+        .collect();
+    let header = summaries[0].lines().next().unwrap().to_string();
+    assert!(
+        header.ends_with("val_accuracy,val_ece,val_nll,val_brier"),
+        "{header}"
+    );
+    // The run with a validation set fills those columns; the other leaves them empty.
+    let filled = |s: &String| !s.lines().nth(1).unwrap().ends_with(",,,");
+    assert_eq!(
+        summaries.iter().filter(|s| filled(s)).count(),
+        1,
+        "{summaries:?}"
+    );
+    let with_val = fs::read_dir(d.path().join("results/runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| filled(&fs::read_to_string(p.join("summary.csv")).unwrap()))
+        .unwrap();
+    let epochs = fs::read_to_string(with_val.join("epochs.csv")).unwrap();
+    let cols: Vec<&str> = epochs.lines().next().unwrap().split(',').collect();
+    let at = cols.iter().position(|c| *c == "val_acc").unwrap();
+    let val_acc: Vec<&str> = epochs
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(at).unwrap())
+        .collect();
+    assert_eq!(val_acc.len(), 2);
+    assert!(val_acc.iter().all(|v| v.parse::<f64>().is_ok()), "{epochs}");
+    // A table on the validation split: the label-smoothing run has none to report.
+    let spec = fs::read_to_string(r.join("tiny.table.toml")).unwrap();
+    fs::write(
+        r.join("tiny.table.toml"),
+        format!("split = \"validation\"\n{spec}"),
+    )
+    .unwrap();
+    lecal(d.path())
+        .args(["table", "tiny"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("holds out no validation images"));
+    fs::remove_file(r.join("ls.toml")).unwrap();
+    lecal(d.path()).args(["table", "tiny"]).assert().success();
+    let md = fs::read_to_string(d.path().join("results/tables/tiny.md")).unwrap();
+    assert!(md.contains("validation images held out"), "{md}");
+    // Too many held out: a recipe error.
+    fs::write(
+        r.join("vanilla.toml"),
+        recipe("Vanilla", "vanilla", 2) + "validation = 95\n",
+    )
+    .unwrap();
+    lecal(d.path())
+        .args(["plan", "recipes/tiny"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("key `validation`"));
+}
+
+#[test]
 fn an_invalid_recipe_set_fails_naming_the_file_and_writes_nothing() {
     let d = tempfile::tempdir().unwrap();
     tiny(d.path());

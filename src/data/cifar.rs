@@ -196,6 +196,7 @@ pub fn load(data_dir: &Path, variant: Variant) -> anyhow::Result<Splits> {
     Ok(Splits {
         train: read(&train)?,
         test: read(&test)?,
+        validation: None,
     })
 }
 

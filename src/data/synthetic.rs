@@ -105,6 +105,7 @@ pub fn generate(spec: &SyntheticSpec, classes: usize, resolution: usize) -> Spli
     Splits {
         train: split(spec, "synthetic-train", spec.train, classes, resolution),
         test: split(spec, "synthetic-test", spec.test, classes, resolution),
+        validation: None,
     }
 }
 

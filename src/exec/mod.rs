@@ -644,6 +644,10 @@ fn train_one(
         nll: outcome.last.nll,
         brier: outcome.last.brier,
         train_accuracy: last.train_acc,
+        val_accuracy: outcome.validation.as_ref().map(|e| e.accuracy),
+        val_ece: outcome.validation.as_ref().map(|e| e.ece),
+        val_nll: outcome.validation.as_ref().map(|e| e.nll),
+        val_brier: outcome.validation.as_ref().map(|e| e.brier),
     };
     // Written last: its presence marks the run done.
     store::write_csv(&dir.join(store::SUMMARY), &[summary])?;

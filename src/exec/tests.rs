@@ -61,6 +61,7 @@ impl Trainer for Fake {
                 brier: e.brier,
                 seconds: 0.0,
                 checkpoint_seconds: 0.0,
+                ..Default::default()
             };
             sink.epoch(&r, b"state")?;
             epochs.push(r);
@@ -69,6 +70,7 @@ impl Trainer for Fake {
         Ok(Outcome {
             epochs,
             last: fake_eval(run.spec.seed),
+            validation: None,
         })
     }
 }

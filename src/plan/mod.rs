@@ -358,13 +358,25 @@ fn data_spec(r: &Recipe, scale: &Scale) -> Result<DataSpec, RecipeError> {
             ))
         }
     };
+    let validation = raw.validation.as_ref().map(|v| v.get_ref().0);
+    if let Some(v) = validation {
+        if v + 2 > train_n {
+            let span = raw.validation.as_ref().map_or(0..0, |v| v.span());
+            return Err(r.error(
+                span,
+                "validation",
+                format!("{v} images held out of {train_n} leave fewer than 2 to train on"),
+            ));
+        }
+    }
     Ok(DataSpec {
         name,
         classes,
         resolution,
         synthetic,
-        train_limit: scale.train_limit(train_n),
+        train_limit: scale.train_limit(train_n - validation.unwrap_or(0)),
         test_limit: scale.test_limit(test_n),
+        validation,
     })
 }
 

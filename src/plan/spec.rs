@@ -34,9 +34,13 @@ pub struct DataSpec {
     pub resolution: usize,
     /// Generation parameters of the synthetic dataset.
     pub synthetic: Option<SyntheticSpec>,
-    /// Use only the first n training / test images (scaled runs).
+    /// Use only the first n training / test (and validation) images (scaled runs).
     pub train_limit: Option<usize>,
     pub test_limit: Option<usize>,
+    /// Training images held out as a validation set (`data::hold_out`); left out of the
+    /// spec when none, so that runs without one keep their ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

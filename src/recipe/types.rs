@@ -27,6 +27,9 @@ pub struct RawRecipe {
     #[serde(default = "no_teachers")]
     pub teachers: Spanned<Vec<TeacherDecl>>,
     pub augment: Option<Spanned<Augment>>,
+    /// Training images held out as a validation set, evaluated every epoch beside the
+    /// test set.
+    pub validation: Option<Spanned<Positive<usize>>>,
 }
 
 fn no_teachers() -> Spanned<Vec<TeacherDecl>> {
@@ -371,6 +374,18 @@ pub struct RawTableSpec {
     /// The paper's published value per row and column.
     #[serde(default)]
     pub paper: std::collections::BTreeMap<String, std::collections::BTreeMap<String, PaperValue>>,
+    /// Which set the numbers are on: `test` (the paper's) or `validation` (runs whose
+    /// recipes hold one out).
+    #[serde(default)]
+    pub split: Split,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    #[default]
+    Test,
+    Validation,
 }
 
 fn default_protocol() -> Spanned<String> {

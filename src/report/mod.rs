@@ -8,7 +8,7 @@ pub use self::csv::Csv;
 pub use markdown::Markdown;
 
 use crate::plan::Plan;
-use crate::recipe::{PaperValue, TableSpec};
+use crate::recipe::{CellRef, PaperValue, Split, TableSpec};
 use crate::store::{self, RunState, Store};
 use std::collections::BTreeMap;
 
@@ -83,6 +83,27 @@ pub fn cell_stats(seeds: usize, done: &[store::Summary]) -> Cell {
     })
 }
 
+/// A run's summary with its numbers on `split`.
+fn on_split(s: store::Summary, split: Split, cell: &CellRef) -> anyhow::Result<store::Summary> {
+    if split == Split::Test {
+        return Ok(s);
+    }
+    match (s.val_accuracy, s.val_ece, s.val_nll, s.val_brier) {
+        (Some(accuracy), Some(ece), Some(nll), Some(brier)) => Ok(store::Summary {
+            accuracy,
+            ece,
+            nll,
+            brier,
+            ..s
+        }),
+        _ => anyhow::bail!(
+            "the table reports the validation split, but run {} of cell {cell} holds out no \
+             validation images (its recipe sets no `validation`)",
+            s.id
+        ),
+    }
+}
+
 /// Builds a table from its spec, the plan of its recipes and the results folder.
 pub fn assemble(
     spec: &TableSpec,
@@ -96,8 +117,10 @@ pub fn assemble(
         let mut done = Vec::new();
         for (_, id) in &cp.runs {
             match store.state(id) {
-                RunState::Done => done.push(store::read_summary(
-                    &store.run_dir(id).join(store::SUMMARY),
+                RunState::Done => done.push(on_split(
+                    store::read_summary(&store.run_dir(id).join(store::SUMMARY))?,
+                    spec.raw.split,
+                    cell,
                 )?),
                 RunState::Damaged(why) => damaged.push(why),
                 _ => {}
@@ -138,7 +161,16 @@ pub fn assemble(
         title: spec.raw.title.clone(),
         rows: spec.raw.rows.clone(),
         columns: spec.raw.columns.clone(),
-        note: spec.raw.note.clone(),
+        note: match spec.raw.split {
+            Split::Test => spec.raw.note.clone(),
+            Split::Validation => Some(
+                ["On the validation images held out of the training set, not the test set."]
+                    .into_iter()
+                    .chain(spec.raw.note.as_deref())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+        },
         scale: (scale != "full").then(|| scale.to_string()),
         cells,
         paper,

@@ -17,6 +17,7 @@ fn stats(seeds: usize, accs: &[f64], eces: &[f64]) -> Cell {
             nll: 1.0,
             brier: 0.5,
             train_accuracy: 0.0,
+            ..Default::default()
         })
         .collect();
     cell_stats(seeds, &done)

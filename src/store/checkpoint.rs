@@ -202,6 +202,7 @@ mod tests {
             brier: 0.9,
             seconds: 1.5,
             checkpoint_seconds: 0.01,
+            ..Default::default()
         }
     }
 

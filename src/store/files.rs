@@ -50,7 +50,7 @@ pub struct RunRecord {
 
 /// The reported numbers of a finished run: those of its last epoch. Only numbers that the
 /// seed fixes, so that equal runs have byte-identical summaries (times are in run.toml).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub id: String,
     pub dataset: String,
@@ -62,6 +62,15 @@ pub struct Summary {
     pub nll: f64,
     pub brier: f64,
     pub train_accuracy: f64,
+    /// The last epoch on the validation set, when the run holds one out.
+    #[serde(default)]
+    pub val_accuracy: Option<f64>,
+    #[serde(default)]
+    pub val_ece: Option<f64>,
+    #[serde(default)]
+    pub val_nll: Option<f64>,
+    #[serde(default)]
+    pub val_brier: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -177,5 +186,30 @@ mod tests {
         assert!(r.is_err());
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
         assert_eq!(std::fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn files_written_before_the_validation_columns_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("summary.csv");
+        std::fs::write(
+            &p,
+            "id,dataset,model,seed,epochs,accuracy,ece,nll,brier,train_accuracy\nx,d,m,0,2,50.0,0.1,1.5,0.6,40.0\n",
+        )
+        .unwrap();
+        let s = read_summary(&p).unwrap();
+        assert_eq!((s.accuracy, s.val_accuracy), (50.0, None));
+        let p = dir.path().join("epochs.csv");
+        std::fs::write(
+            &p,
+            "epoch,lr,train_loss,train_acc,test_loss,test_acc,ece,nll,brier,seconds,checkpoint_seconds\n1,0.1,2.0,10.0,2.1,12.0,0.1,2.1,0.9,1.0,0.01\n",
+        )
+        .unwrap();
+        let e = read_epochs(&p).unwrap();
+        assert_eq!((e[0].test_acc, e[0].val_acc), (12.0, None));
+        // Written and read back: empty columns are None again.
+        let again = dir.path().join("again.csv");
+        write_csv(&again, &e).unwrap();
+        assert_eq!(read_epochs(&again).unwrap(), e);
     }
 }

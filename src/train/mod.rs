@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// One row of `epochs.csv`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EpochRecord {
     pub epoch: usize,
     pub lr: f64,
@@ -28,7 +28,16 @@ pub struct EpochRecord {
     pub ece: f64,
     pub nll: f64,
     pub brier: f64,
-    /// Training and evaluation time of the epoch.
+    /// The validation set's loss (NLL), accuracy and ECE, when the run holds one out;
+    /// empty columns otherwise.
+    #[serde(default)]
+    pub val_loss: Option<f64>,
+    #[serde(default)]
+    pub val_acc: Option<f64>,
+    #[serde(default)]
+    pub val_ece: Option<f64>,
+    /// Training and evaluation time of the epoch (the times come last: every column
+    /// before them is fixed by the spec and seed).
     pub seconds: f64,
     /// Time to write the epoch's checkpoint.
     pub checkpoint_seconds: f64,
@@ -40,6 +49,8 @@ pub struct Outcome {
     pub epochs: Vec<EpochRecord>,
     /// The last epoch's evaluation (the paper's protocol).
     pub last: Evaluation,
+    /// The last epoch's evaluation on the validation set, when the run holds one out.
+    pub validation: Option<Evaluation>,
 }
 
 /// Where a trainer reports as it goes; the executor writes each epoch as it ends.
@@ -240,7 +251,7 @@ impl Trainer for CandleTrainer {
         let spec = &run.spec;
         let dev = &self.device;
         let splits = self.data(spec)?;
-        let (train, test) = (&splits.train, &splits.test);
+        let (train, test, val) = (&splits.train, &splits.test, splits.validation.as_ref());
         let classes = spec.data.classes;
         if train.classes != classes {
             bail!(
@@ -315,6 +326,7 @@ impl Trainer for CandleTrainer {
                 sink.progress(epoch, bi + 1, batches.len());
             }
             let eval = evaluate(spec, &varmap, test, dev)?;
+            let val_eval = val.map(|v| evaluate(spec, &varmap, v, dev)).transpose()?;
             let rec = EpochRecord {
                 epoch,
                 lr,
@@ -327,25 +339,35 @@ impl Trainer for CandleTrainer {
                 brier: eval.brier,
                 seconds: started.elapsed().as_secs_f64(),
                 checkpoint_seconds: 0.0,
+                val_loss: val_eval.as_ref().map(|e| e.nll),
+                val_acc: val_eval.as_ref().map(|e| e.accuracy),
+                val_ece: val_eval.as_ref().map(|e| e.ece),
             };
             let state = safetensors::serialize(checkpoint_state(&varmap, &opt), None)?;
             sink.epoch(&rec, &state)
                 .context("writing the epoch's results")?;
             epochs.push(rec);
-            last = Some(eval);
+            last = Some((eval, val_eval));
         }
-        let last = match last {
+        let (last, validation) = match last {
             Some(e) => e,
             // Resumed after the last epoch's checkpoint: its evaluation again, which
             // gives the same numbers.
-            None => evaluate(spec, &varmap, test, dev)?,
+            None => (
+                evaluate(spec, &varmap, test, dev)?,
+                val.map(|v| evaluate(spec, &varmap, v, dev)).transpose()?,
+            ),
         };
         let weights: HashMap<String, Tensor> = model::snapshot(&varmap);
         let path = sink.weights_path();
         crate::store::write_atomic_with(&path, |tmp| {
             candle_core::safetensors::save(&weights, tmp).map_err(anyhow::Error::from)
         })?;
-        Ok(Outcome { epochs, last })
+        Ok(Outcome {
+            epochs,
+            last,
+            validation,
+        })
     }
 }
 

@@ -222,7 +222,7 @@ pub fn load_plan(paths: &[PathBuf], scale: &str) -> anyhow::Result<(RecipeSet, P
 }
 
 fn print_plan(plan: &Plan, store: &Store) -> anyhow::Result<()> {
-    let mut done = 0;
+    let (mut done, mut damaged) = (0, 0);
     let mut done_epochs = 0;
     let width = plan.runs.iter().map(|r| r.id.len()).max().unwrap_or(2);
     outln!(
@@ -241,13 +241,20 @@ fn print_plan(plan: &Plan, store: &Store) -> anyhow::Result<()> {
                 done_epochs += epochs;
             }
             RunState::Partial(k) => done_epochs += k,
+            RunState::Damaged(_) => damaged += 1,
             _ => {}
         }
         let mut what: Vec<String> = r.cells.iter().map(|(c, _)| c.to_string()).collect();
         if !r.teacher_of.is_empty() {
             what.push(format!("teacher of {} runs", r.teacher_of.len()));
             if state == RunState::Done && !store.has_weights(&r.id) {
-                what.push("no weights: trains again when a student needs them".into());
+                what.push(match store.rebuild_failure(&r.id) {
+                    Some(f) => format!(
+                        "no weights: training it again failed in epoch {} ({}); --retry-failed",
+                        f.epoch, f.reason
+                    ),
+                    None => "no weights: trains again when a student needs them".into(),
+                });
             }
         }
         if let RunState::Damaged(why) = &state {
@@ -279,12 +286,17 @@ fn print_plan(plan: &Plan, store: &Store) -> anyhow::Result<()> {
         teachers
     );
     outln!(
-        "total: {} runs, {} epochs ({} done), {} done, {} to train",
+        "total: {} runs, {} epochs ({} done), {} done, {} to train{}",
         plan.runs.len(),
         plan.total_epochs(),
         done_epochs,
         done,
-        plan.runs.len() - done
+        plan.runs.len() - done - damaged,
+        if damaged > 0 {
+            format!(", {damaged} damaged")
+        } else {
+            String::new()
+        }
     );
     Ok(())
 }
@@ -307,7 +319,7 @@ fn run_cmd(
     let pending: Vec<_> = plan
         .runs
         .iter()
-        .filter(|r| store.state(&r.id) != RunState::Done)
+        .filter(|r| !matches!(store.state(&r.id), RunState::Done | RunState::Damaged(_)))
         .collect();
     let mut checked = std::collections::BTreeSet::new();
     for r in &pending {
@@ -330,13 +342,15 @@ fn run_cmd(
     let already = report.count(|e| *e == Ended::AlreadyDone);
     let stopped = report.stopped();
     let failures = report.failures();
-    outln!(
+    let line = format!(
         "{} runs: {trained} trained, {already} already done, {} failed or skipped, {} stopped, {} not started",
         plan.runs.len(),
         failures.len(),
         stopped.len(),
         plan.runs.len() - report.ended.len(),
     );
+    // Not `outln!`: a closed pipe must not hide the failures below or the exit status.
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), (line + "\n").as_bytes());
     if !failures.is_empty() {
         eprintln!("error: {} runs did not finish:", failures.len());
         for (id, e) in &failures {
@@ -413,11 +427,26 @@ fn check_teacher_checkpoints(
     checked: &mut std::collections::BTreeSet<String>,
 ) -> anyhow::Result<()> {
     for t in &r.spec.teachers {
-        if let plan::TeacherRef::Checkpoint { model, path, .. } = t {
+        if let plan::TeacherRef::Checkpoint {
+            model,
+            path,
+            sha256,
+        } = t
+        {
             if checked.insert(path.clone()) {
                 let p = Path::new(path);
                 let cells: Vec<String> = r.cells.iter().map(|(c, _)| c.to_string()).collect();
                 let user = || format!("the teacher of {} ({})", cells.join(", "), r.id);
+                let found = plan::file_sha256(p)
+                    .with_context(|| format!("cannot read {}", p.display()))
+                    .with_context(user)?;
+                if &found != sha256 {
+                    bail!(
+                        "{}: its SHA-256 is {found}, the recipe's `sha256` is {sha256} ({})",
+                        p.display(),
+                        user()
+                    );
+                }
                 let tensors = crate::model::checkpoint::read(p).with_context(user)?;
                 crate::model::checkpoint::check(&tensors, *model, r.spec.data.classes, p)
                     .with_context(user)?;

@@ -217,10 +217,10 @@ fn a_held_out_validation_split_is_evaluated_every_epoch_and_can_make_the_table()
     assert_eq!(val_acc.len(), 2);
     assert!(val_acc.iter().all(|v| v.parse::<f64>().is_ok()), "{epochs}");
     // A table on the validation split: the label-smoothing run has none to report.
-    let spec = fs::read_to_string(r.join("tiny.table.toml")).unwrap();
+    // (The paper's numbers are on the test set: a validation table carries none.)
     fs::write(
         r.join("tiny.table.toml"),
-        format!("split = \"validation\"\n{spec}"),
+        "title = \"Tiny\"\nsplit = \"validation\"\nrows = [\"Vanilla\", \"Label smoothing\"]\ncolumns = [\"ResNet8\"]\n",
     )
     .unwrap();
     lecal(d.path())

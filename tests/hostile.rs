@@ -226,15 +226,21 @@ fn a_teacher_checkpoint_of_the_wrong_architecture_is_refused_before_training() {
         ],
     );
     nothing_written(d.path());
-    // Declared as the model it is, the same checkpoint teaches.
+    // Declared as the model it is, but pinned to other bytes: refused before training.
     let kd = d.path().join("recipes/h/kd.toml");
-    fs::write(
-        &kd,
-        fs::read_to_string(&kd)
-            .unwrap()
-            .replace("resnet14", "resnet8"),
-    )
-    .unwrap();
+    let right = fs::read_to_string(&kd)
+        .unwrap()
+        .replace("resnet14", "resnet8");
+    let zeros = "0".repeat(64);
+    let pinned = right.replace(
+        "checkpoint = \"teacher.safetensors\"",
+        &format!("checkpoint = \"teacher.safetensors\", sha256 = \"{zeros}\""),
+    );
+    fs::write(&kd, &pinned).unwrap();
+    fails(d.path(), &[], &["its SHA-256 is", &zeros, "the teacher of"]);
+    nothing_written(d.path());
+    // Declared as the model it is, the same checkpoint teaches.
+    fs::write(&kd, &right).unwrap();
     lecal(d.path())
         .args(["run", "recipes/h/kd.toml", "--device", "cpu"])
         .assert()

@@ -266,6 +266,12 @@ impl<'a> Queue<'a> {
                     {
                         Ended::AlreadyDone
                     }
+                    RunState::Done
+                        if !opts.retry_failed && store.rebuild_failure(&run.id).is_some() =>
+                    {
+                        let f = store.rebuild_failure(&run.id).expect("just read");
+                        failed_earlier(f.epoch, &f.reason)
+                    }
                     RunState::Failed { epoch, reason } if !opts.retry_failed => {
                         failed_earlier(epoch, &reason)
                     }
@@ -388,7 +394,18 @@ pub fn execute(
         .cloned()
         .collect();
     for r in &plan.runs {
+        let rebuild_failed = rebuild
+            .contains(&r.id)
+            .then(|| store.rebuild_failure(&r.id))
+            .flatten()
+            .filter(|_| !opts.retry_failed);
         match &states[r.id.as_str()] {
+            RunState::Done if rebuild_failed.is_some() => {
+                let f = rebuild_failed.expect("matched");
+                report
+                    .ended
+                    .insert(r.id.clone(), failed_earlier(f.epoch, &f.reason));
+            }
             RunState::Done if rebuild.contains(&r.id) => {
                 progress.line(&format!(
                     "run {}: done, but its weights (never committed) are not here; its \
@@ -544,7 +561,8 @@ fn rebuild_weights(
     let dir = home.join(store::REBUILD);
     std::fs::create_dir_all(&dir).map_err(|e| WriteError::new(&dir, e))?;
     train_one(run, &dir, teachers, trainer, progress, commit)?;
-    let read = |d: &std::path::Path| std::fs::read(d.join(store::SUMMARY)).ok();
+    // Compared as values: files written before a column was added read the same.
+    let read = |d: &std::path::Path| store::read_summary(&d.join(store::SUMMARY)).ok();
     if read(&dir) != read(&home) {
         lock(progress).line(&format!(
             "warning: run {}: the weights trained again give another summary than the \

@@ -83,6 +83,17 @@ fn fake(fail_seeds: Vec<u64>) -> Fake {
     }
 }
 
+/// A recipe folder of `files`, its plan, and a results folder where every run trained.
+fn trained(files: &[(&str, &str)]) -> (tempfile::TempDir, crate::recipe::RecipeSet, Plan, Store) {
+    let dir = folder(files);
+    let set = load(&[dir.path().to_path_buf()]).unwrap();
+    let plan = build(&set, &Scale::named("full").unwrap()).unwrap();
+    let store = Store::new(dir.path().join("results"));
+    let opts = Options::default();
+    execute(&plan, &store, &fake(vec![]), Progress::quiet(), opts);
+    (dir, set, plan, store)
+}
+
 #[test]
 fn trains_pending_runs_once_and_writes_their_files() {
     let dir = folder(&[("r.toml", VANILLA)]);
@@ -250,17 +261,7 @@ fn a_teacher_without_its_weights_trains_again_for_its_students_keeping_its_files
         "method = \"vanilla\"",
         "method = \"kd\"\nteachers = [ { model = \"resnet14\", seeds = [0] } ]",
     );
-    let dir = folder(&[("v14.toml", &vanilla14), ("kd.toml", &kd)]);
-    let set = load(&[dir.path().to_path_buf()]).unwrap();
-    let plan = build(&set, &Scale::named("full").unwrap()).unwrap();
-    let store = Store::new(dir.path().join("results"));
-    execute(
-        &plan,
-        &store,
-        &fake(vec![]),
-        Progress::quiet(),
-        Options::default(),
-    );
+    let (_dir, _, plan, store) = trained(&[("v14.toml", &vanilla14), ("kd.toml", &kd)]);
     let teacher = plan.runs.iter().find(|r| !r.teacher_of.is_empty()).unwrap();
     let student = plan.runs.iter().find(|r| !r.deps.is_empty()).unwrap();
     let home = store.run_dir(&teacher.id);
@@ -297,21 +298,32 @@ fn a_teacher_without_its_weights_trains_again_for_its_students_keeping_its_files
         files(&home) == committed,
         "the teacher's committed files changed"
     );
+    // A rebuild that fails is a failure like any other: not attempted again without
+    // --retry-failed, and the committed files still stand.
+    std::fs::remove_file(home.join(store::WEIGHTS)).unwrap();
+    std::fs::remove_dir_all(store.run_dir(&student.id)).unwrap();
+    let opts = Options::default();
+    let report = execute(&plan, &store, &fake(vec![0]), Progress::quiet(), opts);
+    assert!(matches!(report.ended[&teacher.id], Ended::Failed(_)));
+    assert!(store.rebuild_failure(&teacher.id).is_some());
+    assert!(files(&home) == committed);
+    let t = fake(vec![]);
+    let report = execute(&plan, &store, &t, Progress::quiet(), Options::default());
+    assert!(t.trained.lock().unwrap().is_empty());
+    assert!(matches!(report.ended[&teacher.id], Ended::Failed(_)));
+    let retry = Options {
+        retry_failed: true,
+        ..Options::default()
+    };
+    let t = fake(vec![]);
+    execute(&plan, &store, &t, Progress::quiet(), retry);
+    assert_eq!(t.trained.lock().unwrap().len(), 2);
+    assert!(store.has_weights(&teacher.id) && store.rebuild_failure(&teacher.id).is_none());
 }
 
 #[test]
 fn an_unreadable_summary_is_damaged_left_alone_and_named_by_the_table() {
-    let dir = folder(&[("r.toml", VANILLA)]);
-    let set = load(&[dir.path().to_path_buf()]).unwrap();
-    let plan = build(&set, &Scale::named("full").unwrap()).unwrap();
-    let store = Store::new(dir.path().join("results"));
-    execute(
-        &plan,
-        &store,
-        &fake(vec![]),
-        Progress::quiet(),
-        Options::default(),
-    );
+    let (_dir, set, plan, store) = trained(&[("r.toml", VANILLA)]);
     // A merge conflict in one summary, another run's summary in the other.
     let (a, b) = (&plan.runs[0].id, &plan.runs[1].id);
     let sa = store.run_dir(a).join(store::SUMMARY);

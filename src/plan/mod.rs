@@ -143,7 +143,8 @@ fn resolve_recipe(r: &Recipe, scale: &Scale) -> Result<Resolved, Vec<RecipeError
             None
         }
     };
-    let method = match method_spec(&r.method, !raw.teachers.get_ref().is_empty()) {
+    let inline = raw.method.as_ref().map(|m| &m.get_ref().0);
+    let method = match method_spec(&r.method, inline, !raw.teachers.get_ref().is_empty()) {
         Ok(m) => Some(m),
         Err((key, msg)) => {
             let span = match key {
@@ -246,7 +247,7 @@ fn teacher(
             ),
         ));
     }
-    if let Some(path) = &t.checkpoint {
+    if t.checkpoint.is_some() {
         if t.seeds.is_some() {
             return Err(r.error(
                 span,
@@ -254,6 +255,14 @@ fn teacher(
                 "a checkpoint teacher takes no seeds",
             ));
         }
+    } else if t.sha256.is_some() {
+        return Err(r.error(
+            span,
+            "teachers.sha256",
+            "`sha256` identifies a `checkpoint`; this teacher has none",
+        ));
+    }
+    if let Some(path) = &t.checkpoint {
         // Relative paths are relative to the recipe's folder.
         let full = r
             .path
@@ -261,13 +270,28 @@ fn teacher(
             .unwrap_or(std::path::Path::new("."))
             .join(path);
         let full = std::fs::canonicalize(&full).unwrap_or(full);
-        let sha256 = file_sha256(&full).map_err(|e| {
-            r.error(
-                span.clone(),
-                "teachers.checkpoint",
-                format!("cannot read `{}`: {e}", full.display()),
-            )
-        })?;
+        let sha256 = match &t.sha256 {
+            Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                h.to_ascii_lowercase()
+            }
+            Some(h) => {
+                return Err(r.error(
+                    span,
+                    "teachers.sha256",
+                    format!("`{h}` is not a SHA-256: expected 64 hex digits"),
+                ))
+            }
+            None => file_sha256(&full).map_err(|e| {
+                r.error(
+                    span.clone(),
+                    "teachers.checkpoint",
+                    format!(
+                        "cannot read `{}`: {e} (a `sha256` beside `checkpoint` plans without the file)",
+                        full.display()
+                    ),
+                )
+            })?,
+        };
         return Ok((
             Vec::new(),
             vec![TeacherRef::Checkpoint {
@@ -438,11 +462,17 @@ fn schedule_spec(choice: &ScheduleChoice, scale: &Scale) -> Result<Schedule, Str
     Ok(scale.schedule(s))
 }
 
-/// The method of a recipe whose `teachers` list is empty or not (`has_teachers`). A
-/// field that would have no effect under the label source, and teachers that the label
-/// source would not use, are errors (the key at fault, and why): silently ignored, they
-/// would still make runs look different.
-fn method_spec(m: &MethodFields, has_teachers: bool) -> Result<Method, (&'static str, String)> {
+/// The method `m` (preset and recipe merged) of a recipe whose `teachers` list is empty
+/// or not (`has_teachers`). A key written in the recipe itself (`inline`) that would have
+/// no effect under the label source, and teachers that the label source would not use,
+/// are errors (the key at fault, and why). Such keys inherited from a preset are dropped:
+/// `{ preset = "kd", combine = "mean-softmax" }` is a method of its own. Keys without
+/// effect never reach the run spec, so they cannot make equal runs look different.
+fn method_spec(
+    m: &MethodFields,
+    inline: Option<&MethodFields>,
+    has_teachers: bool,
+) -> Result<Method, (&'static str, String)> {
     use crate::recipe::{Combine, KlReduction, TeacherReduction};
     let label = m.label.ok_or((
         "method",
@@ -455,17 +485,19 @@ fn method_spec(m: &MethodFields, has_teachers: bool) -> Result<Method, (&'static
     };
     let combine = m.combine.unwrap_or(Combine::MeanSoftmax);
     let hard_weight = m.hard_weight.map_or(0.0, |w| w.0);
+    let none = MethodFields::default();
+    let w = inline.unwrap_or(&none);
     let teacher_fields = [
-        ("combine", m.combine.is_some()),
-        ("temperature", m.temperature.is_some()),
-        ("hard_weight", m.hard_weight.is_some()),
-        ("teacher_weight", m.teacher_weight.is_some()),
-        ("kl_reduction", m.kl_reduction.is_some()),
-        ("teacher_reduction", m.teacher_reduction.is_some()),
+        ("combine", w.combine.is_some()),
+        ("temperature", w.temperature.is_some()),
+        ("hard_weight", w.hard_weight.is_some()),
+        ("teacher_weight", w.teacher_weight.is_some()),
+        ("kl_reduction", w.kl_reduction.is_some()),
+        ("teacher_reduction", w.teacher_reduction.is_some()),
     ];
     let (unused, why): (Vec<_>, _) = match label {
         LabelSource::Hard => (
-            [("epsilon", m.epsilon.is_some())]
+            [("epsilon", w.epsilon.is_some())]
                 .into_iter()
                 .chain(teacher_fields)
                 .collect(),
@@ -477,14 +509,14 @@ fn method_spec(m: &MethodFields, has_teachers: bool) -> Result<Method, (&'static
         ),
         LabelSource::Teachers if combine == Combine::MeanSoftmax => (
             vec![
-                ("kl_reduction", m.kl_reduction.is_some()),
-                ("teacher_reduction", m.teacher_reduction.is_some()),
-                ("epsilon", m.epsilon.is_some() && hard_weight == 0.0),
+                ("kl_reduction", w.kl_reduction.is_some()),
+                ("teacher_reduction", w.teacher_reduction.is_some()),
+                ("epsilon", w.epsilon.is_some() && hard_weight == 0.0),
             ],
             "apply to combine = \"per-teacher-kl\" (epsilon: to a hard-label term, hard_weight > 0)",
         ),
         LabelSource::Teachers => (
-            vec![("epsilon", m.epsilon.is_some() && hard_weight == 0.0)],
+            vec![("epsilon", w.epsilon.is_some() && hard_weight == 0.0)],
             "smooth the hard-label term, which hard_weight = 0 leaves out",
         ),
     };
@@ -518,21 +550,35 @@ fn method_spec(m: &MethodFields, has_teachers: bool) -> Result<Method, (&'static
         LabelSource::Smoothed => Method::Smoothed {
             epsilon: m.epsilon.map_or(0.1, |e| e.0),
         },
-        LabelSource::Teachers => Method::Teachers {
-            combine,
-            temperature: m.temperature.map_or(1.0, |t| t.0),
-            hard_weight,
-            teacher_weight: m.teacher_weight.map_or(1.0, |w| w.0),
-            kl_reduction: m.kl_reduction.unwrap_or(KlReduction::BatchMean),
-            teacher_reduction: m.teacher_reduction.unwrap_or(TeacherReduction::Mean),
-            epsilon: m.epsilon.map_or(0.0, |e| e.0),
-        },
+        LabelSource::Teachers => {
+            // Keys without effect take their defaults (`mean-softmax` has no KL and no
+            // per-teacher reduction; no hard-label term has nothing to smooth).
+            let per_teacher = combine == Combine::PerTeacherKl;
+            Method::Teachers {
+                combine,
+                temperature: m.temperature.map_or(1.0, |t| t.0),
+                hard_weight,
+                teacher_weight: m.teacher_weight.map_or(1.0, |w| w.0),
+                kl_reduction: m
+                    .kl_reduction
+                    .filter(|_| per_teacher)
+                    .unwrap_or(KlReduction::BatchMean),
+                teacher_reduction: m
+                    .teacher_reduction
+                    .filter(|_| per_teacher)
+                    .unwrap_or(TeacherReduction::Mean),
+                epsilon: m.epsilon.filter(|_| hard_weight > 0.0).map_or(0.0, |e| e.0),
+            }
+        }
     })
 }
 
 /// The SHA-256 of a file's bytes, in hex: a checkpoint teacher's identity.
-fn file_sha256(path: &std::path::Path) -> std::io::Result<String> {
+pub fn file_sha256(path: &std::path::Path) -> std::io::Result<String> {
     use sha2::{Digest, Sha256};
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::other("not a file"));
+    }
     let mut hasher = Sha256::new();
     std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
     Ok(hasher

@@ -268,6 +268,20 @@ fn a_method_must_fit_its_teachers_and_use_every_field_it_sets() {
     assert_ne!(kd.id(), ls_kd.id());
     // ε = 0 is left out of the spec: runs without it keep their ids.
     assert!(!toml::to_string(&kd).unwrap().contains("epsilon"));
+    // Keys a preset brings that the recipe's own keys make moot are dropped, not errors,
+    // and take their defaults, so the run is the one written without them.
+    let kd_as_ensl = method("{ preset = \"kd\", combine = \"mean-softmax\" }");
+    let written_out = method(
+        "{ label = \"teachers\", combine = \"mean-softmax\", temperature = 3.0, hard_weight = 1.0, teacher_weight = 0.1 }",
+    );
+    assert_eq!(kd_as_ensl.id(), written_out.id());
+    let (_d, s) = set(&[(
+        "r.toml",
+        &recipe("{ preset = \"sl\", label = \"hard\" }", false),
+    )]);
+    let hard = build(&s, &full()).unwrap().runs[0].spec.clone();
+    let (_d, s) = set(&[("r.toml", &recipe("\"vanilla\"", false))]);
+    assert_eq!(hard.id(), build(&s, &full()).unwrap().runs[0].spec.id());
 }
 
 #[test]
@@ -289,8 +303,23 @@ fn a_checkpoint_teacher_is_known_by_its_content_not_its_path() {
     );
     std::fs::write(dir.path().join("t.safetensors"), b"one").unwrap();
     let a = id(dir.path().to_path_buf()).unwrap();
-    // The same folder reached another way: the same runs.
+    // The same folder reached another way, and a copy elsewhere: the same runs.
     assert_eq!(id(dir.path().join("x").join("..")).unwrap(), a);
+    let copy = crate::recipe::tests::folder(&[("r.toml", &kd)]);
+    std::fs::write(copy.path().join("t.safetensors"), b"one").unwrap();
+    assert_eq!(id(copy.path().to_path_buf()).unwrap(), a);
+    // Without the file, its SHA-256 in the recipe plans the same runs.
+    let sha = file_sha256(&copy.path().join("t.safetensors")).unwrap();
+    std::fs::remove_file(copy.path().join("t.safetensors")).unwrap();
+    let pinned = kd.replace(
+        "checkpoint = \"t.safetensors\"",
+        &format!("checkpoint = \"t.safetensors\", sha256 = \"{sha}\""),
+    );
+    std::fs::write(copy.path().join("r.toml"), &pinned).unwrap();
+    assert_eq!(id(copy.path().to_path_buf()).unwrap(), a);
+    std::fs::write(copy.path().join("r.toml"), pinned.replace(&sha, "abc")).unwrap();
+    let e = id(copy.path().to_path_buf()).unwrap_err().to_string();
+    assert!(e.contains("teachers.sha256"), "{e}");
     // New weights at the same path: a new run.
     std::fs::write(dir.path().join("t.safetensors"), b"two").unwrap();
     assert_ne!(id(dir.path().to_path_buf()).unwrap(), a);

@@ -81,18 +81,22 @@ impl RecipeError {
 }
 
 /// Where dotted `key` is written: each part found after the previous one, as a whole
-/// name (a key before `=`, a table header, a quoted name).
+/// name in key position (at the start of a line, or inside a `[table.header]`), never
+/// inside a value or a comment.
 fn key_offset(source: &str, key: &str) -> Option<usize> {
     let mut from = 0;
     for part in key.split('.') {
         let (i, _) = source[from..].match_indices(part).find(|&(i, _)| {
             let at = from + i;
+            let line_start = source[..at].rfind('\n').map_or(0, |n| n + 1);
+            let prefix = source[line_start..at].trim_start();
+            let in_key =
+                prefix.is_empty() || (prefix.starts_with('[') && !prefix.contains(['=', '#', ']']));
             let before = source[..at].chars().next_back();
             let after = source[at + part.len()..].chars().next();
-            matches!(
-                before,
-                None | Some('\n' | ' ' | '\t' | '[' | '.' | '"' | '{' | ',')
-            ) && matches!(after, Some(' ' | '\t' | '=' | ']' | '.' | '"'))
+            in_key
+                && matches!(before, None | Some('\n' | ' ' | '\t' | '[' | '.' | '"'))
+                && matches!(after, Some(' ' | '\t' | '=' | ']' | '.' | '"'))
         })?;
         from += i;
     }

@@ -117,13 +117,21 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<RecipeError>) {
     };
     let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
-    // A run's folder (a results folder kept among the recipes) holds no recipes.
+    // A run's folder (a results folder kept among the recipes) holds no recipes: a
+    // `run.toml` in `runs/<id>/`, or beside the files only a run has.
     let has = |f: &str| dir.join(f).exists();
-    if has("run.toml")
-        && ["epochs.csv", "summary.csv", "failed.toml"]
-            .iter()
-            .any(|f| has(f))
-    {
+    let in_runs = dir
+        .parent()
+        .and_then(|p| p.file_name())
+        .is_some_and(|n| n == "runs");
+    let markers = [
+        "epochs.csv",
+        "summary.csv",
+        "failed.toml",
+        "lock",
+        "checkpoint",
+    ];
+    if has("run.toml") && (in_runs || markers.iter().any(|f| has(f))) {
         return;
     }
     for p in paths {
@@ -232,6 +240,18 @@ pub fn load_table(path: &Path) -> Result<TableSpec, RecipeError> {
         if let Some(dup) = list.iter().find(|x| !seen.insert(x.as_str())) {
             let msg = format!("`{dup}` is listed twice");
             return Err(RecipeError::at_key(path, &source, what, msg));
+        }
+    }
+    if raw.split == Split::Validation {
+        for (key, used) in [
+            ("paper", !raw.paper.is_empty()),
+            ("cited", !raw.cited.is_empty()),
+        ] {
+            if used {
+                let msg = "the paper's numbers are on the test set; a table of the validation \
+                           split cannot set them beside its own";
+                return Err(RecipeError::at_key(path, &source, key, msg));
+            }
         }
     }
     if let Some(row) = raw.cited.iter().find(|r| !raw.rows.contains(r)) {

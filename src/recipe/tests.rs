@@ -208,6 +208,27 @@ fn table_specs_are_checked() {
     let e = load_table(&p).unwrap_err();
     assert!(e.to_string().contains("column `d`"), "{e}");
     assert_eq!(e.at, Some((5, 1)), "{e}");
+    // Names inside values and comments are not where a key is written.
+    let spec = "title = \"rows of the paper\"\n# rows = [\"x\"]\nrows = [\"a\", \"a\"]\ncolumns = [\"c\"]\n";
+    fs::write(&p, spec).unwrap();
+    assert_eq!(load_table(&p).unwrap_err().at, Some((3, 1)));
+}
+
+#[test]
+fn a_validation_table_carries_no_test_set_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("x.table.toml");
+    let spec = "title = \"x\"\nsplit = \"validation\"\nrows = [\"a\"]\ncolumns = [\"c\"]\n";
+    fs::write(&p, spec).unwrap();
+    assert!(load_table(&p).is_ok());
+    fs::write(
+        &p,
+        format!("{spec}[paper.a]\nc = {{ acc = 1.0, ece = 0.1 }}\n"),
+    )
+    .unwrap();
+    let e = load_table(&p).unwrap_err();
+    assert!(e.to_string().contains("key `paper`"), "{e}");
+    assert_eq!(e.at, Some((5, 2)), "{e}");
 }
 
 #[test]
@@ -237,6 +258,8 @@ fn a_results_folder_among_the_recipes_is_not_read_as_recipes() {
         ("res/runs/x/failed.toml", "epoch = 1\n"),
         ("res/runs/y/run.toml", "id = \"y\"\n"),
         ("res/runs/y/summary.csv", "id\ny\n"),
+        // A run in its first epoch: run.toml alone.
+        ("res/runs/z/run.toml", "id = \"z\"\n"),
     ]);
     let set = load(&[dir.path().to_path_buf()]).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(set.recipes.len(), 1);

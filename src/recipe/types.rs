@@ -289,6 +289,9 @@ pub struct TeacherDecl {
     /// own table of values on the `default` base.
     pub schedule: Option<ScheduleChoice>,
     pub checkpoint: Option<String>,
+    /// The checkpoint's SHA-256 (hex), so that plans and tables do not need the file
+    /// (weights are not committed); checked against it before training.
+    pub sha256: Option<String>,
 }
 
 /// Batch augmentation applied to every training batch.

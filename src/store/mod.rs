@@ -148,6 +148,12 @@ impl Store {
         self.run_dir(id).join(WEIGHTS).is_file()
     }
 
+    /// The failure of the last attempt to train a done run again for its weights.
+    pub fn rebuild_failure(&self, id: &str) -> Option<Failure> {
+        let text = std::fs::read_to_string(self.run_dir(id).join(REBUILD).join(FAILED)).ok()?;
+        toml::from_str(&text).ok()
+    }
+
     pub fn tables_dir(&self) -> PathBuf {
         self.root.join("tables")
     }

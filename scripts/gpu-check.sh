@@ -12,6 +12,9 @@
 #    lecal's convolution and with candle's, beside PyTorch on the same GPU
 #    (scripts/bench_pytorch.py).
 #
+# Each step has a time limit, 9 minutes in all, so that one hung step cannot keep the
+# others from running within a 10-minute slot.
+#
 # TORCH_PYTHON names the Python with PyTorch (default: python3); the CUDA and cuDNN
 # libraries that lecal needs are taken from its site-packages.
 set -uo pipefail
@@ -42,7 +45,7 @@ fi
 
 status=0
 echo "== 1. one training step, GPU against CPU"
-timeout 300 "$LECAL" bench --device cuda:0 --check || status=1
+timeout 90 "$LECAL" bench --device cuda:0 --check || status=1
 
 echo "== 2. a training run on the GPU"
 T=$(mktemp -d)
@@ -59,14 +62,14 @@ method = "kd"
 teachers = [ { model = "resnet56", seeds = [0] } ]
 augment = { kind = "cutmix" }
 EOF
-(cd "$T" && timeout 600 "$LECAL" run recipes/g --device cuda:0 && timeout 60 "$LECAL" table g) || status=1
+(cd "$T" && timeout 150 "$LECAL" run recipes/g --device cuda:0 && timeout 30 "$LECAL" table g) || status=1
 cp -r "$T/results" "$OUT/run-results" 2>/dev/null
 grep -h -E "device|bitwise" "$T"/results/runs/*/run.toml | sort -u
 
 echo "== 3. throughput against PyTorch on this GPU"
-timeout 900 "$LECAL" bench --device cuda:0 --models resnet20,resnet110 --parts train,teacher \
+timeout 150 "$LECAL" bench --device cuda:0 --models resnet20,resnet110 --parts train,teacher \
   --baseline --min-seconds 5 --csv "$OUT/lecal-gpu.csv" || status=1
-timeout 900 "$PY" "$HERE/bench_pytorch.py" --device cuda --lecal "$OUT/lecal-gpu.csv" \
+timeout 120 "$PY" "$HERE/bench_pytorch.py" --device cuda --lecal "$OUT/lecal-gpu.csv" \
   --markdown "$OUT/gpu-bench.md" --models resnet20,resnet110 --min-seconds 5 || status=1
 
 echo "== done (status $status); results in $OUT"

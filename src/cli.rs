@@ -437,7 +437,7 @@ fn check_teacher_checkpoints(
                 let p = Path::new(path);
                 let cells: Vec<String> = r.cells.iter().map(|(c, _)| c.to_string()).collect();
                 let user = || format!("the teacher of {} ({})", cells.join(", "), r.id);
-                let found = plan::file_sha256(p)
+                let found = crate::store::checkpoint::file_sha256(p)
                     .with_context(|| format!("cannot read {}", p.display()))
                     .with_context(user)?;
                 if &found != sha256 {

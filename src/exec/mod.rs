@@ -260,23 +260,22 @@ impl<'a> Queue<'a> {
                     ));
                 }
                 // Read again under the lock: another process may have finished it.
-                match store.state(&run.id) {
+                let left = match store.state(&run.id) {
                     RunState::Done
                         if !self.rebuild.contains(&run.id) || store.has_weights(&run.id) =>
                     {
-                        Ended::AlreadyDone
+                        Some(Ended::AlreadyDone)
                     }
-                    RunState::Done
-                        if !opts.retry_failed && store.rebuild_failure(&run.id).is_some() =>
-                    {
-                        let f = store.rebuild_failure(&run.id).expect("just read");
-                        failed_earlier(f.epoch, &f.reason)
-                    }
+                    RunState::Done => rebuild_failed(store, &run.id, opts),
                     RunState::Failed { epoch, reason } if !opts.retry_failed => {
-                        failed_earlier(epoch, &reason)
+                        Some(failed_earlier(epoch, &reason))
                     }
-                    RunState::Damaged(why) => damaged(&why),
-                    _ => {
+                    RunState::Damaged(why) => Some(damaged(&why)),
+                    _ => None,
+                };
+                match left {
+                    Some(ended) => ended,
+                    None => {
                         self.started += 1;
                         self.running += 1;
                         return Some(l);
@@ -303,7 +302,6 @@ fn damaged(why: &str) -> Ended {
     ))
 }
 
-/// A run an earlier attempt marked failed, left alone without `--retry-failed`.
 /// An error with its causes (`{e:#}`) on one line, without the stack backtrace that
 /// candle appends to its messages when `RUST_BACKTRACE` is set: it goes into the committed
 /// `failed.toml` and the run's progress line.
@@ -325,6 +323,17 @@ pub fn message(e: &anyhow::Error) -> String {
     lines.join(" ")
 }
 
+/// A done run whose training again for its weights failed earlier: left alone without
+/// `--retry-failed`, like any failed run.
+fn rebuild_failed(store: &Store, id: &str, opts: &Options) -> Option<Ended> {
+    if opts.retry_failed {
+        return None;
+    }
+    let f = store.rebuild_failure(id)?;
+    Some(failed_earlier(f.epoch, &f.reason))
+}
+
+/// A run an earlier attempt marked failed, left alone without `--retry-failed`.
 fn failed_earlier(epoch: usize, reason: &str) -> Ended {
     Ended::Failed(format!(
         "failed in epoch {epoch} earlier ({reason}); --retry-failed attempts it again"
@@ -396,15 +405,13 @@ pub fn execute(
     for r in &plan.runs {
         let rebuild_failed = rebuild
             .contains(&r.id)
-            .then(|| store.rebuild_failure(&r.id))
-            .flatten()
-            .filter(|_| !opts.retry_failed);
+            .then(|| rebuild_failed(store, &r.id, &opts))
+            .flatten();
         match &states[r.id.as_str()] {
             RunState::Done if rebuild_failed.is_some() => {
-                let f = rebuild_failed.expect("matched");
                 report
                     .ended
-                    .insert(r.id.clone(), failed_earlier(f.epoch, &f.reason));
+                    .insert(r.id.clone(), rebuild_failed.expect("matched"));
             }
             RunState::Done if rebuild.contains(&r.id) => {
                 progress.line(&format!(

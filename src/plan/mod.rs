@@ -281,7 +281,7 @@ fn teacher(
                     format!("`{h}` is not a SHA-256: expected 64 hex digits"),
                 ))
             }
-            None => file_sha256(&full).map_err(|e| {
+            None => crate::store::checkpoint::file_sha256(&full).map_err(|e| {
                 r.error(
                     span.clone(),
                     "teachers.checkpoint",
@@ -571,21 +571,6 @@ fn method_spec(
             }
         }
     })
-}
-
-/// The SHA-256 of a file's bytes, in hex: a checkpoint teacher's identity.
-pub fn file_sha256(path: &std::path::Path) -> std::io::Result<String> {
-    use sha2::{Digest, Sha256};
-    if !std::fs::metadata(path)?.is_file() {
-        return Err(std::io::Error::other("not a file"));
-    }
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
 }
 
 /// Display name of a model as in the paper's column headers.

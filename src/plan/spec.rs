@@ -171,7 +171,7 @@ impl RunSpec {
         }
         let text = toml::to_string(&keyed).expect("a run spec always serialises");
         let digest = Sha256::digest(text.as_bytes());
-        let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+        let hex = crate::store::checkpoint::hex(&digest[..6]);
         format!("{}-{}-{hex}", self.data.name.as_str(), self.model.as_str())
     }
 }

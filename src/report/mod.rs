@@ -9,7 +9,7 @@ pub use markdown::Markdown;
 
 use crate::plan::Plan;
 use crate::recipe::{CellRef, PaperValue, Split, TableSpec};
-use crate::store::{self, RunState, Store};
+use crate::store::{self, Store};
 use std::collections::BTreeMap;
 
 /// Numbers of one cell.
@@ -116,14 +116,10 @@ pub fn assemble(
     for (cell, cp) in plan.cells.iter().filter(|(c, _)| c.table == spec.name) {
         let mut done = Vec::new();
         for (_, id) in &cp.runs {
-            match store.state(id) {
-                RunState::Done => done.push(on_split(
-                    store::read_summary(&store.run_dir(id).join(store::SUMMARY))?,
-                    spec.raw.split,
-                    cell,
-                )?),
-                RunState::Damaged(why) => damaged.push(why),
-                _ => {}
+            match store.summary(id) {
+                Ok(Some(s)) => done.push(on_split(s, spec.raw.split, cell)?),
+                Ok(None) => {}
+                Err(why) => damaged.push(why),
             }
         }
         cells.insert(

@@ -61,7 +61,19 @@ fn stem(epoch: usize) -> String {
     format!("epoch-{epoch:06}")
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// The SHA-256 of a file's bytes, in hex (an external teacher checkpoint's identity).
+/// Only plain files: a device or a pipe would never end.
+pub fn file_sha256(path: &Path) -> std::io::Result<String> {
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::other("not a file"));
+    }
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    Ok(hex(&hasher.finalize()))
+}
+
+/// Bytes as lowercase hex digits.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

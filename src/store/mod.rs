@@ -150,8 +150,21 @@ impl Store {
 
     /// The failure of the last attempt to train a done run again for its weights.
     pub fn rebuild_failure(&self, id: &str) -> Option<Failure> {
-        let text = std::fs::read_to_string(self.run_dir(id).join(REBUILD).join(FAILED)).ok()?;
-        toml::from_str(&text).ok()
+        read_failure(&self.run_dir(id).join(REBUILD))
+    }
+
+    /// A run's summary: `Ok(None)` when it has none yet, `Err(why)` when the file is there
+    /// but unreadable or another run's (`RunState::Damaged`).
+    pub fn summary(&self, id: &str) -> Result<Option<Summary>, String> {
+        let path = self.run_dir(id).join(SUMMARY);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        match read_summary(&path) {
+            Ok(s) if s.id == id => Ok(Some(s)),
+            Ok(s) => Err(format!("{} is the summary of run {}", path.display(), s.id)),
+            Err(e) => Err(format!("{e:#}")),
+        }
     }
 
     pub fn tables_dir(&self) -> PathBuf {
@@ -160,25 +173,16 @@ impl Store {
 
     pub fn state(&self, id: &str) -> RunState {
         let dir = self.run_dir(id);
-        let summary = dir.join(SUMMARY);
-        if summary.is_file() {
-            return match read_summary(&summary) {
-                Ok(s) if s.id == id => RunState::Done,
-                Ok(s) => RunState::Damaged(format!(
-                    "{} is the summary of run {}",
-                    summary.display(),
-                    s.id
-                )),
-                Err(e) => RunState::Damaged(format!("{e:#}")),
-            };
+        match self.summary(id) {
+            Ok(Some(_)) => return RunState::Done,
+            Err(why) => return RunState::Damaged(why),
+            Ok(None) => {}
         }
-        if let Ok(text) = std::fs::read_to_string(dir.join(FAILED)) {
-            if let Ok(f) = toml::from_str::<Failure>(&text) {
-                return RunState::Failed {
-                    epoch: f.epoch,
-                    reason: f.reason,
-                };
-            }
+        if let Some(f) = read_failure(&dir) {
+            return RunState::Failed {
+                epoch: f.epoch,
+                reason: f.reason,
+            };
         }
         match read_epochs(&dir.join(EPOCHS)) {
             Ok(e) if !e.is_empty() => RunState::Partial(e.len()),
@@ -198,4 +202,10 @@ impl Store {
         ids.sort();
         ids
     }
+}
+
+/// The `failed.toml` of a run folder (or of its `rebuild/`), when there is a readable one.
+fn read_failure(dir: &Path) -> Option<Failure> {
+    let text = std::fs::read_to_string(dir.join(FAILED)).ok()?;
+    toml::from_str(&text).ok()
 }

@@ -4,10 +4,10 @@
 
 use crate::data::{mix, synthetic, transform};
 use crate::method;
-use crate::model::{self, conv};
-use crate::plan::{AugmentSpec, Method, SyntheticSpec, Transform};
-use crate::recipe::ModelName;
+use crate::model::{self, Kernels};
 use crate::rng::Rng;
+use crate::spec::ModelName;
+use crate::spec::{AugmentSpec, Method, SyntheticSpec, Transform};
 use crate::train::sgd::Sgd;
 use anyhow::Context;
 use candle_core::{Device, Tensor};
@@ -78,8 +78,8 @@ pub struct Step {
 }
 
 impl Step {
-    pub fn new(m: ModelName, device: &Device, seed: u64) -> anyhow::Result<Self> {
-        let (net, varmap) = model::build_trainable(m, CLASSES, seed, device)?;
+    pub fn new(m: ModelName, kernels: Kernels, device: &Device, seed: u64) -> anyhow::Result<Self> {
+        let (net, varmap) = model::build_trainable(m, CLASSES, seed, kernels, device)?;
         let params = model::trainable_vars(&varmap);
         let (x, labels) = random_batch(device, seed)?;
         Ok(Self {
@@ -110,13 +110,13 @@ fn implementation(device: &Device, candle_conv: bool) -> String {
     }
 }
 
-/// Selects candle's convolution for the baseline measurements, lecal's otherwise.
-fn use_conv(candle_conv: bool) {
-    conv::set_conv(if candle_conv {
-        conv::ConvImpl::Candle
+/// candle's convolution for the baseline measurements, lecal's otherwise.
+fn kernels(candle_conv: bool) -> Kernels {
+    if candle_conv {
+        Kernels::CANDLE
     } else {
-        conv::ConvImpl::Lecal
-    });
+        Kernels::LECAL
+    }
 }
 
 pub fn run(o: &Options) -> anyhow::Result<Vec<Measure>> {
@@ -141,8 +141,7 @@ pub fn run(o: &Options) -> anyhow::Result<Vec<Measure>> {
             if candle_conv && o.device.is_cpu() && m != ModelName::Resnet20 {
                 continue;
             }
-            use_conv(candle_conv);
-            let mut step = Step::new(m, &o.device, 0)?;
+            let mut step = Step::new(m, kernels(candle_conv), &o.device, 0)?;
             let r = time(o.min_seconds, BATCH, || step.run().map(|_| ()))?;
             push(
                 format!("train {}", m.as_str()),
@@ -151,16 +150,16 @@ pub fn run(o: &Options) -> anyhow::Result<Vec<Measure>> {
             );
         }
     }
-    use_conv(false);
     // A teacher's forward pass: ResNet110, evaluation mode, no graph.
     let teacher_convs: &[bool] = if part("teacher") { convs } else { &[] };
     for &candle_conv in teacher_convs {
-        use_conv(candle_conv);
-        let (_, vm) = model::build_trainable(ModelName::Resnet110, CLASSES, 0, &o.device)?;
+        let k = kernels(candle_conv);
+        let (_, vm) = model::build_trainable(ModelName::Resnet110, CLASSES, 0, k, &o.device)?;
         let teacher = model::build_frozen(
             ModelName::Resnet110,
             CLASSES,
             model::snapshot(&vm),
+            k,
             &o.device,
         )?;
         let (x, _) = random_batch(&o.device, 1)?;
@@ -175,7 +174,6 @@ pub fn run(o: &Options) -> anyhow::Result<Vec<Measure>> {
             r,
         );
     }
-    use_conv(false);
     if !part("data") {
         return Ok(out);
     }
@@ -224,11 +222,14 @@ pub fn run(o: &Options) -> anyhow::Result<Vec<Measure>> {
     Ok(out)
 }
 
-/// One training step of ResNet20 from the same weights and batch on `device` and on the
-/// CPU: the largest differences of the loss and of the updated weights.
-pub fn check_device(device: &Device) -> anyhow::Result<(f64, f64)> {
-    let mut gpu = Step::new(ModelName::Resnet20, device, 7).context("building on the device")?;
-    let mut cpu = Step::new(ModelName::Resnet20, &Device::Cpu, 7)?;
+/// One training step of ResNet20 from the same weights and batch on `device` with
+/// `kernels` and on the CPU with its default kernels: the largest differences of the loss
+/// and of the updated weights.
+pub fn check_device(device: &Device, kernels: Kernels) -> anyhow::Result<(f64, f64)> {
+    let mut gpu =
+        Step::new(ModelName::Resnet20, kernels, device, 7).context("building on the device")?;
+    let cpu_kernels = Kernels::new(model::ConvChoice::Auto, &Device::Cpu);
+    let mut cpu = Step::new(ModelName::Resnet20, cpu_kernels, &Device::Cpu, 7)?;
     let (lg, lc) = (gpu.run()?, cpu.run()?);
     let mut worst = 0f64;
     let a = model::snapshot(&gpu.varmap);

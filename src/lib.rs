@@ -8,9 +8,11 @@
 
 pub mod bench;
 pub mod cli;
+pub mod commands;
 pub mod data;
 pub mod device;
 pub mod exec;
+pub mod hash;
 pub mod interrupt;
 pub mod method;
 pub mod metrics;
@@ -19,5 +21,6 @@ pub mod plan;
 pub mod recipe;
 pub mod report;
 pub mod rng;
+pub mod spec;
 pub mod store;
 pub mod train;

@@ -6,8 +6,8 @@
 //! and every teacher see the same mixed images, and the weights serve only a hard-label
 //! term (`hard_weight` above 0).
 
-use crate::plan::AugmentSpec;
 use crate::rng::Rng;
+use crate::spec::AugmentSpec;
 
 /// Labels and weights of one mixed sample.
 pub type LabelMix = Vec<(u16, f64)>;

@@ -8,8 +8,8 @@ pub mod mix;
 pub mod synthetic;
 pub mod transform;
 
-use crate::plan::DataSpec;
-use crate::recipe::DatasetName;
+use crate::spec::DataSpec;
+use crate::spec::DatasetName;
 use std::path::Path;
 
 /// Images and labels of one split.
@@ -136,7 +136,7 @@ pub fn load(spec: &DataSpec, data_dir: &Path) -> anyhow::Result<Splits> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::SyntheticSpec;
+    use crate::spec::SyntheticSpec;
 
     #[test]
     fn a_held_out_validation_set_is_fixed_disjoint_and_in_order() {

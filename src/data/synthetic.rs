@@ -11,8 +11,8 @@
 //! frequency bands.
 
 use super::{Dataset, Splits};
-use crate::plan::SyntheticSpec;
 use crate::rng::Rng;
+use crate::spec::SyntheticSpec;
 use rayon::prelude::*;
 use std::f64::consts::PI;
 

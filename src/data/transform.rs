@@ -5,8 +5,8 @@
 //! position in the epoch), so batches are identical however rayon schedules the work.
 
 use super::Dataset;
-use crate::plan::Transform;
 use crate::rng::Rng;
+use crate::spec::Transform;
 use rayon::prelude::*;
 
 /// Per-channel lookup from byte value to normalised float.

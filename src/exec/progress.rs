@@ -3,7 +3,7 @@
 
 use crate::metrics::Evaluation;
 use crate::plan::PlannedRun;
-use crate::train::EpochRecord;
+use crate::store::EpochRecord;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 

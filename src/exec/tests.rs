@@ -6,6 +6,9 @@ use crate::metrics::{evaluate, Evaluation};
 use crate::plan::{build, Scale};
 use crate::recipe::load;
 use crate::recipe::tests::{folder, VANILLA};
+use crate::spec::RunSpec;
+use crate::store::{self, lock, EpochRecord, RunRecord, RunState};
+use crate::train::{Outcome, RunSink, TeacherSource};
 use std::sync::Mutex;
 
 /// Pretends to train: accuracy grows with the seed; fails runs whose seed is listed.
@@ -34,24 +37,24 @@ impl Trainer for Fake {
 
     fn train(
         &self,
-        run: &PlannedRun,
+        spec: &RunSpec,
         teachers: &[TeacherSource],
         sink: &mut dyn RunSink,
     ) -> anyhow::Result<Outcome> {
-        self.trained.lock().unwrap().push(run.id.clone());
+        self.trained.lock().unwrap().push(spec.id());
         for t in teachers {
             // A teacher's weights exist before its student starts.
             anyhow::ensure!(t.path.is_file(), "teacher {} missing", t.path.display());
         }
         let mut epochs = Vec::new();
-        for epoch in 1..=run.spec.schedule.epochs {
-            if self.fail_seeds.contains(&run.spec.seed) && epoch == 2 {
+        for epoch in 1..=spec.schedule.epochs {
+            if self.fail_seeds.contains(&spec.seed) && epoch == 2 {
                 return Err((self.error)());
             }
-            let e = fake_eval(run.spec.seed);
+            let e = fake_eval(spec.seed);
             let r = EpochRecord {
                 epoch,
-                lr: run.spec.schedule.lr_at(epoch),
+                lr: spec.schedule.lr_at(epoch),
                 train_loss: 1.0,
                 train_acc: 50.0,
                 test_loss: e.nll,
@@ -66,10 +69,10 @@ impl Trainer for Fake {
             sink.epoch(&r, b"state")?;
             epochs.push(r);
         }
-        std::fs::write(sink.weights_path(), b"fake")?;
+        sink.weights(b"fake")?;
         Ok(Outcome {
             epochs,
-            last: fake_eval(run.spec.seed),
+            last: fake_eval(spec.seed),
             validation: None,
         })
     }

@@ -14,8 +14,8 @@
 //! only the first term, with weight 1.
 
 use crate::data::mix::LabelMix;
-use crate::plan::Method;
-use crate::recipe::{Combine, KlReduction, TeacherReduction};
+use crate::spec::Method;
+use crate::spec::{Combine, KlReduction, TeacherReduction};
 use candle_core::{Device, Result, Tensor, D};
 
 /// Row-major `B×K` targets: each sample's label mixture, each label smoothed by ε.

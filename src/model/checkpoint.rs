@@ -3,8 +3,8 @@
 //! without DataParallel's `module.` prefix). Loaded as plain tensors, so a teacher's
 //! forward pass records no autograd graph.
 
-use super::{build_frozen, build_trainable, ResNet};
-use crate::recipe::ModelName;
+use super::{build_frozen, build_trainable, Kernels, ResNet};
+use crate::spec::ModelName;
 use anyhow::{bail, Context};
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
@@ -50,7 +50,7 @@ pub fn check(
     classes: usize,
     path: &Path,
 ) -> anyhow::Result<()> {
-    let (_, vm) = build_trainable(model, classes, 0, &Device::Cpu)?;
+    let (_, vm) = build_trainable(model, classes, 0, Kernels::CANDLE, &Device::Cpu)?;
     let expected = super::sorted_vars(&vm);
     for (name, var) in &expected {
         match tensors.get(name) {
@@ -90,6 +90,7 @@ pub fn load_teacher(
     path: &Path,
     model: ModelName,
     classes: usize,
+    kernels: Kernels,
     device: &Device,
 ) -> anyhow::Result<ResNet> {
     let tensors = read(path)?;
@@ -98,7 +99,7 @@ pub fn load_teacher(
         .into_iter()
         .map(|(k, v)| Ok((k, v.to_device(device)?)))
         .collect::<anyhow::Result<HashMap<_, _>>>()?;
-    build_frozen(model, classes, on_device, device)
+    build_frozen(model, classes, on_device, kernels, device)
 }
 
 #[cfg(test)]
@@ -151,13 +152,21 @@ mod tests {
     fn pytorch_checkpoints_load_and_reproduce_pytorch_logits() {
         let expected = floats("resnet8-c10.logits.csv");
         for name in ["resnet8-c10.pth", "resnet8-c10-bare.pth"] {
-            let net = load_teacher(&fixture(name), ModelName::Resnet8, 10, &Device::Cpu).unwrap();
+            let net = load_teacher(
+                &fixture(name),
+                ModelName::Resnet8,
+                10,
+                Kernels::LECAL,
+                &Device::Cpu,
+            )
+            .unwrap();
             assert_logits(&net, &expected, 1e-5, name);
         }
         let e = load_teacher(
             &fixture("resnet8-c10.pth"),
             ModelName::Resnet8,
             100,
+            Kernels::LECAL,
             &Device::Cpu,
         )
         .err()
@@ -171,7 +180,8 @@ mod tests {
     #[test]
     fn two_training_steps_match_pytorch() {
         let expected = floats("resnet8-c10.sgd.csv");
-        let (net, vm) = build_trainable(ModelName::Resnet8, 10, 0, &Device::Cpu).unwrap();
+        let (net, vm) =
+            build_trainable(ModelName::Resnet8, 10, 0, Kernels::LECAL, &Device::Cpu).unwrap();
         let t = read(&fixture("resnet8-c10-bare.pth")).unwrap();
         super::super::load_into(&vm, &t).unwrap();
         let params = super::super::trainable_vars(&vm);
@@ -181,7 +191,7 @@ mod tests {
         for _ in 0..2 {
             let logits = net.forward_t(&x, true).unwrap();
             let loss = crate::method::loss(
-                &crate::plan::Method::Hard,
+                &crate::spec::Method::Hard,
                 &logits,
                 &mixes,
                 &[],
@@ -194,6 +204,7 @@ mod tests {
             ModelName::Resnet8,
             10,
             super::super::snapshot(&vm),
+            Kernels::LECAL,
             &Device::Cpu,
         )
         .unwrap();
@@ -204,7 +215,8 @@ mod tests {
     fn our_safetensors_round_trip_and_mismatches_name_the_tensor() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("w.safetensors");
-        let (_, vm) = build_trainable(ModelName::Resnet8, 10, 4, &Device::Cpu).unwrap();
+        let (_, vm) =
+            build_trainable(ModelName::Resnet8, 10, 4, Kernels::LECAL, &Device::Cpu).unwrap();
         candle_core::safetensors::save(&super::super::snapshot(&vm), &p).unwrap();
         let t = read(&p).unwrap();
         check(&t, ModelName::Resnet8, 10, &p).unwrap();
@@ -216,7 +228,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("no tensor `layer1.1.bn1.bias`"), "{e}");
-        let net = load_teacher(&p, ModelName::Resnet8, 10, &Device::Cpu).unwrap();
+        let net = load_teacher(&p, ModelName::Resnet8, 10, Kernels::LECAL, &Device::Cpu).unwrap();
         let x = Tensor::zeros((2, 3, 8, 8), DType::F32, &Device::Cpu).unwrap();
         assert_eq!(net.forward_t(&x, false).unwrap().dims(), [2, 10]);
     }

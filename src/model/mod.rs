@@ -5,17 +5,16 @@
 
 mod batch_norm;
 pub mod checkpoint;
-pub mod conv;
-#[cfg(feature = "cudnn")]
-mod cudnn;
-mod kernel;
+mod conv;
+pub mod kernels;
 mod resnet;
 
 pub use batch_norm::BatchNorm2d;
+pub use kernels::{ConvChoice, ConvKernel, Kernels};
 pub use resnet::ResNet;
 
-use crate::recipe::ModelName;
 use crate::rng::Rng;
+use crate::spec::ModelName;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 
@@ -30,11 +29,12 @@ pub fn build_trainable(
     model: ModelName,
     classes: usize,
     seed: u64,
+    kernels: Kernels,
     device: &Device,
 ) -> anyhow::Result<(ResNet, VarMap)> {
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
-    let net = ResNet::new(model, classes, vb)?;
+    let net = ResNet::new(model, classes, kernels, vb)?;
     init_weights(&varmap, seed)?;
     Ok((net, varmap))
 }
@@ -45,10 +45,11 @@ pub fn build_frozen(
     model: ModelName,
     classes: usize,
     tensors: std::collections::HashMap<String, Tensor>,
+    kernels: Kernels,
     device: &Device,
 ) -> anyhow::Result<ResNet> {
     let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
-    Ok(ResNet::new(model, classes, vb)?)
+    Ok(ResNet::new(model, classes, kernels, vb)?)
 }
 
 /// Plain (detached) copies of every variable, keyed by name.
@@ -130,7 +131,7 @@ pub fn load_into(
 
 /// Parameter count of a model with `classes` outputs (built on the CPU to count).
 pub fn parameters_of(model: ModelName, classes: usize) -> anyhow::Result<usize> {
-    let (_, vm) = build_trainable(model, classes, 0, &Device::Cpu)?;
+    let (_, vm) = build_trainable(model, classes, 0, Kernels::CANDLE, &Device::Cpu)?;
     Ok(parameter_count(&vm))
 }
 
@@ -147,7 +148,7 @@ mod tests {
     use super::*;
 
     fn count(m: ModelName, k: usize) -> usize {
-        let (_, vm) = build_trainable(m, k, 0, &Device::Cpu).unwrap();
+        let (_, vm) = build_trainable(m, k, 0, Kernels::LECAL, &Device::Cpu).unwrap();
         parameter_count(&vm)
     }
 
@@ -164,7 +165,8 @@ mod tests {
 
     #[test]
     fn names_follow_the_pytorch_cifar_resnet() {
-        let (_, vm) = build_trainable(ModelName::Resnet8, 10, 0, &Device::Cpu).unwrap();
+        let (_, vm) =
+            build_trainable(ModelName::Resnet8, 10, 0, Kernels::LECAL, &Device::Cpu).unwrap();
         let names: Vec<String> = sorted_vars(&vm).into_iter().map(|(n, _)| n).collect();
         for expected in [
             "conv1.weight",
@@ -188,17 +190,17 @@ mod tests {
     #[test]
     fn init_is_seeded_and_has_the_right_scale() {
         let a = snapshot(
-            &build_trainable(ModelName::Resnet8, 10, 1, &Device::Cpu)
+            &build_trainable(ModelName::Resnet8, 10, 1, Kernels::LECAL, &Device::Cpu)
                 .unwrap()
                 .1,
         );
         let b = snapshot(
-            &build_trainable(ModelName::Resnet8, 10, 1, &Device::Cpu)
+            &build_trainable(ModelName::Resnet8, 10, 1, Kernels::LECAL, &Device::Cpu)
                 .unwrap()
                 .1,
         );
         let c = snapshot(
-            &build_trainable(ModelName::Resnet8, 10, 2, &Device::Cpu)
+            &build_trainable(ModelName::Resnet8, 10, 2, Kernels::LECAL, &Device::Cpu)
                 .unwrap()
                 .1,
         );

@@ -3,8 +3,9 @@
 //! stride or width changes takes a 1×1 convolution + BN shortcut ("option B").
 
 use super::conv::Conv2d;
+use super::kernels::{ConvKernel, Kernels};
 use super::BatchNorm2d;
-use crate::recipe::ModelName;
+use crate::spec::ModelName;
 use candle_core::{Result, Tensor};
 use candle_nn::{linear, Linear, Module, VarBuilder};
 
@@ -17,25 +18,31 @@ struct BasicBlock {
     shortcut: Option<(Conv2d, BatchNorm2d)>,
 }
 
-fn conv3x3(cin: usize, cout: usize, stride: usize, vb: VarBuilder) -> Result<Conv2d> {
-    Conv2d::new(cin, cout, 3, stride, 1, vb)
+fn conv3x3(
+    cin: usize,
+    cout: usize,
+    stride: usize,
+    k: ConvKernel,
+    vb: VarBuilder,
+) -> Result<Conv2d> {
+    Conv2d::new(cin, cout, 3, stride, 1, k, vb)
 }
 
 impl BasicBlock {
-    fn new(cin: usize, cout: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
+    fn new(cin: usize, cout: usize, stride: usize, k: ConvKernel, vb: VarBuilder) -> Result<Self> {
         let shortcut = if stride != 1 || cin != cout {
             let sc = vb.pp("shortcut");
             Some((
-                Conv2d::new(cin, cout, 1, stride, 0, sc.pp("0"))?,
+                Conv2d::new(cin, cout, 1, stride, 0, k, sc.pp("0"))?,
                 BatchNorm2d::new(cout, sc.pp("1"))?,
             ))
         } else {
             None
         };
         Ok(Self {
-            conv1: conv3x3(cin, cout, stride, vb.pp("conv1"))?,
+            conv1: conv3x3(cin, cout, stride, k, vb.pp("conv1"))?,
             bn1: BatchNorm2d::new(cout, vb.pp("bn1"))?,
-            conv2: conv3x3(cout, cout, 1, vb.pp("conv2"))?,
+            conv2: conv3x3(cout, cout, 1, k, vb.pp("conv2"))?,
             bn2: BatchNorm2d::new(cout, vb.pp("bn2"))?,
             shortcut,
         })
@@ -65,7 +72,9 @@ pub struct ResNet {
 impl ResNet {
     pub const WIDTHS: [usize; 3] = [16, 32, 64];
 
-    pub fn new(model: ModelName, classes: usize, vb: VarBuilder) -> Result<Self> {
+    /// The model `model` for `classes` classes, running `kernels`.
+    pub fn new(model: ModelName, classes: usize, kernels: Kernels, vb: VarBuilder) -> Result<Self> {
+        let k = kernels.conv;
         let depth = model.cifar_depth().ok_or_else(|| {
             candle_core::Error::Msg(format!("model {} is not implemented", model.as_str()))
         })?;
@@ -77,13 +86,13 @@ impl ResNet {
             let mut blocks = Vec::new();
             for b in 0..n {
                 let stride = if s > 0 && b == 0 { 2 } else { 1 };
-                blocks.push(BasicBlock::new(cin, w, stride, layer.pp(b.to_string()))?);
+                blocks.push(BasicBlock::new(cin, w, stride, k, layer.pp(b.to_string()))?);
                 cin = w;
             }
             stages.push(blocks);
         }
         Ok(Self {
-            conv1: conv3x3(3, Self::WIDTHS[0], 1, vb.pp("conv1"))?,
+            conv1: conv3x3(3, Self::WIDTHS[0], 1, k, vb.pp("conv1"))?,
             bn1: BatchNorm2d::new(Self::WIDTHS[0], vb.pp("bn1"))?,
             stages,
             linear: linear(Self::WIDTHS[2], classes, vb.pp("linear"))?,

@@ -5,14 +5,16 @@
 //! for by several cells (or serving as a teacher) appears once.
 
 mod scale;
-mod spec;
 
 pub use scale::Scale;
-pub use spec::*;
 
 use crate::recipe::{
     Augment, CellRef, DatasetName, LabelSource, MethodFields, ModelName, Recipe, RecipeError,
     RecipeErrors, RecipeSet, ScheduleChoice, SchedulePreset, ScheduleTable, TeacherDecl,
+};
+use crate::spec::{
+    AugmentSpec, DataSpec, Method, RunSpec, Schedule, SyntheticSpec, TeacherRef, Transform,
+    TRAINER_VERSION,
 };
 use std::collections::BTreeMap;
 
@@ -262,35 +264,38 @@ fn teacher(
             "`sha256` identifies a `checkpoint`; this teacher has none",
         ));
     }
-    if let Some(path) = &t.checkpoint {
-        // Relative paths are relative to the recipe's folder.
-        let full = r
-            .path
-            .parent()
-            .unwrap_or(std::path::Path::new("."))
-            .join(path);
-        let full = std::fs::canonicalize(&full).unwrap_or(full);
-        let sha256 = match &t.sha256 {
-            Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+    if let Some(written) = &t.checkpoint {
+        let file = r
+            .checkpoints
+            .get(written)
+            .expect("the recipe loader resolves every checkpoint it names");
+        let full = &file.path;
+        let sha256 = match (&t.sha256, &file.sha256) {
+            (Some(h), _) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
                 h.to_ascii_lowercase()
             }
-            Some(h) => {
+            (Some(h), _) => {
                 return Err(r.error(
                     span,
                     "teachers.sha256",
                     format!("`{h}` is not a SHA-256: expected 64 hex digits"),
                 ))
             }
-            None => crate::store::checkpoint::file_sha256(&full).map_err(|e| {
-                r.error(
+            (None, Some(Ok(found))) => found.clone(),
+            (None, found) => {
+                let e = match found {
+                    Some(Err(e)) => e.as_str(),
+                    _ => "not read",
+                };
+                return Err(r.error(
                     span.clone(),
                     "teachers.checkpoint",
                     format!(
                         "cannot read `{}`: {e} (a `sha256` beside `checkpoint` plans without the file)",
                         full.display()
                     ),
-                )
-            })?,
+                ));
+            }
         };
         return Ok((
             Vec::new(),

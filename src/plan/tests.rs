@@ -309,7 +309,7 @@ fn a_checkpoint_teacher_is_known_by_its_content_not_its_path() {
     std::fs::write(copy.path().join("t.safetensors"), b"one").unwrap();
     assert_eq!(id(copy.path().to_path_buf()).unwrap(), a);
     // Without the file, its SHA-256 in the recipe plans the same runs.
-    let sha = crate::store::checkpoint::file_sha256(&copy.path().join("t.safetensors")).unwrap();
+    let sha = crate::hash::file_sha256(&copy.path().join("t.safetensors")).unwrap();
     std::fs::remove_file(copy.path().join("t.safetensors")).unwrap();
     let pinned = kd.replace(
         "checkpoint = \"t.safetensors\"",

@@ -8,9 +8,11 @@
 //! `methods/` there); the presets committed in `recipes/methods/` are also built in.
 
 mod error;
+mod files;
 pub mod types;
 
 pub use error::{line_col, RecipeError, RecipeErrors};
+pub use files::ExternalFile;
 pub use types::*;
 
 use std::collections::BTreeMap;
@@ -40,6 +42,8 @@ pub struct Recipe {
     pub raw: RawRecipe,
     /// The method after presets and inline overrides are merged.
     pub method: MethodFields,
+    /// The teacher checkpoints it names (by the path as written), found and hashed.
+    pub checkpoints: BTreeMap<String, ExternalFile>,
 }
 
 impl Recipe {
@@ -180,7 +184,10 @@ pub fn load(paths: &[PathBuf]) -> Result<RecipeSet, RecipeErrors> {
     }
     for (path, source, raw) in recipes {
         match check_recipe(&path, &source, raw, &mut set.tables) {
-            Ok(r) => set.recipes.push(r),
+            Ok(mut r) => {
+                r.checkpoints = files::resolve(&r).into_iter().collect();
+                set.recipes.push(r)
+            }
             Err(mut es) => errors.append(&mut es),
         }
     }
@@ -380,6 +387,7 @@ fn check_recipe(
         source: source.to_string(),
         raw,
         method: MethodFields::default(),
+        checkpoints: BTreeMap::new(),
     };
     let mut errors = Vec::new();
     let raw = &recipe.raw;

@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use toml::Spanned;
 
+pub use crate::spec::{
+    Combine, DatasetName, KlReduction, ModelName, SchedulePreset, TeacherReduction,
+};
+
 /// A recipe file: one table cell.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,28 +55,6 @@ impl fmt::Display for CellRef {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DatasetName {
-    Synthetic,
-    Cifar10,
-    Cifar100,
-    Stl10,
-    Imagenet,
-}
-
-impl DatasetName {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Synthetic => "synthetic",
-            Self::Cifar10 => "cifar10",
-            Self::Cifar100 => "cifar100",
-            Self::Stl10 => "stl10",
-            Self::Imagenet => "imagenet",
-        }
-    }
-}
-
 /// Options of the procedurally generated dataset (see `data::synthetic`).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -92,75 +74,11 @@ pub struct Normalize {
     pub std: [Positive<f64>; 3],
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ModelName {
-    Resnet8,
-    Resnet14,
-    Resnet20,
-    Resnet32,
-    Resnet44,
-    Resnet56,
-    Resnet110,
-    Resnet18,
-    Resnet34,
-    Resnet50,
-}
-
-impl ModelName {
-    pub const CIFAR: [ModelName; 7] = [
-        Self::Resnet8,
-        Self::Resnet14,
-        Self::Resnet20,
-        Self::Resnet32,
-        Self::Resnet44,
-        Self::Resnet56,
-        Self::Resnet110,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Resnet8 => "resnet8",
-            Self::Resnet14 => "resnet14",
-            Self::Resnet20 => "resnet20",
-            Self::Resnet32 => "resnet32",
-            Self::Resnet44 => "resnet44",
-            Self::Resnet56 => "resnet56",
-            Self::Resnet110 => "resnet110",
-            Self::Resnet18 => "resnet18",
-            Self::Resnet34 => "resnet34",
-            Self::Resnet50 => "resnet50",
-        }
-    }
-
-    /// Depth of a CIFAR ResNet (6n+2), `None` for the ImageNet models.
-    pub fn cifar_depth(self) -> Option<usize> {
-        Some(match self {
-            Self::Resnet8 => 8,
-            Self::Resnet14 => 14,
-            Self::Resnet20 => 20,
-            Self::Resnet32 => 32,
-            Self::Resnet44 => 44,
-            Self::Resnet56 => 56,
-            Self::Resnet110 => 110,
-            _ => return None,
-        })
-    }
-}
-
 /// `schedule = "default"` or `schedule = { base = "default", epochs = 30, ... }`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ScheduleChoice {
     Preset(SchedulePreset),
     Explicit(ScheduleTable),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SchedulePreset {
-    Default,
-    Long,
-    Imagenet,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -225,31 +143,6 @@ pub enum LabelSource {
     Hard,
     Smoothed,
     Teachers,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Combine {
-    /// EN-SL / SL: cross-entropy to the mean of the teachers' softmax.
-    MeanSoftmax,
-    /// KD / KD-SL: a softened KL term per teacher.
-    PerTeacherKl,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum KlReduction {
-    /// Averaged over B·K elements (PyTorch `reduction='mean'`), the paper's KD.
-    ElementMean,
-    /// Summed over classes, averaged over the batch (`batchmean`).
-    BatchMean,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TeacherReduction {
-    Mean,
-    Sum,
 }
 
 /// `method = "kd"` or `method = { preset = "en-sl", temperature = 2.0 }`.

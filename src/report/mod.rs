@@ -48,6 +48,8 @@ pub struct Table {
     pub note: Option<String>,
     /// Scale of the runs, when not `full`.
     pub scale: Option<String>,
+    /// The images the numbers are measured on.
+    pub split: Split,
     pub cells: BTreeMap<(String, String), Cell>,
     pub paper: BTreeMap<(String, String), PaperValue>,
 }
@@ -168,6 +170,7 @@ pub fn assemble(
             ),
         },
         scale: (scale != "full").then(|| scale.to_string()),
+        split: spec.raw.split,
         cells,
         paper,
     })
@@ -209,8 +212,12 @@ impl Table {
     }
 
     pub fn protocol_text(&self) -> String {
-        let mut s = String::from(
-            "Accuracy (%) / ECE (15 bins) on the test set. Protocol: the last epoch of each run; \
+        let on = match self.split {
+            Split::Test => "the test set",
+            Split::Validation => "the held-out validation set",
+        };
+        let mut s = format!(
+            "Accuracy (%) / ECE (15 bins) on {on}. Protocol: the last epoch of each run; \
              mean ± sample standard deviation over seeds, with n shown where fewer seeds finished \
              than the recipe lists; best per column in bold (highest accuracy, lowest ECE).",
         );

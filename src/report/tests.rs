@@ -1,5 +1,5 @@
 use super::*;
-use crate::recipe::PaperValue;
+use crate::recipe::{PaperValue, Split};
 
 fn stats(seeds: usize, accs: &[f64], eces: &[f64]) -> Cell {
     let done: Vec<store::Summary> = accs
@@ -60,6 +60,7 @@ fn table() -> Table {
         columns: vec!["A".into(), "B".into()],
         note: None,
         scale: None,
+        split: Split::Test,
         cells,
         paper,
     }
@@ -104,4 +105,14 @@ fn csv_has_one_row_per_cell() {
     assert!(lines[2].starts_with("t,Vanilla,B,pending,0,3,"));
     assert!(lines[3].starts_with("t,LS,A,partial,2,3,69.5000"));
     assert!(lines[5].starts_with("t,KD,A,missing,0,0"));
+}
+
+#[test]
+fn issue_12_a_validation_table_does_not_claim_the_test_set() {
+    let mut t = table();
+    assert!(t.protocol_text().contains("on the test set"));
+    t.split = Split::Validation;
+    let p = t.protocol_text();
+    assert!(p.contains("on the held-out validation set"), "{p}");
+    assert!(!p.contains("test set"), "{p}");
 }

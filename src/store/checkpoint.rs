@@ -15,11 +15,11 @@
 //! so the epoch number is the whole random state; the learning rate is a function of the
 //! epoch.
 
+use super::records::EpochRecord;
 use super::write_atomic;
-use crate::train::EpochRecord;
+use crate::hash::sha256_hex;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 pub const CHECKPOINT_DIR: &str = "checkpoint";
@@ -61,22 +61,6 @@ fn stem(epoch: usize) -> String {
     format!("epoch-{epoch:06}")
 }
 
-/// The SHA-256 of a file's bytes, in hex (an external teacher checkpoint's identity).
-/// Only plain files: a device or a pipe would never end.
-pub fn file_sha256(path: &Path) -> std::io::Result<String> {
-    if !std::fs::metadata(path)?.is_file() {
-        return Err(std::io::Error::other("not a file"));
-    }
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
-    Ok(hex(&hasher.finalize()))
-}
-
-/// Bytes as lowercase hex digits.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Writes the checkpoint of `epoch` under `run_dir` and prunes older ones.
 pub fn save(
     run_dir: &Path,
@@ -94,7 +78,7 @@ pub fn save(
         epoch,
         tensors: name,
         bytes: bytes.len() as u64,
-        sha256: hex(&Sha256::digest(bytes)),
+        sha256: sha256_hex(bytes),
         random_state: RANDOM_STATE.into(),
         epochs: epochs.to_vec(),
     };
@@ -156,7 +140,7 @@ fn verify(dir: &Path, run_id: &str, epoch: usize) -> anyhow::Result<Checkpoint> 
             m.bytes
         );
     }
-    if hex(&Sha256::digest(&bytes)) != m.sha256 {
+    if sha256_hex(&bytes) != m.sha256 {
         bail!("{} does not match its SHA-256 checksum", m.tensors);
     }
     Ok(Checkpoint {

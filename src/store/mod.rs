@@ -1,24 +1,22 @@
-//! The results folder: where each run's files live, how its state is read back, and
-//! atomic writes (temporary file + rename, so a reader never sees half a file).
+//! The results folder: run folders (`RunDir`, which alone knows a run's files), the
+//! records they hold, reading a run's state back, tables, and atomic writes (temporary
+//! file + rename, so a reader never sees half a file).
 //!
 //! ```text
-//! <results>/runs/<id>/run.toml          resolved spec + provenance
-//! <results>/runs/<id>/epochs.csv        one row per finished epoch
-//! <results>/runs/<id>/summary.csv       the reported (last-epoch) numbers; present = done
-//! <results>/runs/<id>/reliability.csv   ECE bins of the last epoch
-//! <results>/runs/<id>/predictions.csv   per-sample label, prediction, confidence
-//! <results>/runs/<id>/failed.toml       why the last attempt failed
-//! <results>/runs/<id>/weights.safetensors
-//! <results>/runs/<id>/checkpoint/          the last two epochs' checkpoints, while training
-//! <results>/runs/<id>/lock                 held by the process training the run
+//! <results>/runs/<id>/      one run (see `run_dir.rs`)
 //! <results>/tables/<table>.md, .csv
 //! ```
+//!
+//! It imports no stage that writes into it (`train`, `exec`) and not the planner: what it
+//! stores is defined here (`records.rs`) or on the spec floor.
 
 pub mod checkpoint;
-mod files;
 pub mod lock;
+mod records;
+mod run_dir;
 
-pub use files::*;
+pub use records::*;
+pub use run_dir::RunDir;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -143,28 +141,25 @@ impl Store {
         self.runs_dir().join(id)
     }
 
+    /// The folder of run `id`.
+    pub fn run(&self, id: &str) -> RunDir {
+        RunDir::new(id, self.run_dir(id))
+    }
+
     /// Whether a run's weights file is there (it is not committed with the results).
     pub fn has_weights(&self, id: &str) -> bool {
-        self.run_dir(id).join(WEIGHTS).is_file()
+        self.run(id).has_weights()
     }
 
     /// The failure of the last attempt to train a done run again for its weights.
     pub fn rebuild_failure(&self, id: &str) -> Option<Failure> {
-        read_failure(&self.run_dir(id).join(REBUILD))
+        self.run(id).rebuild().failure()
     }
 
     /// A run's summary: `Ok(None)` when it has none yet, `Err(why)` when the file is there
     /// but unreadable or another run's (`RunState::Damaged`).
     pub fn summary(&self, id: &str) -> Result<Option<Summary>, String> {
-        let path = self.run_dir(id).join(SUMMARY);
-        if !path.is_file() {
-            return Ok(None);
-        }
-        match read_summary(&path) {
-            Ok(s) if s.id == id => Ok(Some(s)),
-            Ok(s) => Err(format!("{} is the summary of run {}", path.display(), s.id)),
-            Err(e) => Err(format!("{e:#}")),
-        }
+        self.run(id).summary()
     }
 
     pub fn tables_dir(&self) -> PathBuf {
@@ -172,22 +167,7 @@ impl Store {
     }
 
     pub fn state(&self, id: &str) -> RunState {
-        let dir = self.run_dir(id);
-        match self.summary(id) {
-            Ok(Some(_)) => return RunState::Done,
-            Err(why) => return RunState::Damaged(why),
-            Ok(None) => {}
-        }
-        if let Some(f) = read_failure(&dir) {
-            return RunState::Failed {
-                epoch: f.epoch,
-                reason: f.reason,
-            };
-        }
-        match read_epochs(&dir.join(EPOCHS)) {
-            Ok(e) if !e.is_empty() => RunState::Partial(e.len()),
-            _ => RunState::Pending,
-        }
+        self.run(id).state()
     }
 
     /// Ids of every run folder, sorted.
@@ -202,10 +182,4 @@ impl Store {
         ids.sort();
         ids
     }
-}
-
-/// The `failed.toml` of a run folder (or of its `rebuild/`), when there is a readable one.
-fn read_failure(dir: &Path) -> Option<Failure> {
-    let text = std::fs::read_to_string(dir.join(FAILED)).ok()?;
-    toml::from_str(&text).ok()
 }

@@ -6,42 +6,16 @@ pub mod sgd;
 use crate::data::{self, mix, transform, Splits};
 use crate::metrics::{self, Evaluation};
 use crate::model;
-use crate::plan::{PlannedRun, RunSpec};
 use crate::rng::Rng;
+use crate::spec::RunSpec;
 use crate::store::checkpoint::Checkpoint;
+use crate::store::EpochRecord;
 use anyhow::{bail, Context};
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-
-/// One row of `epochs.csv`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct EpochRecord {
-    pub epoch: usize,
-    pub lr: f64,
-    pub train_loss: f64,
-    pub train_acc: f64,
-    pub test_loss: f64,
-    pub test_acc: f64,
-    pub ece: f64,
-    pub nll: f64,
-    pub brier: f64,
-    /// The validation set's loss (NLL), accuracy and ECE, when the run holds one out;
-    /// empty columns otherwise.
-    #[serde(default)]
-    pub val_loss: Option<f64>,
-    #[serde(default)]
-    pub val_acc: Option<f64>,
-    #[serde(default)]
-    pub val_ece: Option<f64>,
-    /// Training and evaluation time of the epoch (the times come last: every column
-    /// before them is fixed by the spec and seed).
-    pub seconds: f64,
-    /// Time to write the epoch's checkpoint.
-    pub checkpoint_seconds: f64,
-}
 
 /// What a finished run hands back to be written.
 #[derive(Debug, Clone)]
@@ -70,22 +44,22 @@ pub trait RunSink {
     fn stop_requested(&self) -> Option<i32> {
         None
     }
-    /// Where the final weights go (the trainer writes them atomically).
-    fn weights_path(&self) -> PathBuf;
+    /// The final weights (safetensors of `<variable>`), once training has ended.
+    fn weights(&mut self, safetensors: &[u8]) -> anyhow::Result<()>;
 }
 
 /// A teacher's weights, resolved by the executor: a finished run's weights or an
 /// external checkpoint.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TeacherSource {
-    pub model: crate::recipe::ModelName,
+    pub model: crate::spec::ModelName,
     pub path: PathBuf,
 }
 
 pub trait Trainer: Sync {
     fn train(
         &self,
-        run: &PlannedRun,
+        spec: &RunSpec,
         teachers: &[TeacherSource],
         sink: &mut dyn RunSink,
     ) -> anyhow::Result<Outcome>;
@@ -96,6 +70,8 @@ pub trait Trainer: Sync {
 /// The real trainer, on a candle device.
 pub struct CandleTrainer {
     pub device: Device,
+    /// The kernels every model of a run is built with.
+    pub kernels: model::Kernels,
     pub data_dir: PathBuf,
     cache: Mutex<HashMap<String, Arc<Splits>>>,
 }
@@ -104,9 +80,10 @@ pub struct CandleTrainer {
 const EVAL_BATCH: usize = 250;
 
 impl CandleTrainer {
-    pub fn new(device: Device, data_dir: PathBuf) -> Self {
+    pub fn new(device: Device, kernels: model::Kernels, data_dir: PathBuf) -> Self {
         Self {
             device,
+            kernels,
             data_dir,
             cache: Mutex::new(HashMap::new()),
         }
@@ -205,7 +182,7 @@ pub fn forward_batch(
 pub fn predict(
     net: &model::ResNet,
     ds: &data::Dataset,
-    t: &crate::plan::Transform,
+    t: &crate::spec::Transform,
     device: &Device,
 ) -> anyhow::Result<Vec<f32>> {
     let mut out = Vec::with_capacity(ds.len() * ds.classes);
@@ -224,12 +201,13 @@ pub fn predict(
 /// The test-split evaluation of the model in `varmap` as it is now.
 fn evaluate(
     spec: &RunSpec,
+    kernels: model::Kernels,
     varmap: &candle_nn::VarMap,
     test: &data::Dataset,
     dev: &Device,
 ) -> anyhow::Result<Evaluation> {
     let classes = spec.data.classes;
-    let frozen = model::build_frozen(spec.model, classes, model::snapshot(varmap), dev)?;
+    let frozen = model::build_frozen(spec.model, classes, model::snapshot(varmap), kernels, dev)?;
     let logits = predict(&frozen, test, &spec.transform, dev)?;
     Ok(metrics::evaluate(&logits, &test.labels, classes))
 }
@@ -244,11 +222,10 @@ impl Trainer for CandleTrainer {
 
     fn train(
         &self,
-        run: &PlannedRun,
+        spec: &RunSpec,
         teachers: &[TeacherSource],
         sink: &mut dyn RunSink,
     ) -> anyhow::Result<Outcome> {
-        let spec = &run.spec;
         let dev = &self.device;
         let splits = self.data(spec)?;
         let (train, test, val) = (&splits.train, &splits.test, splits.validation.as_ref());
@@ -262,11 +239,12 @@ impl Trainer for CandleTrainer {
         let teacher_nets = teachers
             .iter()
             .map(|t| {
-                model::checkpoint::load_teacher(&t.path, t.model, classes, dev)
+                model::checkpoint::load_teacher(&t.path, t.model, classes, self.kernels, dev)
                     .with_context(|| format!("loading teacher {}", t.path.display()))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let (net, varmap) = model::build_trainable(spec.model, classes, spec.seed, dev)?;
+        let (net, varmap) =
+            model::build_trainable(spec.model, classes, spec.seed, self.kernels, dev)?;
         let s = &spec.schedule;
         let mut opt = sgd::Sgd::new(model::trainable_vars(&varmap), s.momentum, s.weight_decay);
         let (h, w) = (train.height, train.width);
@@ -325,8 +303,10 @@ impl Trainer for CandleTrainer {
                 seen += idx.len();
                 sink.progress(epoch, bi + 1, batches.len());
             }
-            let eval = evaluate(spec, &varmap, test, dev)?;
-            let val_eval = val.map(|v| evaluate(spec, &varmap, v, dev)).transpose()?;
+            let eval = evaluate(spec, self.kernels, &varmap, test, dev)?;
+            let val_eval = val
+                .map(|v| evaluate(spec, self.kernels, &varmap, v, dev))
+                .transpose()?;
             let rec = EpochRecord {
                 epoch,
                 lr,
@@ -354,15 +334,13 @@ impl Trainer for CandleTrainer {
             // Resumed after the last epoch's checkpoint: its evaluation again, which
             // gives the same numbers.
             None => (
-                evaluate(spec, &varmap, test, dev)?,
-                val.map(|v| evaluate(spec, &varmap, v, dev)).transpose()?,
+                evaluate(spec, self.kernels, &varmap, test, dev)?,
+                val.map(|v| evaluate(spec, self.kernels, &varmap, v, dev))
+                    .transpose()?,
             ),
         };
         let weights: HashMap<String, Tensor> = model::snapshot(&varmap);
-        let path = sink.weights_path();
-        crate::store::write_atomic_with(&path, |tmp| {
-            candle_core::safetensors::save(&weights, tmp).map_err(anyhow::Error::from)
-        })?;
+        sink.weights(&safetensors::serialize(&weights, None)?)?;
         Ok(Outcome {
             epochs,
             last,
@@ -375,8 +353,8 @@ impl Trainer for CandleTrainer {
 mod tests {
     use super::*;
     use crate::data::mix::mix;
-    use crate::plan::AugmentSpec;
-    use crate::recipe::ModelName;
+    use crate::spec::AugmentSpec;
+    use crate::spec::ModelName;
 
     /// Teachers get the student's mixed batch: a teacher that is a frozen copy of a
     /// model gives, inside the training step, exactly that model's eval logits on the
@@ -384,12 +362,26 @@ mod tests {
     #[test]
     fn teachers_see_the_students_mixed_batch() {
         let dev = Device::Cpu;
-        let (student, _) = model::build_trainable(ModelName::Resnet8, 10, 1, &dev).unwrap();
-        let (_, tvm) = model::build_trainable(ModelName::Resnet8, 10, 2, &dev).unwrap();
-        let teacher =
-            model::build_frozen(ModelName::Resnet8, 10, model::snapshot(&tvm), &dev).unwrap();
-        let reference =
-            model::build_frozen(ModelName::Resnet8, 10, model::snapshot(&tvm), &dev).unwrap();
+        let (student, _) =
+            model::build_trainable(ModelName::Resnet8, 10, 1, model::Kernels::LECAL, &dev).unwrap();
+        let (_, tvm) =
+            model::build_trainable(ModelName::Resnet8, 10, 2, model::Kernels::LECAL, &dev).unwrap();
+        let teacher = model::build_frozen(
+            ModelName::Resnet8,
+            10,
+            model::snapshot(&tvm),
+            model::Kernels::LECAL,
+            &dev,
+        )
+        .unwrap();
+        let reference = model::build_frozen(
+            ModelName::Resnet8,
+            10,
+            model::snapshot(&tvm),
+            model::Kernels::LECAL,
+            &dev,
+        )
+        .unwrap();
         let mut xb: Vec<f32> = (0..4 * 3 * 8 * 8)
             .map(|i| ((i * 7919) % 97) as f32 / 50.0 - 1.0)
             .collect();

@@ -72,7 +72,12 @@ fn matches_candles_convolution_in_all_three_passes() {
         let w = random(&[k, c, kh, kw], &mut rng);
         let g = Geometry::new(x.dims(), w.dims(), stride, pad).unwrap();
         let m = random(&[n, k, g.oh, g.ow], &mut rng);
-        let ours = run(|x, w| conv2d(x, w, stride, pad).unwrap(), &x, &w, &m);
+        let ours = run(
+            |x, w| conv2d(x, w, stride, pad, ConvKernel::Lecal).unwrap(),
+            &x,
+            &w,
+            &m,
+        );
         let theirs = run(|x, w| x.conv2d(w, pad, stride, 1, 1).unwrap(), &x, &w, &m);
         let what = format!("n{n} c{c} {h}x{wd} k{k} {kh}x{kw} stride {stride} pad {pad}");
         close(&format!("{what} output"), &ours.0, &theirs.0);

@@ -1,11 +1,14 @@
 //! The fully resolved description of one training run. Every default is filled in, so the
 //! spec alone decides what is trained; its hash is the run's id.
+//!
+//! This floor lies below both the planner that makes specs and the stages that read them
+//! (`data`, `model`, `method`, `train`, `store`): it imports nothing of lecal but `hash`.
 
-use crate::recipe::{
-    Combine, DatasetName, KlReduction, ModelName, SchedulePreset, TeacherReduction,
-};
+mod names;
+
+pub use names::*;
+
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// Bumped whenever training semantics change, so that old results are not mistaken for
 /// new ones. Part of every run id.
@@ -170,8 +173,7 @@ impl RunSpec {
             }
         }
         let text = toml::to_string(&keyed).expect("a run spec always serialises");
-        let digest = Sha256::digest(text.as_bytes());
-        let hex = crate::store::checkpoint::hex(&digest[..6]);
+        let hex = crate::hash::short_sha256_hex(text.as_bytes(), 6);
         format!("{}-{}-{hex}", self.data.name.as_str(), self.model.as_str())
     }
 }

@@ -1,12 +1,39 @@
-//! The files of one run folder and their formats.
+//! The records a run folder stores and their file formats (CSV and TOML). `RunDir`
+//! decides where each goes.
 
 use super::write_atomic;
 use crate::metrics::Evaluation;
-use crate::plan::RunSpec;
-use crate::train::EpochRecord;
+use crate::spec::RunSpec;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+
+/// One row of `epochs.csv`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub lr: f64,
+    pub train_loss: f64,
+    pub train_acc: f64,
+    pub test_loss: f64,
+    pub test_acc: f64,
+    pub ece: f64,
+    pub nll: f64,
+    pub brier: f64,
+    /// The validation set's loss (NLL), accuracy and ECE, when the run holds one out;
+    /// empty columns otherwise.
+    #[serde(default)]
+    pub val_loss: Option<f64>,
+    #[serde(default)]
+    pub val_acc: Option<f64>,
+    #[serde(default)]
+    pub val_ece: Option<f64>,
+    /// Training and evaluation time of the epoch (the times come last: every column
+    /// before them is fixed by the spec and seed).
+    pub seconds: f64,
+    /// Time to write the epoch's checkpoint.
+    pub checkpoint_seconds: f64,
+}
 
 pub const RUN: &str = "run.toml";
 pub const EPOCHS: &str = "epochs.csv";
@@ -138,8 +165,8 @@ struct PredictionRow {
     confidence: f64,
 }
 
-/// Writes reliability.csv and predictions.csv of an evaluation.
-pub fn write_evaluation(dir: &Path, e: &Evaluation) -> anyhow::Result<()> {
+/// Writes reliability.csv and predictions.csv of an evaluation into `dir`.
+pub(super) fn write_evaluation(dir: &Path, e: &Evaluation) -> anyhow::Result<()> {
     let bins: Vec<BinRow> = e
         .bins
         .iter()

@@ -1,0 +1,108 @@
+//! `lecal bench`: throughput of a training step, a teacher's forward pass and the data
+//! pipeline, or one step on a device checked against the CPU.
+
+use super::align_thread_pools;
+use crate::device::{self, DeviceChoice};
+use crate::spec::ModelName;
+use anyhow::{bail, Context};
+use std::path::PathBuf;
+
+/// What `lecal bench` was asked besides the device and models.
+pub struct BenchOptions {
+    /// The convolution `--check` runs where it checks only one.
+    pub conv: crate::model::ConvChoice,
+    pub baseline: bool,
+    pub min_seconds: f64,
+    pub parts: Vec<String>,
+    pub csv: Option<PathBuf>,
+    pub check: bool,
+}
+
+/// `lecal bench`: throughput, or with `check` one step against the CPU.
+pub fn bench(
+    device: DeviceChoice,
+    models: &[String],
+    o: BenchOptions,
+) -> anyhow::Result<std::process::ExitCode> {
+    let BenchOptions {
+        conv,
+        baseline,
+        min_seconds,
+        parts,
+        csv,
+        check,
+    } = o;
+    if let Some(p) = parts
+        .iter()
+        .find(|p| !["train", "teacher", "data"].contains(&p.as_str()))
+    {
+        bail!("--parts: unknown part `{p}`, expected train, teacher or data");
+    }
+    align_thread_pools();
+    if check && std::env::var_os("NVIDIA_TF32_OVERRIDE").is_none() {
+        // The check compares arithmetic, not TF32's 10-bit mantissa: cuDNN and cuBLAS
+        // read this before their first call.
+        std::env::set_var("NVIDIA_TF32_OVERRIDE", "0");
+    }
+    let dev = device::open(device)?;
+    if check {
+        use crate::model::Kernels;
+        // With cuDNN compiled in, both convolutions a GPU run can use are checked.
+        let impls: &[(Kernels, &str)] = if cfg!(feature = "cudnn") && dev.is_cuda() {
+            &[
+                (Kernels::LECAL, "lecal's convolution (cuDNN)"),
+                (Kernels::CANDLE, "candle's convolution"),
+            ]
+        } else {
+            &[(Kernels::new(conv, &dev), "the default convolution")]
+        };
+        let mut ok = true;
+        for &(kernels, name) in impls {
+            let (loss, weights) = crate::bench::check_device(&dev, kernels)?;
+            let agree = loss < 1e-3 && weights < 1e-3;
+            ok &= agree;
+            outln!(
+                "one ResNet20 training step on {} with {name}, against the CPU: loss differs by {loss:.2e}, updated weights by at most {weights:.2e}: {}",
+                device::describe(&dev),
+                if agree {
+                    "agree (tolerance 1e-3)"
+                } else {
+                    "DISAGREE (tolerance 1e-3)"
+                }
+            );
+        }
+        return Ok(if ok {
+            std::process::ExitCode::SUCCESS
+        } else {
+            std::process::ExitCode::FAILURE
+        });
+    }
+    let models = models
+        .iter()
+        .map(|m| {
+            ModelName::CIFAR
+                .into_iter()
+                .find(|x| x.as_str() == m)
+                .with_context(|| format!("--models: unknown model `{m}`"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    eprintln!(
+        "lecal {} (candle {}), {}, batch {}:",
+        env!("CARGO_PKG_VERSION"),
+        env!("LECAL_CANDLE_VERSION"),
+        device::describe(&dev),
+        crate::bench::BATCH
+    );
+    let opts = crate::bench::Options {
+        device: dev,
+        models,
+        baseline,
+        min_seconds,
+        parts,
+    };
+    let measures = crate::bench::run(&opts)?;
+    if let Some(p) = csv {
+        crate::store::write_csv(&p, &measures)?;
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}

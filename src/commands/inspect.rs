@@ -1,0 +1,224 @@
+//! `lecal plan`, `status`, `table` and `models`: what the recipes ask for and where the
+//! results stand.
+
+use super::load_plan;
+use crate::plan::{model_title, Plan};
+use crate::recipe;
+use crate::report;
+use crate::spec::ModelName;
+use crate::store::{RunState, Store};
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+
+/// `lecal plan`: every run the recipes expand to, its state and dependencies.
+pub fn plan(paths: &[PathBuf], scale: &str, store: &Store) -> anyhow::Result<()> {
+    let (_, plan) = load_plan(paths, scale)?;
+    print_plan(&plan, store)
+}
+
+fn print_plan(plan: &Plan, store: &Store) -> anyhow::Result<()> {
+    let (mut done, mut damaged) = (0, 0);
+    let mut done_epochs = 0;
+    let width = plan.runs.iter().map(|r| r.id.len()).max().unwrap_or(2);
+    outln!(
+        "{:<width$}  {:<5} {:<28} {:<6} deps / cells",
+        "id",
+        "seed",
+        "state",
+        "epochs"
+    );
+    for r in &plan.runs {
+        let state = store.state(&r.id);
+        let epochs = r.spec.schedule.epochs;
+        match state {
+            RunState::Done => {
+                done += 1;
+                done_epochs += epochs;
+            }
+            RunState::Partial(k) => done_epochs += k,
+            RunState::Damaged(_) => damaged += 1,
+            _ => {}
+        }
+        let mut what: Vec<String> = r.cells.iter().map(|(c, _)| c.to_string()).collect();
+        if !r.teacher_of.is_empty() {
+            what.push(format!("teacher of {} runs", r.teacher_of.len()));
+            if state == RunState::Done && !store.has_weights(&r.id) {
+                what.push(match store.rebuild_failure(&r.id) {
+                    Some(f) => format!(
+                        "no weights: training it again failed in epoch {} ({}); --retry-failed",
+                        f.epoch, f.reason
+                    ),
+                    None => "no weights: trains again when a student needs them".into(),
+                });
+            }
+        }
+        if let RunState::Damaged(why) = &state {
+            what.push(why.clone());
+        }
+        let deps = if r.deps.is_empty() {
+            "-".to_string()
+        } else {
+            r.deps.join(",")
+        };
+        outln!(
+            "{:<width$}  {:<5} {:<28} {:<6} {deps} / {}",
+            r.id,
+            r.spec.seed,
+            state.label(epochs),
+            epochs,
+            what.join("; ")
+        );
+    }
+    let requested: usize = plan.cells.values().map(|c| c.runs.len()).sum();
+    let teachers = plan
+        .runs
+        .iter()
+        .filter(|r| !r.teacher_of.is_empty())
+        .count();
+    outln!(
+        "{} cells ask for {requested} runs (one per seed); {} of the unique runs serve as teachers",
+        plan.cells.len(),
+        teachers
+    );
+    outln!(
+        "total: {} runs, {} epochs ({} done), {} done, {} to train{}",
+        plan.runs.len(),
+        plan.total_epochs(),
+        done_epochs,
+        done,
+        plan.runs.len() - done - damaged,
+        if damaged > 0 {
+            format!(", {damaged} damaged")
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
+fn find_table_spec(name: &str, recipes: &Path) -> anyhow::Result<PathBuf> {
+    let p = Path::new(name);
+    if p.is_file() {
+        return Ok(p.to_path_buf());
+    }
+    let files = recipe::expand_paths(&[recipes.to_path_buf()])
+        .with_context(|| format!("looking for table `{name}`"))?;
+    let want = format!("{name}.table.toml");
+    files
+        .into_iter()
+        .find(|f| f.file_name().and_then(|n| n.to_str()) == Some(want.as_str()))
+        .with_context(|| format!("no table spec `{want}` under {}", recipes.display()))
+}
+
+/// `lecal table`: a table from its recipes and the results, written and printed.
+pub fn table(name: &str, recipes: &Path, scale: &str, store: &Store) -> anyhow::Result<()> {
+    let spec_path = find_table_spec(name, recipes)?;
+    let dir = spec_path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let (set, plan) = load_plan(&[dir], scale)?;
+    let spec = set
+        .tables
+        .values()
+        .find(|t| t.path == spec_path)
+        .cloned()
+        .map_or_else(|| recipe::load_table(&spec_path), Ok)?;
+    let table = report::assemble(&spec, &plan, store, scale)?;
+    let written = report::write(&table, store)?;
+    out!("{}", report::Exporter::render(&report::Markdown, &table));
+    for p in written {
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
+/// `lecal status`: runs by state; fails when runs are damaged.
+pub fn status(
+    paths: &[PathBuf],
+    scale: &str,
+    store: &Store,
+) -> anyhow::Result<std::process::ExitCode> {
+    let (_, plan) = load_plan(paths, scale)?;
+    print_status(&plan, store)?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn print_status(plan: &Plan, store: &Store) -> anyhow::Result<()> {
+    let mut groups: [(&str, Vec<String>); 5] = [
+        ("done", vec![]),
+        ("partial", vec![]),
+        ("failed", vec![]),
+        ("pending", vec![]),
+        ("damaged", vec![]),
+    ];
+    for r in &plan.runs {
+        let st = store.state(&r.id);
+        let (k, text) = match &st {
+            RunState::Done => (0, r.id.clone()),
+            RunState::Partial(_) => (
+                1,
+                format!("{} ({})", r.id, st.label(r.spec.schedule.epochs)),
+            ),
+            RunState::Failed { epoch, reason } => {
+                (2, format!("{} (epoch {epoch}: {reason})", r.id))
+            }
+            RunState::Pending => (3, r.id.clone()),
+            RunState::Damaged(why) => (4, format!("{} ({why})", r.id)),
+        };
+        groups[k].1.push(text);
+    }
+    outln!(
+        "{} runs: {}",
+        plan.runs.len(),
+        groups
+            .iter()
+            .map(|(n, v)| format!("{} {n}", v.len()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for (name, ids) in &groups {
+        // Long lists of finished runs say nothing the count does not.
+        if ids.is_empty() || (*name == "done" && ids.len() > 50) {
+            continue;
+        }
+        outln!("{name}:");
+        for id in ids {
+            outln!("  {id}");
+        }
+    }
+    Ok(())
+}
+
+/// `lecal models`: the model zoo with parameter counts.
+pub fn models() -> anyhow::Result<()> {
+    outln!(
+        "{:<10} {:>6} {:>14} {:>15}",
+        "model",
+        "depth",
+        "params (K=10)",
+        "params (K=100)"
+    );
+    for m in ModelName::CIFAR {
+        let count = |k| crate::model::parameters_of(m, k);
+        outln!(
+            "{:<10} {:>6} {:>14} {:>15}",
+            model_title(m),
+            m.cifar_depth().unwrap_or(0),
+            group(count(10)?),
+            group(count(100)?)
+        );
+    }
+    outln!("CIFAR ResNets with 1x1-convolution shortcuts; ImageNet ResNet-18/34/50 are not implemented yet.");
+    Ok(())
+}
+
+/// 278324 -> "278,324".
+fn group(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}

@@ -1,0 +1,148 @@
+//! `lecal run`: check what the selected runs need, then train them.
+
+use super::{align_thread_pools, load_plan};
+use crate::device::{self, DeviceChoice};
+use crate::exec::{self, Ended, Progress};
+use crate::plan;
+use crate::store::Store;
+use crate::train::CandleTrainer;
+use anyhow::{bail, Context};
+use std::path::{Path, PathBuf};
+
+/// What `lecal run` was asked besides the recipes.
+pub struct RunOptions {
+    pub conv: crate::model::ConvChoice,
+    pub device: DeviceChoice,
+    pub scale: String,
+    pub data_dir: PathBuf,
+    pub jobs: Option<usize>,
+    pub retry_failed: bool,
+}
+
+/// `lecal run`: trains every selected run of the recipes, teachers first.
+pub fn run(
+    paths: &[PathBuf],
+    o: RunOptions,
+    store: &Store,
+) -> anyhow::Result<std::process::ExitCode> {
+    align_thread_pools();
+    let (_, plan) = load_plan(paths, &o.scale)?;
+    // What will train, decided where the executor decides it.
+    let pending = exec::select(&plan, store, o.retry_failed).train;
+    let mut checked = std::collections::BTreeSet::new();
+    for r in &pending {
+        crate::data::check_available(&r.spec.data, &o.data_dir)?;
+        check_teacher_checkpoints(r, &mut checked)?;
+    }
+    let dev = device::open(o.device)?;
+    if !pending.is_empty() {
+        check_writable(store)?;
+    }
+    let jobs = o.jobs.unwrap_or(1).clamp(1, pending.len().max(1));
+    let kernels = crate::model::Kernels::new(o.conv, &dev);
+    let trainer = CandleTrainer::new(dev, kernels, o.data_dir);
+    let opts = exec::Options {
+        jobs,
+        retry_failed: o.retry_failed,
+    };
+    crate::interrupt::install()?;
+    let report = exec::execute(&plan, store, &trainer, Progress::new(jobs), opts);
+    let trained = report.count(|e| *e == Ended::Trained);
+    let already = report.count(|e| *e == Ended::AlreadyDone);
+    let stopped = report.stopped();
+    let failures = report.failures();
+    let line = format!(
+        "{} runs: {trained} trained, {already} already done, {} failed or skipped, {} stopped, {} not started",
+        plan.runs.len(),
+        failures.len(),
+        stopped.len(),
+        plan.runs.len() - report.ended.len(),
+    );
+    // Not `outln!`: a closed pipe must not hide the failures below or the exit status.
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), (line + "\n").as_bytes());
+    if !failures.is_empty() {
+        eprintln!("error: {} runs did not finish:", failures.len());
+        for (id, e) in &failures {
+            match e {
+                Ended::Failed(why) => eprintln!("  {id}: failed: {why}"),
+                Ended::Skipped(why) => eprintln!("  {id}: skipped: {why}"),
+                _ => {}
+            }
+        }
+    }
+    for (id, why) in &stopped {
+        eprintln!("  {id}: {why}");
+    }
+    match &report.halted {
+        Some(exec::Halt::Signal(sig)) => {
+            eprintln!(
+                "stopped by {}: finished epochs are kept; run the same command again to resume",
+                crate::interrupt::signal_name(*sig)
+            );
+            return Ok(std::process::ExitCode::from((128 + sig) as u8));
+        }
+        Some(exec::Halt::Storage(why)) => {
+            eprintln!("error: stopped, the results folder cannot be written: {why}");
+            eprintln!("finished epochs are kept; free space or fix permissions, then run the same command again to resume");
+            return Ok(std::process::ExitCode::FAILURE);
+        }
+        None => {}
+    }
+    if failures.is_empty() {
+        Ok(std::process::ExitCode::SUCCESS)
+    } else {
+        Ok(std::process::ExitCode::FAILURE)
+    }
+}
+
+/// Fails unless a file can be created in the results folder, before anything is trained.
+/// The probe is named by process: processes starting together on one folder must not
+/// remove each other's.
+fn check_writable(store: &Store) -> anyhow::Result<()> {
+    let probe = store
+        .runs_dir()
+        .join(format!(".lecal-write-test.{}", std::process::id()));
+    crate::store::write_atomic(&probe, b"")
+        .and_then(|_| std::fs::remove_file(&probe).map_err(Into::into))
+        .with_context(|| {
+            format!(
+                "the results folder {} is not writable",
+                store.root.display()
+            )
+        })
+}
+
+/// Checks external teacher checkpoints against their declared models before training.
+fn check_teacher_checkpoints(
+    r: &plan::PlannedRun,
+    checked: &mut std::collections::BTreeSet<String>,
+) -> anyhow::Result<()> {
+    for t in &r.spec.teachers {
+        if let crate::spec::TeacherRef::Checkpoint {
+            model,
+            path,
+            sha256,
+        } = t
+        {
+            if checked.insert(path.clone()) {
+                let p = Path::new(path);
+                let cells: Vec<String> = r.cells.iter().map(|(c, _)| c.to_string()).collect();
+                let user = || format!("the teacher of {} ({})", cells.join(", "), r.id);
+                let found = crate::hash::file_sha256(p)
+                    .with_context(|| format!("cannot read {}", p.display()))
+                    .with_context(user)?;
+                if &found != sha256 {
+                    bail!(
+                        "{}: its SHA-256 is {found}, the recipe's `sha256` is {sha256} ({})",
+                        p.display(),
+                        user()
+                    );
+                }
+                let tensors = crate::model::checkpoint::read(p).with_context(user)?;
+                crate::model::checkpoint::check(&tensors, *model, r.spec.data.classes, p)
+                    .with_context(user)?;
+            }
+        }
+    }
+    Ok(())
+}

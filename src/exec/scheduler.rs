@@ -1,0 +1,256 @@
+//! What runs next: a queue of the selected runs, each started when its teachers are done,
+//! claimed under its lock, handed to a backend slot, and its ending recorded. A failed run
+//! skips the runs that need it and nothing else; a stop signal or a write error halts the
+//! invocation.
+
+use super::backend::{Backend, Job, JobKind};
+use super::select::{left_alone, select};
+use super::{halt_of, lock, message, Ended, Halt, Options, Progress, Report};
+use crate::interrupt;
+use crate::plan::{Plan, PlannedRun};
+use crate::store::lock::{Acquired, Holder, RunLock};
+use crate::store::{RunState, Store, WriteError};
+use std::collections::BTreeSet;
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+/// How often a process looks again at runs that other processes are training.
+const POLL: Duration = Duration::from_millis(500);
+
+/// Runs every selected run of `plan` on `backend`'s slots, each after its teachers.
+pub(super) fn run(
+    plan: &Plan,
+    store: &Store,
+    backend: &dyn Backend,
+    mut progress: Progress,
+    opts: Options,
+) -> Report {
+    let sel = select(plan, store, opts.retry_failed);
+    for note in &sel.notes {
+        progress.line(note);
+    }
+    let queue = Mutex::new(Queue {
+        total: sel.train.len(),
+        waiting: sel.train,
+        elsewhere: Vec::new(),
+        announced: BTreeSet::new(),
+        rebuild: sel.rebuild,
+        running: 0,
+        started: 0,
+        report: Report {
+            ended: sel.left,
+            halted: None,
+        },
+    });
+    let wake = Condvar::new();
+    let progress = Mutex::new(progress);
+    let slot = |slot: usize| {
+        while let Some((job, _held)) = next_job(&queue, &wake, store, &opts, &progress) {
+            let result = backend
+                .run(slot, &[job], &progress)
+                .pop()
+                .unwrap_or_else(|| Err(anyhow::anyhow!("the backend reported no result")));
+            let ended = ended_of(job.run, result, &queue, &progress);
+            let mut q = lock(&queue);
+            q.running -= 1;
+            q.report.ended.insert(job.run.id.clone(), ended);
+            wake.notify_all();
+        }
+    };
+    std::thread::scope(|s| {
+        for i in 0..backend.slots().max(1) {
+            s.spawn(move || slot(i));
+        }
+    });
+    queue.into_inner().unwrap_or_else(|e| e.into_inner()).report
+}
+
+/// Waits for the next run that is ready and claimed; `None` when nothing is left for
+/// this slot (all ended, or the invocation halted).
+fn next_job<'a>(
+    queue: &Mutex<Queue<'a>>,
+    wake: &Condvar,
+    store: &Store,
+    opts: &Options,
+    progress: &Mutex<Progress>,
+) -> Option<(Job<'a>, RunLock)> {
+    let mut q = lock(queue);
+    loop {
+        if let Some(sig) = interrupt::requested() {
+            q.halt(Halt::Signal(sig));
+        }
+        if q.report.halted.is_some() {
+            wake.notify_all();
+            return None;
+        }
+        if let Some(run) = q.next_ready(progress) {
+            if let Some(claimed) = q.claim(run, store, opts, progress) {
+                let i = q.started;
+                lock(progress).start_run(i, q.total, run);
+                return Some(claimed);
+            }
+            wake.notify_all();
+            continue;
+        }
+        if q.waiting.is_empty() && q.elsewhere.is_empty() {
+            wake.notify_all();
+            return None;
+        }
+        if q.running == 0 && q.elsewhere.is_empty() {
+            // Nothing can become ready (cannot happen with a dependency-ordered plan).
+            let left: Vec<&PlannedRun> = q.waiting.drain(..).collect();
+            for r in left {
+                let why = "its teachers are not in the plan".to_string();
+                q.report.ended.insert(r.id.clone(), Ended::Skipped(why));
+            }
+            wake.notify_all();
+            return None;
+        }
+        q = wake
+            .wait_timeout(q, POLL)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+        // Look again at the runs other processes hold.
+        let back: Vec<_> = q.elsewhere.drain(..).collect();
+        q.waiting.splice(0..0, back);
+    }
+}
+
+/// How a run ended, from the result its backend gave: an error that halts the invocation
+/// (a signal, a write error) stops the run without failing it.
+fn ended_of(
+    run: &PlannedRun,
+    result: anyhow::Result<()>,
+    queue: &Mutex<Queue>,
+    progress: &Mutex<Progress>,
+) -> Ended {
+    let Err(e) = result else {
+        return Ended::Trained;
+    };
+    let reason = message(&e);
+    match halt_of(&e) {
+        Some(halt) => {
+            if matches!(halt, Halt::Storage(_)) {
+                lock(progress).line(&format!("error: run {} stopped: {reason}", run.id));
+            }
+            lock(queue).halt(halt);
+            Ended::Stopped(reason)
+        }
+        None => {
+            lock(progress).line(&format!("error: run {} failed: {reason}", run.id));
+            Ended::Failed(reason)
+        }
+    }
+}
+
+/// Which runs are waiting, running and finished while slots take them.
+struct Queue<'a> {
+    total: usize,
+    waiting: Vec<&'a PlannedRun>,
+    /// Runs another process holds the lock of; looked at again every `POLL`.
+    elsewhere: Vec<&'a PlannedRun>,
+    /// Runs already reported as trained elsewhere (said once).
+    announced: BTreeSet<String>,
+    /// Done teacher runs without their weights, trained again for students that train.
+    rebuild: BTreeSet<String>,
+    running: usize,
+    started: usize,
+    report: Report,
+}
+
+impl<'a> Queue<'a> {
+    /// The first waiting run whose teachers are all done; runs whose teachers failed are
+    /// marked skipped on the way. `None` when nothing is ready now.
+    fn next_ready(&mut self, progress: &Mutex<Progress>) -> Option<&'a PlannedRun> {
+        let mut i = 0;
+        while i < self.waiting.len() {
+            let run = self.waiting[i];
+            let ended = |d: &String| self.report.ended.get(d);
+            if let Some(dep) = run.deps.iter().find(|d| {
+                matches!(
+                    ended(d),
+                    Some(Ended::Failed(_) | Ended::Skipped(_) | Ended::Stopped(_))
+                )
+            }) {
+                let why = format!("teacher run {dep} is not done");
+                lock(progress).line(&format!("skip {}: {why}", run.id));
+                self.report
+                    .ended
+                    .insert(run.id.clone(), Ended::Skipped(why));
+                self.waiting.remove(i);
+                continue;
+            }
+            let ready = run
+                .deps
+                .iter()
+                .all(|d| matches!(ended(d), Some(Ended::AlreadyDone | Ended::Trained)));
+            if ready {
+                return Some(self.waiting.remove(i));
+            }
+            i += 1;
+        }
+        None
+    }
+
+    /// Takes the lock of a ready run and decides what to do with it: a job and its lock
+    /// to run it; `None` when it is done, failed or trained by another process.
+    fn claim(
+        &mut self,
+        run: &'a PlannedRun,
+        store: &Store,
+        opts: &Options,
+        progress: &Mutex<Progress>,
+    ) -> Option<(Job<'a>, RunLock)> {
+        let dir = store.run(&run.id);
+        let ended = match dir.try_lock() {
+            Err(e) => {
+                if WriteError::in_chain(&e) || e.chain().any(|c| c.is::<std::io::Error>()) {
+                    self.halt(Halt::Storage(format!("{e:#}")));
+                }
+                Ended::Stopped(format!("{e:#}"))
+            }
+            Ok(Acquired::Busy(holder)) => {
+                if self.announced.insert(run.id.clone()) {
+                    let who = holder
+                        .as_ref()
+                        .map_or("another process".into(), Holder::to_string);
+                    lock(progress).line(&format!("wait {}: being trained by {who}", run.id));
+                }
+                self.elsewhere.push(run);
+                return None;
+            }
+            Ok(Acquired::Held { lock: l, took_over }) => {
+                if let Some(h) = took_over {
+                    lock(progress).line(&format!(
+                        "run {}: taking over the lock left by {h}, which is no longer running",
+                        run.id
+                    ));
+                }
+                // Read again under the lock: another process may have finished it.
+                let state = dir.state();
+                let kind = if state == RunState::Done {
+                    JobKind::Rebuild
+                } else {
+                    JobKind::Train
+                };
+                let rebuild = self.rebuild.contains(&run.id);
+                match left_alone(state, &run.id, rebuild, store, opts.retry_failed) {
+                    Some(ended) => ended,
+                    None => {
+                        self.started += 1;
+                        self.running += 1;
+                        return Some((Job { run, kind }, l));
+                    }
+                }
+            }
+        };
+        self.report.ended.insert(run.id.clone(), ended);
+        None
+    }
+
+    fn halt(&mut self, why: Halt) {
+        if self.report.halted.is_none() {
+            self.report.halted = Some(why);
+        }
+    }
+}

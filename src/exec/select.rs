@@ -1,0 +1,128 @@
+//! Which runs of a plan train in this invocation, and why the others do not: the one
+//! place that decides it. The scheduler starts from it, and `lecal run` asks it which
+//! runs need their data and teacher checkpoints checked before anything trains.
+
+use super::Ended;
+use crate::plan::{Plan, PlannedRun};
+use crate::store::{RunState, Store, REBUILD};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The runs of a plan sorted into those that train and those that do not.
+#[derive(Debug, Default)]
+pub struct Selection<'a> {
+    /// Runs to train (or, for those in `rebuild`, to train again for their weights), in
+    /// dependency order.
+    pub train: Vec<&'a PlannedRun>,
+    /// Done teacher runs without their weights (never committed) whose students train:
+    /// they train again in their `rebuild/` folder.
+    pub rebuild: BTreeSet<String>,
+    /// Runs that do not train, and how they end.
+    pub left: BTreeMap<String, Ended>,
+    /// What to tell the user about the selection (rebuilds, damaged runs), in plan order.
+    pub notes: Vec<String>,
+}
+
+/// Sorts the runs of `plan` by their state in `store`.
+pub fn select<'a>(plan: &'a Plan, store: &Store, retry_failed: bool) -> Selection<'a> {
+    let states: BTreeMap<&str, RunState> = plan
+        .runs
+        .iter()
+        .map(|r| (r.id.as_str(), store.state(&r.id)))
+        .collect();
+    let trains = |s: &RunState| match s {
+        RunState::Done | RunState::Damaged(_) => false,
+        RunState::Failed { .. } => retry_failed,
+        _ => true,
+    };
+    let mut sel = Selection {
+        // Teachers of runs that will train, done but without their weights.
+        rebuild: plan
+            .runs
+            .iter()
+            .filter(|r| trains(&states[r.id.as_str()]))
+            .flat_map(|r| &r.deps)
+            .filter(|d| states.get(d.as_str()) == Some(&RunState::Done) && !store.has_weights(d))
+            .cloned()
+            .collect(),
+        ..Selection::default()
+    };
+    for r in &plan.runs {
+        let rebuild_failed = sel
+            .rebuild
+            .contains(&r.id)
+            .then(|| rebuild_failed(store, &r.id, retry_failed))
+            .flatten();
+        let left = match &states[r.id.as_str()] {
+            RunState::Done => match rebuild_failed {
+                Some(ended) => Some(ended),
+                None if sel.rebuild.contains(&r.id) => {
+                    sel.notes.push(format!(
+                        "run {}: done, but its weights (never committed) are not here; its \
+                         students need them, so it trains again in {}/{REBUILD} and its files stay",
+                        r.id, r.id,
+                    ));
+                    None
+                }
+                None => Some(Ended::AlreadyDone),
+            },
+            RunState::Failed { epoch, reason } if !retry_failed => {
+                Some(failed_earlier(*epoch, reason))
+            }
+            RunState::Damaged(why) => {
+                sel.notes.push(format!("error: run {}: {why}", r.id));
+                Some(damaged(why))
+            }
+            _ => None,
+        };
+        match left {
+            Some(ended) => {
+                sel.left.insert(r.id.clone(), ended);
+            }
+            None => sel.train.push(r),
+        }
+    }
+    sel
+}
+
+/// How a run ends when the scheduler reads its state again under its lock: `None` to
+/// train it.
+pub(super) fn left_alone(
+    state: RunState,
+    id: &str,
+    rebuild: bool,
+    store: &Store,
+    retry_failed: bool,
+) -> Option<Ended> {
+    match state {
+        RunState::Done if !rebuild || store.has_weights(id) => Some(Ended::AlreadyDone),
+        RunState::Done => rebuild_failed(store, id, retry_failed),
+        RunState::Failed { epoch, reason } if !retry_failed => Some(failed_earlier(epoch, &reason)),
+        RunState::Damaged(why) => Some(damaged(&why)),
+        _ => None,
+    }
+}
+
+/// A run whose summary cannot be read: left alone, so that nothing committed is
+/// overwritten.
+fn damaged(why: &str) -> Ended {
+    Ended::Skipped(format!(
+        "{why}; restore the file (`git checkout`) or remove the run's folder to train it again"
+    ))
+}
+
+/// A done run whose training again for its weights failed earlier: left alone without
+/// `--retry-failed`, like any failed run.
+fn rebuild_failed(store: &Store, id: &str, retry_failed: bool) -> Option<Ended> {
+    if retry_failed {
+        return None;
+    }
+    let f = store.rebuild_failure(id)?;
+    Some(failed_earlier(f.epoch, &f.reason))
+}
+
+/// A run an earlier attempt marked failed, left alone without `--retry-failed`.
+fn failed_earlier(epoch: usize, reason: &str) -> Ended {
+    Ended::Failed(format!(
+        "failed in epoch {epoch} earlier ({reason}); --retry-failed attempts it again"
+    ))
+}

@@ -1,0 +1,150 @@
+//! 2-D convolution (no bias, no dilation, one group) as a candle custom op: the CPU
+//! passes in `cpu.rs`, the CUDA passes through cuDNN (`../cudnn.rs`, the `cudnn` feature).
+//! Which convolution a layer runs is the `ConvKernel` it was built with.
+
+mod cpu;
+
+pub use cpu::{backward, forward, Geometry};
+
+use super::common;
+use super::ConvKernel;
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
+
+/// `conv2d(x, w)` with `kernel`: lecal's where it runs on `x`'s device (f32), candle's
+/// elsewhere.
+pub fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    pad: usize,
+    kernel: ConvKernel,
+) -> Result<Tensor> {
+    if x.dtype() != DType::F32 || !kernel.lecal_on(x.device()) {
+        return x.conv2d(w, pad, stride, 1, 1);
+    }
+    x.contiguous()?
+        .apply_op2(&w.contiguous()?, Conv { stride, pad })
+}
+
+fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    common::f32_slice("conv2d", s, l, what)
+}
+
+struct Conv {
+    stride: usize,
+    pad: usize,
+}
+
+impl CustomOp2 for Conv {
+    fn name(&self) -> &'static str {
+        "lecal-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geometry::new(l1.dims(), l2.dims(), self.stride, self.pad)?;
+        let y = forward(
+            f32_slice(s1, l1, "input")?,
+            f32_slice(s2, l2, "weight")?,
+            &g,
+        );
+        Ok((CpuStorage::F32(y), Shape::from(&g.y_dims()[..])))
+    }
+
+    #[cfg(feature = "cudnn")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let g = Geometry::new(l1.dims(), l2.dims(), self.stride, self.pad)?;
+        let y = super::cudnn::forward((s1, l1), (s2, l2), &g)?;
+        Ok((y, Shape::from(&g.y_dims()[..])))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let both = x.apply_op3_no_bwd(
+            w,
+            &dy.contiguous()?,
+            &ConvBackward {
+                stride: self.stride,
+                pad: self.pad,
+            },
+        )?;
+        let (dx, dw) = common::split_gradients(&both, x, w)?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+/// Both gradients as one flat tensor `[dx, dW]` (a custom op has one output).
+struct ConvBackward {
+    stride: usize,
+    pad: usize,
+}
+
+impl ConvBackward {
+    /// The geometry of inputs `(x, w, dy)`, with dy's shape checked against it.
+    fn geometry(&self, x: &Layout, w: &Layout, dy: &Layout) -> Result<Geometry> {
+        let g = Geometry::new(x.dims(), w.dims(), self.stride, self.pad)?;
+        if dy.dims() != g.y_dims() {
+            candle_core::bail!("conv2d backward: output gradient of shape {:?}", dy.dims());
+        }
+        Ok(g)
+    }
+}
+
+impl CustomOp3 for ConvBackward {
+    fn name(&self) -> &'static str {
+        "lecal-conv2d-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = self.geometry(l1, l2, l3)?;
+        let both = backward(
+            f32_slice(s1, l1, "input")?,
+            f32_slice(s2, l2, "weight")?,
+            f32_slice(s3, l3, "output gradient")?,
+            &g,
+        );
+        Ok((CpuStorage::F32(both), Shape::from(g.grads_len())))
+    }
+
+    #[cfg(feature = "cudnn")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let g = self.geometry(l1, l2, l3)?;
+        let both = super::cudnn::backward((s1, l1), (s2, l2), (s3, l3), &g)?;
+        Ok((both, Shape::from(g.grads_len())))
+    }
+}
+
+#[cfg(test)]
+mod tests;

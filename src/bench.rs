@@ -119,6 +119,8 @@ fn kernels(candle_conv: bool) -> Kernels {
     }
 }
 
+// Long: the three parts (train, teacher, data) share one `push` that prints and records
+// each measurement as it is taken, in the order `make bench` lays them beside PyTorch's.
 pub fn run(o: &Options) -> anyhow::Result<Vec<Measure>> {
     let mut out = Vec::new();
     let mut push = |what: String, imp: String, (ips, n, s): (f64, usize, f64)| {

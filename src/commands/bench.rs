@@ -46,36 +46,7 @@ pub fn bench(
     }
     let dev = device::open(device)?;
     if check {
-        use crate::model::Kernels;
-        // With cuDNN compiled in, both convolutions a GPU run can use are checked.
-        let impls: &[(Kernels, &str)] = if cfg!(feature = "cudnn") && dev.is_cuda() {
-            &[
-                (Kernels::LECAL, "lecal's convolution (cuDNN)"),
-                (Kernels::CANDLE, "candle's convolution"),
-            ]
-        } else {
-            &[(Kernels::new(conv, &dev), "the default convolution")]
-        };
-        let mut ok = true;
-        for &(kernels, name) in impls {
-            let (loss, weights) = crate::bench::check_device(&dev, kernels)?;
-            let agree = loss < 1e-3 && weights < 1e-3;
-            ok &= agree;
-            outln!(
-                "one ResNet20 training step on {} with {name}, against the CPU: loss differs by {loss:.2e}, updated weights by at most {weights:.2e}: {}",
-                device::describe(&dev),
-                if agree {
-                    "agree (tolerance 1e-3)"
-                } else {
-                    "DISAGREE (tolerance 1e-3)"
-                }
-            );
-        }
-        return Ok(if ok {
-            std::process::ExitCode::SUCCESS
-        } else {
-            std::process::ExitCode::FAILURE
-        });
+        return check_device(&dev, conv);
     }
     let models = models
         .iter()
@@ -105,4 +76,42 @@ pub fn bench(
         crate::store::write_csv(&p, &measures)?;
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// One training step on `dev` against the same step on the CPU, with each convolution a
+/// run on `dev` can use.
+fn check_device(
+    dev: &candle_core::Device,
+    conv: crate::model::ConvChoice,
+) -> anyhow::Result<std::process::ExitCode> {
+    use crate::model::Kernels;
+    // With cuDNN compiled in, both convolutions a GPU run can use are checked.
+    let impls: &[(Kernels, &str)] = if cfg!(feature = "cudnn") && dev.is_cuda() {
+        &[
+            (Kernels::LECAL, "lecal's convolution (cuDNN)"),
+            (Kernels::CANDLE, "candle's convolution"),
+        ]
+    } else {
+        &[(Kernels::new(conv, dev), "the default convolution")]
+    };
+    let mut ok = true;
+    for &(kernels, name) in impls {
+        let (loss, weights) = crate::bench::check_device(dev, kernels)?;
+        let agree = loss < 1e-3 && weights < 1e-3;
+        ok &= agree;
+        outln!(
+            "one ResNet20 training step on {} with {name}, against the CPU: loss differs by {loss:.2e}, updated weights by at most {weights:.2e}: {}",
+            device::describe(dev),
+            if agree {
+                "agree (tolerance 1e-3)"
+            } else {
+                "DISAGREE (tolerance 1e-3)"
+            }
+        );
+    }
+    Ok(if ok {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    })
 }

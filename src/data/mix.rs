@@ -35,6 +35,7 @@ pub struct Mixed {
     pub boxes: Vec<((usize, usize), Rect)>,
 }
 
+// Long: one match over the augmentations, each arm the paper's formula for its kind.
 /// Mixes `x` (`b×3×h×w`, in place). `labels` are the batch's hard labels.
 pub fn mix(
     aug: &AugmentSpec,

@@ -185,6 +185,8 @@ mod tests {
         assert!((e[0] - (1.0 - 0.3) / (rv + 1e-5).sqrt()).abs() < 1e-5);
     }
 
+    // Long: one table of cases (fused or composed, residual, ReLU, train or eval) over
+    // shared inputs, every output and gradient compared.
     /// The fused CPU kernels against the composed operations, with and without the
     /// residual and the ReLU: output, the gradients of x, γ, β and the residual, the
     /// running statistics, and evaluation mode.

@@ -124,6 +124,8 @@ fn add_run(
 
 type Resolved = Vec<(u64, RunSpec, Vec<RunSpec>)>;
 
+// Long: every check of a recipe pushes to one list, so that a user sees all of a
+// recipe's problems at once; split, each part would thread that list through.
 fn resolve_recipe(r: &Recipe, scale: &Scale) -> Result<Resolved, Vec<RecipeError>> {
     let mut errors = Vec::new();
     let raw = &r.raw;
@@ -231,6 +233,8 @@ fn resolve_recipe(r: &Recipe, scale: &Scale) -> Result<Resolved, Vec<RecipeError
         .collect())
 }
 
+// Long: a teacher is a checkpoint or runs of a model, each with its own checks, and
+// every error points at the recipe's `teachers` span.
 fn teacher(
     r: &Recipe,
     t: &TeacherDecl,
@@ -467,6 +471,8 @@ fn schedule_spec(choice: &ScheduleChoice, scale: &Scale) -> Result<Schedule, Str
     Ok(scale.schedule(s))
 }
 
+// Long: the table of which method keys fit which label source is one match, read
+// against methods.md as a whole.
 /// The method `m` (preset and recipe merged) of a recipe whose `teachers` list is empty
 /// or not (`has_teachers`). A key written in the recipe itself (`inline`) that would have
 /// no effect under the label source, and teachers that the label source would not use,

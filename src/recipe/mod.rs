@@ -376,6 +376,8 @@ fn merge(base: MethodFields, over: MethodFields) -> MethodFields {
     }
 }
 
+// Long: every check of a recipe pushes to one list, so that a user sees all of a
+// recipe's problems at once; split, each part would thread that list through.
 fn check_recipe(
     path: &Path,
     source: &str,

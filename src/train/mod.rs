@@ -220,6 +220,9 @@ impl Trainer for CandleTrainer {
         )
     }
 
+    // Long: the epoch loop in one place: the order of the random streams, the step, the
+    // evaluation and the checkpoint is the training semantics, reviewed top to bottom
+    // against PyTorch's loop.
     fn train(
         &self,
         spec: &RunSpec,

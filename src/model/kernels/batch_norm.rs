@@ -278,6 +278,8 @@ impl CustomOp3 for NormaliseBackward {
         "lecal-bn-backward"
     }
 
+    // Long: the backward kernel's two passes over each channel share its per-channel
+    // sums, and the residual and ReLU cases differ only inside the loops.
     fn cpu_fwd(
         &self,
         s1: &CpuStorage,

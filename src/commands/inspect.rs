@@ -137,11 +137,19 @@ pub fn status(
     store: &Store,
 ) -> anyhow::Result<std::process::ExitCode> {
     let (_, plan) = load_plan(paths, scale)?;
-    print_status(&plan, store)?;
+    let damaged = print_status(&plan, store)?;
+    if damaged > 0 {
+        eprintln!(
+            "error: {damaged} runs are damaged: restore their files (`git checkout`) or remove \
+             their folders to train them again"
+        );
+        return Ok(std::process::ExitCode::FAILURE);
+    }
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-fn print_status(plan: &Plan, store: &Store) -> anyhow::Result<()> {
+/// Prints the runs by state; returns how many are damaged.
+fn print_status(plan: &Plan, store: &Store) -> anyhow::Result<usize> {
     let mut groups: [(&str, Vec<String>); 5] = [
         ("done", vec![]),
         ("partial", vec![]),
@@ -184,7 +192,7 @@ fn print_status(plan: &Plan, store: &Store) -> anyhow::Result<()> {
             outln!("  {id}");
         }
     }
-    Ok(())
+    Ok(groups[4].1.len())
 }
 
 /// `lecal models`: the model zoo with parameter counts.

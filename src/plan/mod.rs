@@ -51,10 +51,17 @@ impl Plan {
         self.runs.iter().find(|r| r.id == id)
     }
 
+    /// Epochs over every run; saturates rather than wrapping (recipes bound each run's
+    /// epochs, so it never does for a plan that loads).
     pub fn total_epochs(&self) -> usize {
-        self.runs.iter().map(|r| r.spec.schedule.epochs).sum()
+        self.runs
+            .iter()
+            .fold(0usize, |t, r| t.saturating_add(r.spec.schedule.epochs))
     }
 }
+
+/// The most epochs a run may have: 400 times the paper's longest schedule.
+pub const MAX_EPOCHS: usize = 100_000;
 
 /// Builds the plan of a recipe set at a scale. Pure: reads no file.
 pub fn build(set: &RecipeSet, scale: &Scale) -> Result<Plan, RecipeErrors> {
@@ -467,6 +474,12 @@ fn schedule_spec(choice: &ScheduleChoice, scale: &Scale) -> Result<Schedule, Str
     }
     if s.batch < 2 {
         return Err("batch must be at least 2 (BatchNorm needs two samples)".into());
+    }
+    if s.epochs > MAX_EPOCHS {
+        return Err(format!(
+            "epochs must be at most {MAX_EPOCHS}, found {}",
+            s.epochs
+        ));
     }
     Ok(scale.schedule(s))
 }

@@ -470,13 +470,19 @@ fn check_recipe(
         }
     }
     for t in recipe.raw.teachers.get_ref() {
-        if t.seeds.as_ref().is_some_and(|s| s.is_empty()) {
-            errors.push(recipe.error(
-                recipe.raw.teachers.span(),
-                "teachers.seeds",
-                "expected at least one teacher seed",
-            ));
-        }
+        let Some(seeds) = &t.seeds else { continue };
+        let mut sorted = seeds.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let why = if seeds.is_empty() {
+            "expected at least one teacher seed"
+        } else if sorted.len() < seeds.len() {
+            // The same run would count twice in the ensemble.
+            "a teacher seed is listed twice"
+        } else {
+            continue;
+        };
+        errors.push(recipe.error(recipe.raw.teachers.span(), "teachers.seeds", why));
     }
     match resolve_method(&recipe, recipe.raw.method.as_ref()) {
         Ok(m) => recipe.method = m,

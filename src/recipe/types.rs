@@ -201,12 +201,37 @@ pub enum Augment {
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize)]
 pub struct Positive<T>(pub T);
 
+/// The largest value a recipe may give for a count (images, classes, epochs, ...): far
+/// above any real setting, and small enough that totals over a plan cannot overflow.
+pub const MAX_COUNT: usize = 1_000_000_000;
+
+/// What `Positive` accepts of a type besides being above zero.
+pub trait InRange: Sized {
+    /// `None` when the value may be used, else what was expected.
+    fn out_of_range(&self) -> Option<String>;
+}
+
+impl InRange for usize {
+    fn out_of_range(&self) -> Option<String> {
+        (*self > MAX_COUNT).then(|| format!("expected a number from 1 to {MAX_COUNT}"))
+    }
+}
+
+impl InRange for f64 {
+    fn out_of_range(&self) -> Option<String> {
+        (!self.is_finite()).then(|| "expected a finite number greater than 0".to_string())
+    }
+}
+
 impl<'de, T> Deserialize<'de> for Positive<T>
 where
-    T: Deserialize<'de> + PartialOrd + Default + fmt::Display,
+    T: Deserialize<'de> + PartialOrd + Default + fmt::Display + InRange,
 {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = T::deserialize(d)?;
+        if let Some(expected) = v.out_of_range() {
+            return Err(de::Error::custom(format!("{expected}, found {v}")));
+        }
         if v > T::default() {
             Ok(Positive(v))
         } else {

@@ -100,6 +100,33 @@ pub struct Summary {
     pub val_brier: Option<f64>,
 }
 
+impl Summary {
+    /// What makes these numbers impossible for a finished run (not finite, or outside
+    /// their range), if anything: such a summary is not a result.
+    pub fn out_of_range(&self) -> Option<String> {
+        // (column, value, largest allowed; none for NLL): every one finite and >= 0.
+        let checks = [
+            ("accuracy", Some(self.accuracy), Some(100.0)),
+            ("train_accuracy", Some(self.train_accuracy), Some(100.0)),
+            ("ece", Some(self.ece), Some(1.0)),
+            ("nll", Some(self.nll), None),
+            ("brier", Some(self.brier), Some(2.0)),
+            ("val_accuracy", self.val_accuracy, Some(100.0)),
+            ("val_ece", self.val_ece, Some(1.0)),
+            ("val_nll", self.val_nll, None),
+            ("val_brier", self.val_brier, Some(2.0)),
+        ];
+        checks.into_iter().find_map(|(name, v, max)| {
+            let v = v?;
+            let ok = v.is_finite() && v >= 0.0 && max.is_none_or(|m| v <= m);
+            (!ok).then(|| match max {
+                Some(m) => format!("{name} is {v}, expected a number from 0 to {m}"),
+                None => format!("{name} is {v}, expected a finite number of 0 or more"),
+            })
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Failure {
     pub epoch: usize,

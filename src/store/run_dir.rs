@@ -99,12 +99,20 @@ impl RunDir {
     /// but unreadable or another run's (`RunState::Damaged`).
     pub fn summary(&self) -> Result<Option<Summary>, String> {
         let path = self.file(SUMMARY);
-        if !path.is_file() {
-            return Ok(None);
+        match std::fs::metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            Ok(m) if !m.is_file() => return Err(format!("{} is not a file", path.display())),
+            Ok(_) => {}
         }
         match read_summary(&path) {
-            Ok(s) if s.id == self.id => Ok(Some(s)),
-            Ok(s) => Err(format!("{} is the summary of run {}", path.display(), s.id)),
+            Ok(s) if s.id != self.id => {
+                Err(format!("{} is the summary of run {}", path.display(), s.id))
+            }
+            Ok(s) => match s.out_of_range() {
+                Some(why) => Err(format!("{}: {why}", path.display())),
+                None => Ok(Some(s)),
+            },
             Err(e) => Err(format!("{e:#}")),
         }
     }

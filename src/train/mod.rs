@@ -148,6 +148,34 @@ fn restore(
     Ok(())
 }
 
+/// What is not finite after an epoch (a metric, the training loss or a weight), if
+/// anything: a diverged run is a failure to report, never a result.
+fn diverged(rec: &EpochRecord, varmap: &candle_nn::VarMap) -> anyhow::Result<Option<String>> {
+    let metrics = [
+        ("the training loss", Some(rec.train_loss)),
+        ("the test NLL", Some(rec.nll)),
+        ("the test ECE", Some(rec.ece)),
+        ("the test Brier score", Some(rec.brier)),
+        ("the test accuracy", Some(rec.test_acc)),
+        ("the validation NLL", rec.val_loss),
+        ("the validation ECE", rec.val_ece),
+    ];
+    if let Some((name, v)) = metrics
+        .into_iter()
+        .find_map(|(n, v)| v.filter(|v| !v.is_finite()).map(|v| (n, v)))
+    {
+        return Ok(Some(format!("{name} is {v}")));
+    }
+    for (name, var) in model::sorted_vars(varmap) {
+        // NaN and infinity survive a sum.
+        let sum = var.as_tensor().sum_all()?.to_scalar::<f32>()?;
+        if !sum.is_finite() {
+            return Ok(Some(format!("weight `{name}` holds non-finite values")));
+        }
+    }
+    Ok(None)
+}
+
 /// Index of the largest value of each row.
 fn argmax_rows(v: &[f32], classes: usize) -> impl Iterator<Item = usize> + '_ {
     v.chunks(classes).map(|row| {
@@ -326,6 +354,9 @@ impl Trainer for CandleTrainer {
                 val_acc: val_eval.as_ref().map(|e| e.accuracy),
                 val_ece: val_eval.as_ref().map(|e| e.ece),
             };
+            if let Some(what) = diverged(&rec, &varmap)? {
+                bail!("epoch {epoch}: the run diverged: {what}");
+            }
             let state = safetensors::serialize(checkpoint_state(&varmap, &opt), None)?;
             sink.epoch(&rec, &state)
                 .context("writing the epoch's results")?;
@@ -405,5 +436,56 @@ mod tests {
         let got = values(tl[0].clone());
         assert_eq!(got, eval(&x));
         assert_ne!(got, eval(&plain), "the batch was mixed");
+    }
+
+    #[test]
+    fn issue_13_non_finite_metrics_and_weights_are_divergence() {
+        let (_, vm) = model::build_trainable(
+            ModelName::Resnet8,
+            10,
+            1,
+            model::Kernels::LECAL,
+            &Device::Cpu,
+        )
+        .unwrap();
+        let good = EpochRecord {
+            epoch: 1,
+            train_loss: 3e25,
+            nll: 2.0,
+            brier: 0.9,
+            val_loss: None,
+            ..Default::default()
+        };
+        assert_eq!(
+            diverged(&good, &vm).unwrap(),
+            None,
+            "a huge loss is not divergence"
+        );
+        let nan = EpochRecord {
+            brier: f64::NAN,
+            ..good.clone()
+        };
+        let why = diverged(&nan, &vm).unwrap().unwrap();
+        assert_eq!(why, "the test Brier score is NaN");
+        let inf_val = EpochRecord {
+            val_loss: Some(f64::INFINITY),
+            ..good.clone()
+        };
+        assert_eq!(
+            diverged(&inf_val, &vm).unwrap().unwrap(),
+            "the validation NLL is inf"
+        );
+        let (name, var) = model::sorted_vars(&vm).into_iter().next().unwrap();
+        let mut v = var
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        v[0] = f32::INFINITY;
+        let t = Tensor::from_vec(v, var.as_tensor().shape(), &Device::Cpu).unwrap();
+        var.set(&t).unwrap();
+        let why = diverged(&good, &vm).unwrap().unwrap();
+        assert_eq!(why, format!("weight `{name}` holds non-finite values"));
     }
 }

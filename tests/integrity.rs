@@ -197,3 +197,14 @@ fn a_summary_that_is_a_folder_is_damaged_not_partial() {
         "is not a file",
     );
 }
+
+#[test]
+fn a_symlink_loop_in_the_recipes_is_named_once() {
+    let d = folder(GOOD);
+    std::os::unix::fs::symlink("..", d.path().join("recipes/h/back")).unwrap();
+    let o = run(d.path(), &["plan", "recipes/h"]);
+    assert!(!o.ok);
+    assert!(o.stderr.contains("symbolic link loop"), "{}", o.stderr);
+    assert!(o.stderr.contains("recipes/h/back"), "{}", o.stderr);
+    assert!(!o.stderr.contains("already given"), "{}", o.stderr);
+}

@@ -10,26 +10,48 @@ use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
 
+/// The two checkpoint formats, told apart by their first bytes, never by the file name
+/// (a link's name, or a `.pth` that holds safetensors, says nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Safetensors,
+    /// PyTorch's zip archive (`torch.save` since 1.6) or a bare pickle.
+    PyTorch,
+}
+
+fn format_of(path: &Path) -> anyhow::Result<Format> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(9);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(9).read_to_end(&mut head))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if head.starts_with(b"PK\x03\x04") || head.first() == Some(&0x80) {
+        Ok(Format::PyTorch)
+    } else if head.len() == 9 && head[8] == b'{' {
+        // An 8-byte little-endian header length, then the JSON header.
+        Ok(Format::Safetensors)
+    } else {
+        bail!(
+            "{}: unknown checkpoint format: its first bytes are neither a safetensors header \
+             nor a PyTorch zip archive or pickle",
+            path.display()
+        )
+    }
+}
+
 /// Reads every tensor of a checkpoint, names normalised, on the CPU.
 pub fn read(path: &Path) -> anyhow::Result<HashMap<String, Tensor>> {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    let raw: Vec<(String, Tensor)> = match ext {
-        "safetensors" => candle_core::safetensors::load(path, &Device::Cpu)
+    let raw: Vec<(String, Tensor)> = match format_of(path)? {
+        Format::Safetensors => candle_core::safetensors::load(path, &Device::Cpu)
             .with_context(|| format!("cannot read {}", path.display()))?
             .into_iter()
             .collect(),
-        "pth" | "pt" | "tar" => {
-            match candle_core::pickle::read_all_with_key(path, Some("state_dict")) {
-                Ok(t) => t,
-                Err(_) => candle_core::pickle::read_all(path).with_context(|| {
-                    format!("cannot read {} as a PyTorch checkpoint", path.display())
-                })?,
-            }
-        }
-        _ => bail!(
-            "{}: unknown checkpoint format, expected .safetensors or .pth",
-            path.display()
-        ),
+        Format::PyTorch => match candle_core::pickle::read_all_with_key(path, Some("state_dict")) {
+            Ok(t) => t,
+            Err(_) => candle_core::pickle::read_all(path).with_context(|| {
+                format!("cannot read {} as a PyTorch checkpoint", path.display())
+            })?,
+        },
     };
     let mut out = HashMap::new();
     for (name, t) in raw {
@@ -231,5 +253,31 @@ mod tests {
         let net = load_teacher(&p, ModelName::Resnet8, 10, Kernels::LECAL, &Device::Cpu).unwrap();
         let x = Tensor::zeros((2, 3, 8, 8), DType::F32, &Device::Cpu).unwrap();
         assert_eq!(net.forward_t(&x, false).unwrap().dims(), [2, 10]);
+    }
+
+    #[test]
+    fn issue_13_checkpoint_formats_are_told_by_content_not_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        // A PyTorch checkpoint reached through a link named .safetensors.
+        let link = dir.path().join("teacher.safetensors");
+        std::os::unix::fs::symlink(fixture("resnet8-c10.pth"), &link).unwrap();
+        let expected = floats("resnet8-c10.logits.csv");
+        let net =
+            load_teacher(&link, ModelName::Resnet8, 10, Kernels::LECAL, &Device::Cpu).unwrap();
+        assert_logits(&net, &expected, 1e-4, "a .pth behind a .safetensors link");
+        // safetensors in a file named .pth.
+        let (_, vm) =
+            build_trainable(ModelName::Resnet8, 10, 4, Kernels::LECAL, &Device::Cpu).unwrap();
+        let p = dir.path().join("w.pth");
+        candle_core::safetensors::save(&super::super::snapshot(&vm), &p).unwrap();
+        check(&read(&p).unwrap(), ModelName::Resnet8, 10, &p).unwrap();
+        // Neither.
+        let junk = dir.path().join("junk.safetensors");
+        std::fs::write(&junk, b"not a checkpoint at all").unwrap();
+        let e = read(&junk).unwrap_err().to_string();
+        assert!(
+            e.contains("junk.safetensors") && e.contains("first bytes"),
+            "{e}"
+        );
     }
 }

@@ -99,7 +99,7 @@ pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, RecipeErrors> {
     let mut errors = Vec::new();
     for p in paths {
         if p.is_dir() {
-            walk(p, &mut out, &mut errors);
+            walk(p, &mut out, &mut errors, &mut Vec::new());
         } else if p.is_file() {
             out.push(p.clone());
         } else {
@@ -114,7 +114,22 @@ pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, RecipeErrors> {
     Ok(out)
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<RecipeError>) {
+/// `ancestors`: the canonical paths of the folders being walked above `dir`, so that a
+/// link back to one of them is reported as a loop instead of being read again and again.
+fn walk(
+    dir: &Path,
+    out: &mut Vec<PathBuf>,
+    errors: &mut Vec<RecipeError>,
+    ancestors: &mut Vec<PathBuf>,
+) {
+    let real = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    if ancestors.contains(&real) {
+        let why = format!(
+            "a symbolic link loop: this folder is {}, which is being read already",
+            real.display()
+        );
+        return errors.push(RecipeError::file(dir, why));
+    }
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => return errors.push(RecipeError::file(dir, format!("cannot read folder: {e}"))),
@@ -138,13 +153,15 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<RecipeError>) {
     if has("run.toml") && (in_runs || markers.iter().any(|f| has(f))) {
         return;
     }
+    ancestors.push(real);
     for p in paths {
         if p.is_dir() {
-            walk(&p, out, errors);
+            walk(&p, out, errors, ancestors);
         } else if p.extension() == Some("toml".as_ref()) {
             out.push(p);
         }
     }
+    ancestors.pop();
 }
 
 fn read(path: &Path) -> Result<String, RecipeError> {

@@ -100,7 +100,15 @@ impl RunDir {
     pub fn summary(&self) -> Result<Option<Summary>, String> {
         let path = self.file(SUMMARY);
         match std::fs::metadata(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            // No such file, or no run folder at all above it.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Ok(None)
+            }
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
             Ok(m) if !m.is_file() => return Err(format!("{} is not a file", path.display())),
             Ok(_) => {}

@@ -208,3 +208,137 @@ fn a_symlink_loop_in_the_recipes_is_named_once() {
     assert!(o.stderr.contains("recipes/h/back"), "{}", o.stderr);
     assert!(!o.stderr.contains("already given"), "{}", o.stderr);
 }
+
+fn kd_recipe() -> String {
+    GOOD.replace("\"Vanilla\"", "\"KD\"").replace(
+        "seeds = [0]\n",
+        "seeds = [0]\nmethod = \"kd\"\nteachers = [{ model = \"resnet8\", seeds = [1] }]\n",
+    )
+}
+
+/// The folder of the run whose `run.toml` names `what` among its cells, or no cell.
+fn find_run(d: &Path, teacher: bool) -> PathBuf {
+    fs::read_dir(d.join("results/runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let rec = fs::read_to_string(p.join("run.toml")).unwrap();
+            rec.contains("cells = []") == teacher
+        })
+        .unwrap()
+}
+
+#[test]
+fn truncated_teacher_weights_are_rebuilt_like_missing_ones() {
+    let d = folder(&kd_recipe());
+    assert!(run(d.path(), &["run", "recipes/h", "--device", "cpu"]).ok);
+    let teacher = find_run(d.path(), true);
+    let student = find_run(d.path(), false);
+    let committed: Vec<Vec<u8>> = ["run.toml", "epochs.csv", "summary.csv", "done.toml"]
+        .iter()
+        .map(|f| fs::read(teacher.join(f)).unwrap())
+        .collect();
+    let weights = teacher.join("weights.safetensors");
+    let whole = fs::read(&weights).unwrap();
+    fs::write(&weights, &whole[..whole.len() / 2]).unwrap();
+    fs::remove_dir_all(&student).unwrap();
+    let p = run(d.path(), &["plan", "recipes/h"]);
+    assert!(p.stdout.contains("damaged weights"), "{}", p.stdout);
+    let r = run(d.path(), &["run", "recipes/h", "--device", "cpu"]);
+    assert!(r.ok, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("its weights are damaged"), "{}", r.stdout);
+    assert_eq!(
+        fs::read(&weights).unwrap(),
+        whole,
+        "the rebuilt weights differ"
+    );
+    for (f, bytes) in ["run.toml", "epochs.csv", "summary.csv", "done.toml"]
+        .iter()
+        .zip(&committed)
+    {
+        assert_eq!(
+            &fs::read(teacher.join(f)).unwrap(),
+            bytes,
+            "{f} was rewritten"
+        );
+    }
+    assert!(student.join("done.toml").is_file());
+}
+
+#[test]
+fn a_changed_or_deleted_file_of_a_done_run_makes_it_damaged() {
+    type Damage = fn(&Path);
+    let cases: &[(&str, Damage, &str)] = &[
+        (
+            "run.toml",
+            |p| fs::remove_file(p).unwrap(),
+            "run.toml is missing",
+        ),
+        (
+            "epochs.csv",
+            |p| {
+                let mut t = fs::read(p).unwrap();
+                t.push(b'\n');
+                fs::write(p, t).unwrap();
+            },
+            "epochs.csv has",
+        ),
+        (
+            "predictions.csv",
+            |p| {
+                let mut t = fs::read(p).unwrap();
+                let i = t.len() - 2;
+                t[i] = if t[i] == b'0' { b'1' } else { b'0' };
+                fs::write(p, t).unwrap();
+            },
+            "predictions.csv does not match its SHA-256",
+        ),
+    ];
+    for (file, damage, why) in cases {
+        let d = folder(GOOD);
+        assert!(run(d.path(), &["run", "recipes/h", "--device", "cpu"]).ok);
+        damage(&run_dir(d.path()).join(file));
+        let s = run(d.path(), &["status", "recipes/h"]);
+        assert!(!s.ok && s.stdout.contains(why), "{file}: {}", s.stdout);
+        let r = run(d.path(), &["run", "recipes/h", "--device", "cpu"]);
+        assert!(!r.ok && r.stderr.contains(why), "{file}: {}", r.stderr);
+        let t = run(d.path(), &["table", "h", "--recipes", "recipes"]);
+        assert!(
+            t.stderr.contains(why) || t.stdout.contains(why),
+            "{file}: {}",
+            t.stderr
+        );
+    }
+}
+
+#[test]
+fn damaged_weights_of_a_run_that_teaches_nothing_are_noticed() {
+    let d = folder(GOOD);
+    assert!(run(d.path(), &["run", "recipes/h", "--device", "cpu"]).ok);
+    let w = run_dir(d.path()).join("weights.safetensors");
+    let bytes = fs::read(&w).unwrap();
+    fs::write(&w, &bytes[..100]).unwrap();
+    let s = run(d.path(), &["status", "recipes/h"]);
+    assert!(!s.ok, "status exit 0");
+    assert!(
+        s.stdout.contains("weights.safetensors has 100 bytes"),
+        "{}",
+        s.stdout
+    );
+    // Missing weights are not damage: they are never committed.
+    fs::remove_file(&w).unwrap();
+    assert!(run(d.path(), &["status", "recipes/h"]).ok);
+}
+
+#[test]
+fn training_errors_name_the_recipe_file() {
+    let d = folder(&GOOD.replace(
+        "epochs = 2, milestones = [1], batch = 32 }",
+        "epochs = 1, milestones = [], batch = 32, lr = 1e8 }",
+    ));
+    let o = run(d.path(), &["run", "recipes/h", "--device", "cpu"]);
+    assert!(!o.ok);
+    let failed = o.stderr.lines().find(|l| l.contains("failed:")).unwrap();
+    assert!(failed.contains("recipes/h/r.toml"), "{}", o.stderr);
+    assert!(o.stdout.contains("recipes/h/r.toml"), "{}", o.stdout);
+}

@@ -86,6 +86,7 @@ fn results(dir: &Path) -> BTreeMap<String, Vec<u8>> {
             assert!(
                 [
                     "run.toml",
+                    "done.toml",
                     "epochs.csv",
                     "summary.csv",
                     "reliability.csv",

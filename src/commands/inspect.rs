@@ -2,11 +2,11 @@
 //! results stand.
 
 use super::load_plan;
-use crate::plan::{model_title, Plan};
+use crate::plan::{model_title, Plan, PlannedRun};
 use crate::recipe;
 use crate::report;
 use crate::spec::ModelName;
-use crate::store::{RunState, Store};
+use crate::store::{RunState, Store, Weights};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 
@@ -39,22 +39,7 @@ fn print_plan(plan: &Plan, store: &Store) -> anyhow::Result<()> {
             RunState::Damaged(_) => damaged += 1,
             _ => {}
         }
-        let mut what: Vec<String> = r.cells.iter().map(|(c, _)| c.to_string()).collect();
-        if !r.teacher_of.is_empty() {
-            what.push(format!("teacher of {} runs", r.teacher_of.len()));
-            if state == RunState::Done && !store.has_weights(&r.id) {
-                what.push(match store.rebuild_failure(&r.id) {
-                    Some(f) => format!(
-                        "no weights: training it again failed in epoch {} ({}); --retry-failed",
-                        f.epoch, f.reason
-                    ),
-                    None => "no weights: trains again when a student needs them".into(),
-                });
-            }
-        }
-        if let RunState::Damaged(why) = &state {
-            what.push(why.clone());
-        }
+        let what = described(r, &state, store);
         let deps = if r.deps.is_empty() {
             "-".to_string()
         } else {
@@ -94,6 +79,37 @@ fn print_plan(plan: &Plan, store: &Store) -> anyhow::Result<()> {
         }
     );
     Ok(())
+}
+
+/// What `lecal plan` says of a run beside its state: its cells, whom it teaches, its
+/// weights when it teaches, and why it is damaged.
+fn described(r: &PlannedRun, state: &RunState, store: &Store) -> Vec<String> {
+    let mut what: Vec<String> = r.cells.iter().map(|(c, _)| c.to_string()).collect();
+    if !r.teacher_of.is_empty() {
+        what.push(format!("teacher of {} runs", r.teacher_of.len()));
+        let weights = match state {
+            RunState::Done => store.run(&r.id).weights(),
+            _ => Weights::Sound,
+        };
+        let lacking = match weights {
+            Weights::Sound => None,
+            Weights::Missing => Some("no weights".to_string()),
+            Weights::Damaged(why) => Some(format!("damaged weights ({why})")),
+        };
+        if let Some(lacking) = lacking {
+            what.push(match store.rebuild_failure(&r.id) {
+                Some(f) => format!(
+                    "{lacking}: training it again failed in epoch {} ({}); --retry-failed",
+                    f.epoch, f.reason
+                ),
+                None => format!("{lacking}: trains again when a student needs them"),
+            });
+        }
+    }
+    if let RunState::Damaged(why) = state {
+        what.push(why.clone());
+    }
+    what
 }
 
 fn find_table_spec(name: &str, recipes: &Path) -> anyhow::Result<PathBuf> {
@@ -160,7 +176,17 @@ fn print_status(plan: &Plan, store: &Store) -> anyhow::Result<usize> {
     for r in &plan.runs {
         let st = store.state(&r.id);
         let (k, text) = match &st {
-            RunState::Done => (0, r.id.clone()),
+            RunState::Done => match store.run(&r.id).weights() {
+                Weights::Damaged(why) => (
+                    4,
+                    format!(
+                        "{} ({why}; delete the file, or `lecal run` trains it again when a \
+                         student needs it)",
+                        r.id
+                    ),
+                ),
+                _ => (0, r.id.clone()),
+            },
             RunState::Partial(_) => (
                 1,
                 format!("{} ({})", r.id, st.label(r.spec.schedule.epochs)),

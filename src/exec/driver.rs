@@ -111,6 +111,8 @@ impl Driver<'_> {
             val_nll: val.map(|e| e.nll),
             val_brier: val.map(|e| e.brier),
         })?;
+        // Last: vouches for every file above, and marks the run done.
+        dir.write_done()?;
         dir.remove_checkpoints();
         lock(progress).end_run(run, &outcome.last, wall);
         Ok(())

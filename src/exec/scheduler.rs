@@ -50,7 +50,7 @@ pub(super) fn run(
                 .run(slot, &[job], &progress)
                 .pop()
                 .unwrap_or_else(|| Err(anyhow::anyhow!("the backend reported no result")));
-            let ended = ended_of(job.run, result, &queue, &progress);
+            let ended = ended_of(plan, job.run, result, &queue, &progress);
             let mut q = lock(&queue);
             q.running -= 1;
             q.report.ended.insert(job.run.id.clone(), ended);
@@ -119,6 +119,7 @@ fn next_job<'a>(
 /// How a run ended, from the result its backend gave: an error that halts the invocation
 /// (a signal, a write error) stops the run without failing it.
 fn ended_of(
+    plan: &Plan,
     run: &PlannedRun,
     result: anyhow::Result<()>,
     queue: &Mutex<Queue>,
@@ -137,7 +138,16 @@ fn ended_of(
             Ended::Stopped(reason)
         }
         None => {
-            lock(progress).line(&format!("error: run {} failed: {reason}", run.id));
+            let recipes: Vec<String> = plan
+                .recipes_of(run)
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            lock(progress).line(&format!(
+                "error: run {} ({}) failed: {reason}",
+                run.id,
+                recipes.join(", ")
+            ));
             Ended::Failed(reason)
         }
     }

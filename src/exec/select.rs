@@ -4,7 +4,7 @@
 
 use super::Ended;
 use crate::plan::{Plan, PlannedRun};
-use crate::store::{RunState, Store, REBUILD};
+use crate::store::{RunState, Store, Weights, REBUILD};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The runs of a plan sorted into those that train and those that do not.
@@ -56,9 +56,13 @@ pub fn select<'a>(plan: &'a Plan, store: &Store, retry_failed: bool) -> Selectio
             RunState::Done => match rebuild_failed {
                 Some(ended) => Some(ended),
                 None if sel.rebuild.contains(&r.id) => {
+                    let why = match store.run(&r.id).weights() {
+                        Weights::Damaged(why) => format!("its weights are damaged ({why})"),
+                        _ => "its weights (never committed) are not here".to_string(),
+                    };
                     sel.notes.push(format!(
-                        "run {}: done, but its weights (never committed) are not here; its \
-                         students need them, so it trains again in {}/{REBUILD} and its files stay",
+                        "run {}: done, but {why}; its students need them, so it trains again \
+                         in {}/{REBUILD} and its files stay",
                         r.id, r.id,
                     ));
                     None

@@ -53,6 +53,26 @@ impl Plan {
         self.runs.iter().find(|r| r.id == id)
     }
 
+    /// The recipe files that ask for `run`: its cells' recipes, or for a teacher run
+    /// those of its students; sorted, each once.
+    pub fn recipes_of(&self, run: &PlannedRun) -> Vec<&std::path::Path> {
+        let mut out: Vec<&std::path::Path> = run
+            .cells
+            .iter()
+            .chain(
+                run.teacher_of
+                    .iter()
+                    .filter_map(|s| self.get(s))
+                    .flat_map(|s| &s.cells),
+            )
+            .filter_map(|(c, _)| self.cells.get(c))
+            .map(|c| c.recipe.as_path())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Epochs over every run; saturates rather than wrapping (recipes bound each run's
     /// epochs, so it never does for a plan that loads).
     pub fn total_epochs(&self) -> usize {

@@ -16,7 +16,7 @@ mod records;
 mod run_dir;
 
 pub use records::*;
-pub use run_dir::RunDir;
+pub use run_dir::{RunDir, Weights};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

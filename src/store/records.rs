@@ -35,7 +35,24 @@ pub struct EpochRecord {
     pub checkpoint_seconds: f64,
 }
 
+/// The SHA-256 and size of one file a done record vouches for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileHash {
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// `done.toml`: written last, it marks the run done and vouches for the files the run
+/// wrote, by size and SHA-256.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DoneRecord {
+    pub format: u32,
+    pub id: String,
+    pub files: std::collections::BTreeMap<String, FileHash>,
+}
+
 pub const RUN: &str = "run.toml";
+pub const DONE: &str = "done.toml";
 pub const EPOCHS: &str = "epochs.csv";
 pub const SUMMARY: &str = "summary.csv";
 pub const RELIABILITY: &str = "reliability.csv";

@@ -6,6 +6,8 @@
 //! <results>/runs/<id>/summary.csv       the reported (last-epoch) numbers; present = done
 //! <results>/runs/<id>/reliability.csv   ECE bins of the last epoch
 //! <results>/runs/<id>/predictions.csv   per-sample label, prediction, confidence
+//! <results>/runs/<id>/done.toml         written last: marks the run done, vouches for
+//!                                       its files by size and SHA-256
 //! <results>/runs/<id>/failed.toml       why the last attempt failed
 //! <results>/runs/<id>/weights.safetensors
 //! <results>/runs/<id>/checkpoint/       the last two epochs' checkpoints, while training
@@ -22,6 +24,22 @@ use super::records::{self, *};
 use super::{remove_temporaries, write_atomic, RunState, WriteError};
 use crate::metrics::Evaluation;
 use std::path::{Path, PathBuf};
+
+/// Format of `done.toml`.
+const DONE_FORMAT: u32 = 1;
+
+/// The files a done record vouches for besides the weights (which are not committed, so
+/// a missing weights file is not damage).
+const VOUCHED: [&str; 5] = [RUN, EPOCHS, SUMMARY, RELIABILITY, PREDICTIONS];
+
+/// The weights of a done run, as its done record finds them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Weights {
+    Missing,
+    Sound,
+    /// There, but not the bytes the done record vouches for.
+    Damaged(String),
+}
 
 /// The folder of the run `id` (or its `rebuild/` folder, which holds the same run).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,8 +113,12 @@ impl RunDir {
         }
     }
 
-    /// The summary: `Ok(None)` when there is none yet, `Err(why)` when the file is there
-    /// but unreadable or another run's (`RunState::Damaged`).
+    /// The summary of a done run: `Ok(None)` when the run is not done, `Err(why)` when
+    /// its files are damaged (`RunState::Damaged`): a summary that is not a file, cannot
+    /// be read, is another run's or holds impossible numbers, or a file that the done
+    /// record vouches for that is missing or changed. A summary without a done record is
+    /// a run killed before writing it while its checkpoints are still there (not done),
+    /// else one written before done records existed (done, unverified).
     pub fn summary(&self) -> Result<Option<Summary>, String> {
         let path = self.file(SUMMARY);
         match std::fs::metadata(&path) {
@@ -113,15 +135,123 @@ impl RunDir {
             Ok(m) if !m.is_file() => return Err(format!("{} is not a file", path.display())),
             Ok(_) => {}
         }
-        match read_summary(&path) {
+        let s = match read_summary(&path) {
             Ok(s) if s.id != self.id => {
-                Err(format!("{} is the summary of run {}", path.display(), s.id))
+                return Err(format!("{} is the summary of run {}", path.display(), s.id))
             }
-            Ok(s) => match s.out_of_range() {
-                Some(why) => Err(format!("{}: {why}", path.display())),
-                None => Ok(Some(s)),
+            Ok(s) => s,
+            Err(e) => return Err(format!("{e:#}")),
+        };
+        if let Some(why) = s.out_of_range() {
+            return Err(format!("{}: {why}", path.display()));
+        }
+        match self.done_record()? {
+            Some(rec) => self.check_vouched(&rec)?,
+            None if checkpoint::dir(&self.path).exists() => return Ok(None),
+            None => {}
+        }
+        Ok(Some(s))
+    }
+
+    /// `done.toml`, when there is one; `Err` when it is there but unreadable.
+    fn done_record(&self) -> Result<Option<DoneRecord>, String> {
+        let path = self.file(DONE);
+        let text = match std::fs::read_to_string(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            Ok(t) => t,
+        };
+        match toml::from_str::<DoneRecord>(&text) {
+            Ok(r) if r.id == self.id && r.format == DONE_FORMAT => Ok(Some(r)),
+            Ok(r) if r.id != self.id => Err(format!(
+                "{} is the done record of run {}",
+                path.display(),
+                r.id
+            )),
+            Ok(r) => Err(format!(
+                "{}: format {} (this lecal writes {DONE_FORMAT})",
+                path.display(),
+                r.format
+            )),
+            Err(e) => Err(format!("{}: malformed: {}", path.display(), e.message())),
+        }
+    }
+
+    /// Every file of `rec` but the weights, as it vouches for them.
+    fn check_vouched(&self, rec: &DoneRecord) -> Result<(), String> {
+        for (name, want) in rec.files.iter().filter(|(n, _)| *n != WEIGHTS) {
+            let path = self.file(name);
+            if !path.is_file() {
+                return Err(format!(
+                    "{} is missing ({DONE} vouches for it)",
+                    path.display()
+                ));
+            }
+            Self::check_hash(&path, want)?;
+        }
+        for name in VOUCHED {
+            if !rec.files.contains_key(name) {
+                return Err(format!(
+                    "{}: no entry for {name}",
+                    self.file(DONE).display()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_hash(path: &Path, want: &FileHash) -> Result<(), String> {
+        let got = hash_of(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if got.bytes != want.bytes {
+            return Err(format!(
+                "{} has {} bytes, {DONE} says {}",
+                path.display(),
+                got.bytes,
+                want.bytes
+            ));
+        }
+        if got.sha256 != want.sha256 {
+            return Err(format!(
+                "{} does not match its SHA-256 in {DONE}",
+                path.display()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Written after the summary: vouches for every file of the done run.
+    pub fn write_done(&self) -> anyhow::Result<()> {
+        let mut files = std::collections::BTreeMap::new();
+        for name in VOUCHED.into_iter().chain([WEIGHTS]) {
+            let path = self.file(name);
+            let h = hash_of(&path).map_err(|e| WriteError::new(&path, e))?;
+            files.insert(name.to_string(), h);
+        }
+        let rec = DoneRecord {
+            format: DONE_FORMAT,
+            id: self.id.clone(),
+            files,
+        };
+        write_toml(&self.file(DONE), &rec)
+    }
+
+    /// The weights file against the done record (read in full: call it where the weights
+    /// are about to be used or reported, not for every state).
+    pub fn weights(&self) -> Weights {
+        let path = self.weights_path();
+        if !path.is_file() {
+            return Weights::Missing;
+        }
+        let want = match self.done_record() {
+            Ok(Some(rec)) => rec.files.get(WEIGHTS).cloned(),
+            _ => None,
+        };
+        match want {
+            Some(want) => match Self::check_hash(&path, &want) {
+                Ok(()) => Weights::Sound,
+                Err(why) => Weights::Damaged(why),
             },
-            Err(e) => Err(format!("{e:#}")),
+            None => Weights::Sound,
         }
     }
 
@@ -180,9 +310,9 @@ impl RunDir {
         self.file(WEIGHTS)
     }
 
-    /// Whether the weights file is there (it is not committed with the results).
+    /// Whether the weights are there and sound (they are not committed with the results).
     pub fn has_weights(&self) -> bool {
-        self.weights_path().is_file()
+        self.weights() == Weights::Sound
     }
 
     /// The final weights, as safetensors bytes.
@@ -191,9 +321,20 @@ impl RunDir {
     }
 
     /// Moves the weights of `other` (this run trained again in `rebuild/`) into place.
-    pub fn take_weights_from(&self, other: &RunDir) -> Result<(), WriteError> {
+    /// Where they differ from the ones the done record vouches for (a device that is not
+    /// bitwise repeatable), the record's weights entry follows them; the other files
+    /// stay as they were.
+    pub fn take_weights_from(&self, other: &RunDir) -> anyhow::Result<()> {
         let to = self.weights_path();
-        std::fs::rename(other.weights_path(), &to).map_err(|e| WriteError::new(&to, e))
+        std::fs::rename(other.weights_path(), &to).map_err(|e| WriteError::new(&to, e))?;
+        if let Ok(Some(mut rec)) = self.done_record() {
+            let h = hash_of(&to).map_err(|e| WriteError::new(&to, e))?;
+            if rec.files.get(WEIGHTS) != Some(&h) {
+                rec.files.insert(WEIGHTS.to_string(), h);
+                write_toml(&self.file(DONE), &rec)?;
+            }
+        }
+        Ok(())
     }
 
     /// Saves the checkpoint after `epochs.len()` epochs and prunes older ones.
@@ -209,5 +350,71 @@ impl RunDir {
     /// Removes every checkpoint (the run is done).
     pub fn remove_checkpoints(&self) {
         let _ = checkpoint::remove_all(&self.path);
+    }
+}
+
+/// Size and SHA-256 of a file.
+fn hash_of(path: &Path) -> std::io::Result<FileHash> {
+    Ok(FileHash {
+        bytes: std::fs::metadata(path)?.len(),
+        sha256: crate::hash::file_sha256(path)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn done_run(root: &Path) -> RunDir {
+        let r = RunDir::new("run-a", root.join("run-a"));
+        r.create().unwrap();
+        for f in [RUN, EPOCHS, RELIABILITY, PREDICTIONS, WEIGHTS] {
+            std::fs::write(r.file(f), format!("{f}\n")).unwrap();
+        }
+        r.write_summary(&Summary {
+            id: "run-a".into(),
+            accuracy: 50.0,
+            ece: 0.1,
+            nll: 1.0,
+            brier: 0.5,
+            train_accuracy: 60.0,
+            ..Default::default()
+        })
+        .unwrap();
+        r.write_done().unwrap();
+        r
+    }
+
+    #[test]
+    fn issue_13_the_done_record_marks_done_and_vouches_for_its_files() {
+        let d = tempfile::tempdir().unwrap();
+        let r = done_run(d.path());
+        assert_eq!(r.state(), RunState::Done);
+        assert_eq!(r.weights(), Weights::Sound);
+        // The weights are not committed: missing is not damage.
+        std::fs::remove_file(r.weights_path()).unwrap();
+        assert_eq!((r.state(), r.weights()), (RunState::Done, Weights::Missing));
+        std::fs::write(r.weights_path(), "WEIGHTS.SAFETENSORS\n").unwrap();
+        assert!(matches!(r.weights(), Weights::Damaged(w) if w.contains("SHA-256")));
+        // A committed file changed, then removed.
+        std::fs::write(r.file(RELIABILITY), "changed\n").unwrap();
+        assert!(matches!(r.state(), RunState::Damaged(w) if w.contains("reliability.csv")));
+        std::fs::remove_file(r.file(RELIABILITY)).unwrap();
+        assert!(matches!(r.state(), RunState::Damaged(w) if w.contains("is missing")));
+    }
+
+    #[test]
+    fn issue_13_a_summary_without_its_done_record_is_done_only_without_checkpoints() {
+        let d = tempfile::tempdir().unwrap();
+        let r = done_run(d.path());
+        std::fs::remove_file(r.file(DONE)).unwrap();
+        // Written before done records existed: done, unverified.
+        assert_eq!(r.state(), RunState::Done);
+        // Killed between the summary and the done record: its checkpoints are still
+        // there, so it is resumed rather than taken as done.
+        std::fs::create_dir(checkpoint::dir(r.path())).unwrap();
+        assert_ne!(r.state(), RunState::Done);
+        std::fs::write(r.file(DONE), "id = ").unwrap();
+        assert!(matches!(r.state(), RunState::Damaged(w) if w.contains("malformed")));
     }
 }

@@ -7,7 +7,7 @@ SCALE ?= full
 
 FUZZ_CASES ?= 100000
 
-.PHONY: build demo test fuzz bench cuda table-cifar100 table-cifar10 plan-cifar100 lint clean-demo
+.PHONY: build demo test fuzz bench parity cuda table-cifar100 table-cifar10 plan-cifar100 lint clean-demo
 
 build:
 	$(CARGO) build --release
@@ -26,6 +26,12 @@ test:
 # unless BENCH_PYTHON names a Python that has it). Not part of CI.
 bench: build
 	scripts/bench.sh
+
+# lecal against PyTorch on identical inputs: logits of every model, every preset's loss and
+# gradient, SGD steps, learning rates, a short training replayed; writes PARITY.md.
+# Installs PyTorch into .bench-venv/ unless PARITY_PYTHON names a Python that has it.
+parity: build
+	scripts/parity.sh
 
 # The CUDA + cuDNN build (target/cuda/release/lecal) from PyPI's CUDA wheels, checked on
 # a machine without a GPU.

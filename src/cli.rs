@@ -78,6 +78,13 @@ pub enum Command {
     },
     /// The model zoo with parameter counts for 10 and 100 classes.
     Models,
+    /// lecal's side of `make parity`: identical inputs and lecal's outputs for them, for
+    /// `scripts/parity.py` to recompute with PyTorch.
+    #[command(hide = true)]
+    Parity {
+        /// Where to write them.
+        dir: PathBuf,
+    },
     /// Images per second of a training step, a teacher's forward pass and the data
     /// pipeline (`make bench` sets these beside PyTorch's).
     Bench {
@@ -157,6 +164,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             return commands::status(&paths, &scale, &store);
         }
         Command::Models => commands::models()?,
+        Command::Parity { dir } => crate::parity::dump(&dir)?,
         Command::Bench {
             device,
             models,

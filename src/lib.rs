@@ -17,6 +17,7 @@ pub mod interrupt;
 pub mod method;
 pub mod metrics;
 pub mod model;
+pub mod parity;
 pub mod plan;
 pub mod recipe;
 pub mod report;

@@ -40,6 +40,15 @@ pub trait RunSink {
     fn epoch(&mut self, record: &EpochRecord, state: &[u8]) -> anyhow::Result<()>;
     /// `done` of `total` training batches of the current epoch.
     fn progress(&mut self, _epoch: usize, _done: usize, _total: usize) {}
+    /// Whether `batch` should be called with every training batch (`lecal parity`
+    /// replays a run's batches in PyTorch).
+    fn wants_batches(&self) -> bool {
+        false
+    }
+    /// Training batch `index` (0-based) of `epoch` as the student saw it: the images after
+    /// crop, flip, normalisation and mixing (`B×3×H×W`), its `B×K` label targets, and the
+    /// loss of the step taken on it.
+    fn batch(&mut self, _epoch: usize, _index: usize, _x: &[f32], _targets: &[f32], _loss: f64) {}
     /// A stop signal, if one has arrived: the trainer then stops before its next step.
     fn stop_requested(&self) -> Option<i32> {
         None
@@ -310,6 +319,10 @@ impl Trainer for CandleTrainer {
                 // The student and every teacher see the same mixed batch.
                 let mut mix_rng = Rng::stream(spec.seed, "mix", &[epoch as u64, bi as u64]);
                 let mixed = mix::mix(&spec.augment, &mut xb, &labels, h, w, &mut mix_rng);
+                let traced = sink.wants_batches().then(|| {
+                    let t = crate::method::mixed_targets(&mixed.labels, classes, 0.0);
+                    (xb.clone(), t)
+                });
                 let x = Tensor::from_vec(xb, (idx.len(), 3, h, w), dev)?;
                 let (logits, teacher_logits) = forward_batch(&net, &teacher_nets, &x)?;
                 let loss = crate::method::loss(
@@ -325,6 +338,9 @@ impl Trainer for CandleTrainer {
                 }
                 let grads = loss.backward()?;
                 opt.step(&grads, lr)?;
+                if let Some((x, t)) = traced {
+                    sink.batch(epoch, bi, &x, &t, lv);
+                }
                 let lg = logits.detach().flatten_all()?.to_vec1::<f32>()?;
                 correct += argmax_rows(&lg, classes)
                     .zip(&labels)

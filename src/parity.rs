@@ -1,0 +1,401 @@
+//! `lecal parity DIR`: lecal's side of the check that it trains as PyTorch does
+//! (`make parity`, `scripts/parity.py`). It writes identical inputs and lecal's outputs
+//! for them; the script recomputes every output with PyTorch from the same inputs and
+//! reports the largest differences (PARITY.md):
+//!
+//! - `models.safetensors`: every CIFAR ResNet's weights (seeded; BatchNorm running
+//!   statistics made non-trivial), one input batch, and the logits in eval and in train
+//!   mode;
+//! - `losses.safetensors` + `losses.toml`: the loss and its gradient with respect to the
+//!   logits for every method preset (plain and mixed labels; one and three teachers);
+//! - `sgd.safetensors`: two SGD steps of ResNet20 (momentum, weight decay on every
+//!   parameter, BatchNorm running statistics) and their losses;
+//! - `schedules.csv`: the learning rate at every epoch of each schedule preset;
+//! - `train-<case>.safetensors`, `.toml` and `.csv`: a short ResNet20 training run on the
+//!   built-in data: the initial weights, every training batch as the student saw it
+//!   (after crop, flip, normalisation and mixing) with its label targets and step loss,
+//!   the test set, the schedule of the spec, the trainer's state after every epoch
+//!   (`.state<epoch>.safetensors`), and lecal's per-epoch numbers, for PyTorch to replay.
+
+use crate::data::{self, transform};
+use crate::model::{self, Kernels};
+use crate::plan::{self, Scale};
+use crate::recipe;
+use crate::rng::Rng;
+use crate::spec::{Method, ModelName, RunSpec, SchedulePreset};
+use crate::store::EpochRecord;
+use crate::train::{sgd::Sgd, CandleTrainer, Outcome, RunSink, Trainer};
+use anyhow::Context;
+use candle_core::{Device, Tensor};
+use std::collections::HashMap;
+use std::path::Path;
+
+const CLASSES: usize = 100;
+const BATCH: usize = 8;
+
+/// Writes every part into `dir`.
+pub fn dump(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    models(dir)?;
+    losses(dir)?;
+    sgd_steps(dir)?;
+    schedules(dir)?;
+    for (case, augment) in [("plain", ""), ("mixup", "augment = { kind = \"mixup\" }\n")] {
+        training(dir, case, augment)?;
+    }
+    Ok(())
+}
+
+fn random(shape: &[usize], rng: &mut Rng, scale: f64) -> anyhow::Result<Tensor> {
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|_| (rng.normal() * scale) as f32).collect();
+    Ok(Tensor::from_vec(v, shape, &Device::Cpu)?)
+}
+
+fn save(tensors: &HashMap<String, Tensor>, path: &Path) -> anyhow::Result<()> {
+    candle_core::safetensors::save(tensors, path)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Weights of `m` as initialised for `seed`, with running statistics drawn so that eval
+/// mode does not see the identity.
+fn weights(m: ModelName, classes: usize, seed: u64) -> anyhow::Result<HashMap<String, Tensor>> {
+    let (_, vm) = model::build_trainable(m, classes, seed, Kernels::LECAL, &Device::Cpu)?;
+    let mut w = model::snapshot(&vm);
+    let mut rng = Rng::stream(seed, "parity-running", &[]);
+    for (name, t) in w.iter_mut() {
+        if name.ends_with(".running_mean") {
+            *t = random(t.dims(), &mut rng, 0.1)?;
+        } else if name.ends_with(".running_var") {
+            let v: Vec<f32> = (0..t.elem_count())
+                .map(|_| (0.5 + rng.uniform()) as f32)
+                .collect();
+            *t = Tensor::from_vec(v, t.dims(), &Device::Cpu)?;
+        }
+    }
+    Ok(w)
+}
+
+fn models(dir: &Path) -> anyhow::Result<()> {
+    let mut out = HashMap::new();
+    let x = random(&[BATCH, 3, 32, 32], &mut Rng::new(11), 1.0)?;
+    for m in ModelName::CIFAR {
+        let w = weights(m, CLASSES, 5)?;
+        let net = model::build_frozen(m, CLASSES, w.clone(), Kernels::LECAL, &Device::Cpu)?;
+        out.insert(format!("{}.eval", m.as_str()), net.forward_t(&x, false)?);
+        out.insert(format!("{}.train", m.as_str()), net.forward_t(&x, true)?);
+        for (k, v) in w {
+            out.insert(format!("{}.param.{k}", m.as_str()), v);
+        }
+    }
+    out.insert("x".into(), x);
+    save(&out, &dir.join("models.safetensors"))
+}
+
+/// The method of every preset, as the planner resolves it for a student with `teachers`
+/// teacher runs (every preset whose label source fits).
+fn preset_methods(teachers: usize) -> anyhow::Result<Vec<(String, Method)>> {
+    let tmp = tempdir()?;
+    let d = tmp.join("p");
+    std::fs::create_dir_all(&d)?;
+    let presets = ["vanilla", "smoothing", "kd", "sl", "en-sl", "kd-sl"];
+    let rows: Vec<String> = presets.iter().map(|p| format!("\"{p}\"")).collect();
+    std::fs::write(
+        d.join("p.table.toml"),
+        format!(
+            "title = \"p\"\nrows = [{}]\ncolumns = [\"ResNet8\"]\n",
+            rows.join(", ")
+        ),
+    )?;
+    let seeds: Vec<String> = (0..teachers).map(|s| s.to_string()).collect();
+    for p in presets {
+        let teacher_line = if ["vanilla", "smoothing"].contains(&p) {
+            String::new()
+        } else {
+            format!(
+                "teachers = [{{ model = \"resnet8\", seeds = [{}] }}]\n",
+                seeds.join(", ")
+            )
+        };
+        std::fs::write(
+            d.join(format!("{p}.toml")),
+            format!(
+                "cell = {{ table = \"p\", row = \"{p}\", column = \"ResNet8\" }}\n\
+                 dataset = \"synthetic\"\nstudent = \"resnet8\"\nseeds = [0]\n\
+                 method = \"{p}\"\n{teacher_line}"
+            ),
+        )?;
+    }
+    let set = recipe::load(&[d])?;
+    let plan = plan::build(&set, &Scale::named("full").expect("a scale"))?;
+    let out = plan
+        .cells
+        .iter()
+        .map(|(cell, c)| {
+            let run = plan.get(&c.runs[0].1).expect("the cell's run");
+            (cell.row.clone(), run.spec.method.clone())
+        })
+        .collect();
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(out)
+}
+
+fn tempdir() -> anyhow::Result<std::path::PathBuf> {
+    let p = std::env::temp_dir().join(format!("lecal-parity-{}", std::process::id()));
+    std::fs::create_dir_all(&p)?;
+    Ok(p)
+}
+
+/// Label mixtures: plain labels, or two labels per sample with a weight drawn per sample
+/// (as mixup and CutMix give).
+fn mixes(rng: &mut Rng, mixed: bool) -> Vec<data::mix::LabelMix> {
+    (0..BATCH)
+        .map(|_| {
+            let a = rng.below(CLASSES as u64) as u16;
+            if !mixed {
+                return vec![(a, 1.0)];
+            }
+            let b = rng.below(CLASSES as u64) as u16;
+            let w = rng.uniform();
+            vec![(a, w), (b, 1.0 - w)]
+        })
+        .collect()
+}
+
+fn losses(dir: &Path) -> anyhow::Result<()> {
+    let mut out = HashMap::new();
+    let mut cases = Vec::new();
+    let mut rng = Rng::new(21);
+    let logits = random(&[BATCH, CLASSES], &mut rng, 3.0)?;
+    let teacher_logits: Vec<Tensor> = (0..3)
+        .map(|_| random(&[BATCH, CLASSES], &mut rng, 3.0))
+        .collect::<anyhow::Result<_>>()?;
+    for teachers in [1, 3] {
+        for (preset, method) in preset_methods(teachers)? {
+            if teachers == 3 && !matches!(method, Method::Teachers { .. }) {
+                continue;
+            }
+            for mixed in [false, true] {
+                let m = mixes(&mut rng, mixed);
+                let var = candle_core::Var::from_tensor(&logits)?;
+                let t = &teacher_logits[..teachers];
+                let loss = crate::method::loss(&method, var.as_tensor(), &m, t, &Device::Cpu)?;
+                let grad = loss
+                    .backward()?
+                    .get(var.as_tensor())
+                    .context("no gradient")?
+                    .clone();
+                let i = cases.len();
+                let targets = crate::method::mixed_targets(&m, CLASSES, 0.0);
+                out.insert(
+                    format!("case{i}.targets"),
+                    Tensor::from_vec(targets, (BATCH, CLASSES), &Device::Cpu)?,
+                );
+                out.insert(format!("case{i}.loss"), loss);
+                out.insert(format!("case{i}.grad"), grad);
+                cases.push(LossCase {
+                    index: i,
+                    preset: preset.clone(),
+                    teachers,
+                    mixed,
+                    method: method.clone(),
+                });
+            }
+        }
+    }
+    out.insert("logits".into(), logits);
+    out.insert("teachers".into(), Tensor::stack(&teacher_logits, 0)?);
+    save(&out, &dir.join("losses.safetensors"))?;
+    let text = toml::to_string(&LossCases { case: cases })?;
+    std::fs::write(dir.join("losses.toml"), text)?;
+    Ok(())
+}
+
+#[derive(serde::Serialize)]
+struct LossCases {
+    case: Vec<LossCase>,
+}
+
+#[derive(serde::Serialize)]
+struct LossCase {
+    index: usize,
+    preset: String,
+    teachers: usize,
+    mixed: bool,
+    method: Method,
+}
+
+fn sgd_steps(dir: &Path) -> anyhow::Result<()> {
+    let (lr, momentum, wd) = (0.1, 0.9, 5e-4);
+    let (net, vm) =
+        model::build_trainable(ModelName::Resnet20, 10, 3, Kernels::LECAL, &Device::Cpu)?;
+    let mut out: HashMap<String, Tensor> = model::snapshot(&vm)
+        .into_iter()
+        .map(|(k, v)| (format!("before.{k}"), v.copy().expect("a copy")))
+        .collect();
+    let mut rng = Rng::new(31);
+    let mut opt = Sgd::new(model::trainable_vars(&vm), momentum, wd);
+    for step in 0..2 {
+        let x = random(&[BATCH, 3, 32, 32], &mut rng, 1.0)?;
+        let labels: Vec<u16> = (0..BATCH).map(|_| rng.below(10) as u16).collect();
+        let m: Vec<data::mix::LabelMix> = labels.iter().map(|&l| vec![(l, 1.0)]).collect();
+        let logits = net.forward_t(&x, true)?;
+        let loss = crate::method::loss(&Method::Hard, &logits, &m, &[], &Device::Cpu)?;
+        opt.step(&loss.backward()?, lr)?;
+        let labels: Vec<u32> = labels.iter().map(|&l| u32::from(l)).collect();
+        out.insert(format!("step{step}.x"), x);
+        out.insert(
+            format!("step{step}.labels"),
+            Tensor::from_vec(labels, BATCH, &Device::Cpu)?,
+        );
+        out.insert(format!("step{step}.loss"), loss);
+    }
+    for (k, v) in model::snapshot(&vm) {
+        out.insert(format!("after.{k}"), v);
+    }
+    save(&out, &dir.join("sgd.safetensors"))
+}
+
+fn schedules(dir: &Path) -> anyhow::Result<()> {
+    let mut text = String::from("preset,epoch,lr,milestones,gamma,base\n");
+    for (name, p) in [
+        ("default", SchedulePreset::Default),
+        ("long", SchedulePreset::Long),
+        ("imagenet", SchedulePreset::Imagenet),
+    ] {
+        let s = crate::spec::Schedule::preset(p);
+        let ms: Vec<String> = s.milestones.iter().map(|m| m.to_string()).collect();
+        for e in 1..=s.epochs {
+            text.push_str(&format!(
+                "{name},{e},{:e},{},{},{}\n",
+                s.lr_at(e),
+                ms.join(" "),
+                s.gamma,
+                s.lr
+            ));
+        }
+    }
+    std::fs::write(dir.join("schedules.csv"), text)?;
+    Ok(())
+}
+
+/// Records the run's epochs, the trainer's state after each (model and momentum, as a
+/// checkpoint holds it) and every training batch.
+#[derive(Default)]
+struct Recorder {
+    epochs: Vec<EpochRecord>,
+    batches: HashMap<String, Tensor>,
+    shape: (usize, usize, usize),
+    /// Where `<prefix>.state<epoch>.safetensors` go.
+    prefix: std::path::PathBuf,
+}
+
+impl RunSink for Recorder {
+    fn epoch(&mut self, record: &EpochRecord, state: &[u8]) -> anyhow::Result<()> {
+        self.epochs.push(record.clone());
+        let mut path = self.prefix.clone().into_os_string();
+        path.push(format!(".state{}.safetensors", record.epoch));
+        std::fs::write(&path, state)?;
+        Ok(())
+    }
+
+    fn wants_batches(&self) -> bool {
+        true
+    }
+
+    fn batch(&mut self, epoch: usize, index: usize, x: &[f32], targets: &[f32], loss: f64) {
+        let (c, h, w) = self.shape;
+        let b = x.len() / (c * h * w);
+        let key = |what: &str| format!("e{epoch}.b{index}.{what}");
+        let x = Tensor::from_vec(x.to_vec(), (b, c, h, w), &Device::Cpu);
+        let t = Tensor::from_vec(targets.to_vec(), (b, targets.len() / b), &Device::Cpu);
+        let l = Tensor::new(&[loss as f32], &Device::Cpu);
+        if let (Ok(x), Ok(t), Ok(l)) = (x, t, l) {
+            self.batches.insert(key("x"), x);
+            self.batches.insert(key("t"), t);
+            self.batches.insert(key("loss"), l);
+        }
+    }
+
+    fn weights(&mut self, _safetensors: &[u8]) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// The one run of a recipe written to a scratch folder.
+fn training_spec(augment: &str) -> anyhow::Result<RunSpec> {
+    let tmp = tempdir()?;
+    let d = tmp.join("t");
+    std::fs::create_dir_all(&d)?;
+    std::fs::write(
+        d.join("t.table.toml"),
+        "title = \"t\"\nrows = [\"r\"]\ncolumns = [\"c\"]\n",
+    )?;
+    std::fs::write(
+        d.join("r.toml"),
+        format!(
+            "cell = {{ table = \"t\", row = \"r\", column = \"c\" }}\n\
+             dataset = \"synthetic\"\n\
+             synthetic = {{ train = 512, test = 256, resolution = 32, classes = 10 }}\n\
+             schedule = {{ epochs = 4, milestones = [3], batch = 64, lr = 0.01 }}\n\
+             student = \"resnet20\"\nseeds = [0]\n{augment}"
+        ),
+    )?;
+    let set = recipe::load(&[d])?;
+    let plan = plan::build(&set, &Scale::named("full").expect("a scale"))?;
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(plan.runs[0].spec.clone())
+}
+
+fn training(dir: &Path, case: &str, augment: &str) -> anyhow::Result<()> {
+    let spec = training_spec(augment)?;
+    let splits = data::load(&spec.data, Path::new("data"))?;
+    let (h, w) = (splits.train.height, splits.train.width);
+    let mut rec = Recorder {
+        shape: (3, h, w),
+        prefix: dir.join(format!("train-{case}")),
+        ..Recorder::default()
+    };
+    let trainer = CandleTrainer::new(Device::Cpu, Kernels::LECAL, "data".into());
+    let outcome: Outcome = trainer.train(&spec, &[], &mut rec)?;
+    let classes = spec.data.classes;
+    let (_, vm) =
+        model::build_trainable(spec.model, classes, spec.seed, Kernels::LECAL, &Device::Cpu)?;
+    let mut out = rec.batches;
+    for (k, v) in model::snapshot(&vm) {
+        out.insert(format!("init.{k}"), v);
+    }
+    let test = &splits.test;
+    let x = transform::test_batch(test, 0, test.len(), &spec.transform);
+    out.insert(
+        "test.x".into(),
+        Tensor::from_vec(x, (test.len(), 3, h, w), &Device::Cpu)?,
+    );
+    let labels: Vec<u32> = test.labels.iter().map(|&l| u32::from(l)).collect();
+    out.insert(
+        "test.labels".into(),
+        Tensor::from_vec(labels, test.len(), &Device::Cpu)?,
+    );
+    save(&out, &dir.join(format!("train-{case}.safetensors")))?;
+    // The schedule as the spec gives it: PyTorch derives each epoch's rate itself.
+    std::fs::write(
+        dir.join(format!("train-{case}.toml")),
+        toml::to_string(&spec.schedule)?,
+    )?;
+    let mut text = format!(
+        "# ResNet20, {} training and {} test images of {h}x{w}, {} classes; final accuracy {}\n",
+        splits.train.len(),
+        test.len(),
+        classes,
+        outcome.last.accuracy
+    );
+    text.push_str("epoch,lr,train_loss,train_acc,test_acc,test_nll\n");
+    for e in &rec.epochs {
+        text.push_str(&format!(
+            "{},{:e},{:e},{:e},{:e},{:e}\n",
+            e.epoch, e.lr, e.train_loss, e.train_acc, e.test_acc, e.nll
+        ));
+    }
+    std::fs::write(dir.join(format!("train-{case}.csv")), text)?;
+    Ok(())
+}

@@ -29,6 +29,7 @@ bench: build
 
 # lecal against PyTorch on identical inputs: logits of every model, every preset's loss and
 # gradient, SGD steps, learning rates, a short training replayed; writes PARITY.md.
+# PARITY_SEEDS=10 also compares ten seeds a side, each with its own random draws.
 # Installs PyTorch into .bench-venv/ unless PARITY_PYTHON names a Python that has it.
 parity: build
 	scripts/parity.sh

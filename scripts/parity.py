@@ -43,6 +43,7 @@ TOL = {
     "train_loss": 2e-2,  # relative, per epoch of the short replay (chaotic over steps)
     "test_acc": 3.0,  # percentage points, per epoch of the short replay
     "drift_ratio": 3.0,  # see training()
+    "welch_t": 3.0,  # two samples of seeds; |t| > 3 is p < 0.01 at these sizes
 }
 
 
@@ -354,7 +355,93 @@ def training(d, case, rep, replay, steps_out):
     return head
 
 
-def write_report(path, rep, replay, steps, heads, command, seconds):
+def ece15(z, y):
+    """Expected calibration error, 15 equal-width bins (Guo et al.), bin m = (m/M, (m+1)/M]."""
+    p = F.softmax(z.double(), dim=1)
+    conf, pred = p.max(1)
+    right = (pred == y).double()
+    bins = (conf * 15).ceil().clamp(1, 15).long() - 1
+    e = 0.0
+    for m in range(15):
+        sel = bins == m
+        if sel.any():
+            e += sel.double().mean().item() * abs(right[sel].mean().item() - conf[sel].mean().item())
+    return e
+
+
+def torch_run(t, cfg, seed):
+    """One run of the seed sample in plain PyTorch with its own random draws: Kaiming
+    normal (fan_out) convolutions, shuffled order, zero-padded random crops and flips."""
+    torch.manual_seed(seed)
+    x_all, y_all = t["train.images"], t["train.labels"].long()
+    mean, std = t["normalize"][:3].view(1, 3, 1, 1), t["normalize"][3:].view(1, 3, 1, 1)
+    net = ResNet(8, 10)
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    opt = torch.optim.SGD(net.parameters(), lr=cfg["lr"], momentum=cfg["momentum"],
+                          weight_decay=cfg["weight_decay"])
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, cfg["milestones"], cfg["gamma"])
+    pad, n = cfg["crop_padding"], len(y_all)
+    h, w = x_all.shape[2], x_all.shape[3]
+    padded = F.pad(x_all, (pad, pad, pad, pad))  # zero bytes, as RandomCrop(padding=p)
+    for _ in range(cfg["epochs"]):
+        net.train()
+        order = torch.randperm(n)
+        for start in range(0, n, cfg["batch"]):
+            idx = order[start:start + cfg["batch"]]
+            if len(idx) < 2:
+                continue
+            dy = torch.randint(0, 2 * pad + 1, (len(idx),))
+            dx = torch.randint(0, 2 * pad + 1, (len(idx),))
+            flip = torch.rand(len(idx)) < 0.5
+            imgs = []
+            for k, i in enumerate(idx):
+                im = padded[i, :, dy[k]:dy[k] + h, dx[k]:dx[k] + w]
+                imgs.append(im.flip(2) if flip[k] else im)
+            x = (torch.stack(imgs).float() / 255.0 - mean) / std
+            opt.zero_grad()
+            F.cross_entropy(net(x), y_all[idx]).backward()
+            opt.step()
+        sched.step()
+    net.eval()
+    with torch.no_grad():
+        z = net((t["test.images"].float() / 255.0 - mean) / std)
+    y = t["test.labels"].long()
+    return 100.0 * (z.argmax(1) == y).float().mean().item(), ece15(z, y)
+
+
+def welch(a, b):
+    ma, mb = sum(a) / len(a), sum(b) / len(b)
+    va = sum((x - ma) ** 2 for x in a) / (len(a) - 1)
+    vb = sum((x - mb) ** 2 for x in b) / (len(b) - 1)
+    return ma, math.sqrt(va), mb, math.sqrt(vb), (ma - mb) / math.sqrt(va / len(a) + vb / len(b))
+
+
+def seed_sample(d, rep):
+    """lecal's runs against PyTorch's, each with its own random draws: the two samples of
+    final accuracy and ECE must not differ beyond what seeds give (Welch's t)."""
+    import os
+    if not os.path.exists(f"{d}/seeds.csv"):
+        return None
+    t = load_file(f"{d}/seeds-data.safetensors")
+    with open(f"{d}/seeds.toml", "rb") as f:
+        cfg = tomllib.load(f)
+    ours = list(csv.DictReader(open(f"{d}/seeds.csv")))
+    theirs = []
+    for r in ours:
+        acc, e = torch_run(t, cfg, 1000 + int(r["seed"]))
+        print(f"  seed {r['seed']}: lecal {float(r['accuracy']):.2f} / {float(r['ece']):.4f}, "
+              f"PyTorch {acc:.2f} / {e:.4f}")
+        theirs.append((acc, e))
+    acc = welch([float(r["accuracy"]) for r in ours], [a for a, _ in theirs])
+    ece = welch([float(r["ece"]) for r in ours], [e for _, e in theirs])
+    rep.row("seeds", f"final accuracy, {len(ours)} seeds each: |Welch t|", abs(acc[4]), TOL["welch_t"])
+    rep.row("seeds", f"final ECE, {len(ours)} seeds each: |Welch t|", abs(ece[4]), TOL["welch_t"])
+    return cfg, acc, ece, ours, theirs
+
+
+def write_report(path, rep, replay, steps, heads, command, seconds, seeds=None):
     out = ["# Parity: lecal against PyTorch on identical inputs", "",
            f"Produced by `{command}` on {platform.machine()} with PyTorch {torch.__version__}, "
            f"{torch.get_num_threads()} threads, in {seconds:.0f} s. Every row compares lecal's "
@@ -391,6 +478,21 @@ def write_report(path, rep, replay, steps, heads, command, seconds):
                        f"{abs(ls[i] - s32[i]) / s32[i]:.2e} | {abs(s32[i] - s64[i]) / s64[i]:.2e} |")
     out += ["", "Result: " + ("every check within its tolerance." if not rep.failed else
                               "beyond tolerance: " + "; ".join(rep.failed)), ""]
+    if seeds is not None:
+        cfg, acc, ece, ours, theirs = seeds
+        out += ["## Seeds: lecal's random draws against PyTorch's", "",
+                f"ResNet8 on the built-in data (2000 training and 1000 test images of 16×16, "
+                f"10 classes; {cfg['epochs']} epochs, batch {cfg['batch']}, lr {cfg['lr']} "
+                f"÷10 at {cfg['milestones']}; crop padding {cfg['crop_padding']}, flips). lecal "
+                "trains each seed as `lecal run` does; PyTorch trains the same setting with its "
+                "own random draws (initialisation, order, crops, flips). If lecal drew "
+                "differently from the distributions of methods.md, the samples would part.", "",
+                "| | lecal | PyTorch | Welch t |", "|---|---:|---:|---:|",
+                f"| accuracy (%) | {acc[0]:.2f} ± {acc[1]:.2f} | {acc[2]:.2f} ± {acc[3]:.2f} | {acc[4]:.2f} |",
+                f"| ECE | {ece[0]:.4f} ± {ece[1]:.4f} | {ece[2]:.4f} ± {ece[3]:.4f} | {ece[4]:.2f} |",
+                "", "Per seed (accuracy / ECE): " + "; ".join(
+                    f"{r['seed']}: {float(r['accuracy']):.1f} / {float(r['ece']):.3f} vs "
+                    f"{a:.1f} / {e:.3f}" for r, (a, e) in zip(ours, theirs)), ""]
     out += ["## How to read it", "",
             "- `synced` rows start every epoch from lecal's own state at its start (weights, "
             "BatchNorm statistics and momentum buffers, as its checkpoint holds them), so "
@@ -432,7 +534,9 @@ def main():
     for case, e, l1, l2, l3, a1, a2, a3, *_ in replay:
         print(f"  {case:<6} epoch {e}: train loss {l1:.5f} / {l2:.5f} / {l3:.5f}, "
               f"test acc {a1:.2f} / {a2:.2f} / {a3:.2f}  (lecal / PyTorch f32 / f64)")
-    write_report(a.report, rep, replay, steps, heads, a.command, time.time() - start)
+    print("== seeds, each side with its own random draws")
+    seeds = seed_sample(a.dir, rep)
+    write_report(a.report, rep, replay, steps, heads, a.command, time.time() - start, seeds)
     print(f"wrote {a.report}")
     if rep.failed:
         print("beyond tolerance:\n  " + "\n  ".join(rep.failed))

@@ -4,6 +4,8 @@
 # with them is given (PARITY_PYTHON=/path/to/python to use another one).
 #
 #   LECAL=target/release/lecal   PARITY_REPORT=PARITY.md
+#   PARITY_SEEDS=10   also train that many seeds of a small setting on each side, each
+#                     with its own random draws, and compare the samples (minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +27,6 @@ fi
 
 rm -rf "$OUT"
 echo "== lecal: inputs and outputs into $OUT"
-"$LECAL" parity "$OUT"
+"$LECAL" parity "$OUT" --seeds "${PARITY_SEEDS:-0}"
 echo "== PyTorch: the same from the same inputs"
 "$PY" scripts/parity.py --dir "$OUT" --report "$REPORT" --threads "$(nproc)" --command "make parity"

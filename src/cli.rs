@@ -84,6 +84,10 @@ pub enum Command {
     Parity {
         /// Where to write them.
         dir: PathBuf,
+        /// Also train this many seeds of one small setting, for PyTorch to compare with
+        /// its own random draws.
+        #[arg(long, default_value_t = 0)]
+        seeds: u64,
     },
     /// Images per second of a training step, a teacher's forward pass and the data
     /// pipeline (`make bench` sets these beside PyTorch's).
@@ -164,7 +168,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             return commands::status(&paths, &scale, &store);
         }
         Command::Models => commands::models()?,
-        Command::Parity { dir } => crate::parity::dump(&dir)?,
+        Command::Parity { dir, seeds } => crate::parity::dump(&dir, seeds)?,
         Command::Bench {
             device,
             models,

@@ -33,8 +33,11 @@ use std::path::Path;
 const CLASSES: usize = 100;
 const BATCH: usize = 8;
 
-/// Writes every part into `dir`.
-pub fn dump(dir: &Path) -> anyhow::Result<()> {
+/// Writes every part into `dir`; with `seeds > 0` also `seeds.csv` and
+/// `seeds-data.safetensors`: the final test accuracy and ECE of `seeds` runs of one small
+/// setting, for PyTorch to train the same setting with its own random draws (weights,
+/// order, crops, flips) and compare the two samples.
+pub fn dump(dir: &Path, seeds: u64) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     models(dir)?;
     losses(dir)?;
@@ -43,6 +46,67 @@ pub fn dump(dir: &Path) -> anyhow::Result<()> {
     for (case, augment) in [("plain", ""), ("mixup", "augment = { kind = \"mixup\" }\n")] {
         training(dir, case, augment)?;
     }
+    if seeds > 0 {
+        seed_sample(dir, seeds)?;
+    }
+    Ok(())
+}
+
+/// The setting of the seed sample: small enough for many seeds on two cores.
+const SEED_SETTING: &str =
+    "synthetic = { train = 2000, test = 1000, resolution = 16, classes = 10 }\n\
+     schedule = { epochs = 15, milestones = [8, 12], batch = 64 }\n\
+     student = \"resnet8\"\n";
+
+fn seed_sample(dir: &Path, seeds: u64) -> anyhow::Result<()> {
+    let mut text = String::from("seed,accuracy,ece,nll\n");
+    let trainer = CandleTrainer::new(Device::Cpu, Kernels::LECAL, "data".into());
+    let mut spec = run_spec(SEED_SETTING)?;
+    for seed in 0..seeds {
+        spec.seed = seed;
+        let mut rec = Recorder {
+            shape: (3, 16, 16),
+            ..Recorder::default()
+        };
+        let o = trainer.train(&spec, &[], &mut rec)?;
+        eprintln!(
+            "  seed {seed}: accuracy {:.2} ECE {:.4}",
+            o.last.accuracy, o.last.ece
+        );
+        text.push_str(&format!(
+            "{seed},{},{},{}\n",
+            o.last.accuracy, o.last.ece, o.last.nll
+        ));
+    }
+    std::fs::write(dir.join("seeds.csv"), text)?;
+    let splits = data::load(&spec.data, Path::new("data"))?;
+    let mut out = HashMap::new();
+    for (name, ds) in [("train", &splits.train), ("test", &splits.test)] {
+        let n = ds.len();
+        let (h, w) = (ds.height, ds.width);
+        out.insert(
+            format!("{name}.images"),
+            Tensor::from_vec(ds.images.clone(), (n, 3, h, w), &Device::Cpu)?,
+        );
+        let labels: Vec<u32> = ds.labels.iter().map(|&l| u32::from(l)).collect();
+        out.insert(
+            format!("{name}.labels"),
+            Tensor::from_vec(labels, n, &Device::Cpu)?,
+        );
+    }
+    let t = &spec.transform;
+    let norm: Vec<f32> = t.mean.iter().chain(&t.std).map(|&v| v as f32).collect();
+    out.insert("normalize".into(), Tensor::from_vec(norm, 6, &Device::Cpu)?);
+    save(&out, &dir.join("seeds-data.safetensors"))?;
+    std::fs::write(
+        dir.join("seeds.toml"),
+        format!(
+            "crop_padding = {}\nflip = {}\n{}",
+            t.crop_padding,
+            t.flip,
+            toml::to_string(&spec.schedule)?
+        ),
+    )?;
     Ok(())
 }
 
@@ -322,8 +386,18 @@ impl RunSink for Recorder {
     }
 }
 
-/// The one run of a recipe written to a scratch folder.
+/// The ResNet20 run of the short training, with `augment`.
 fn training_spec(augment: &str) -> anyhow::Result<RunSpec> {
+    run_spec(&format!(
+        "synthetic = {{ train = 512, test = 256, resolution = 32, classes = 10 }}\n\
+         schedule = {{ epochs = 4, milestones = [3], batch = 64, lr = 0.01 }}\n\
+         student = \"resnet20\"\n{augment}"
+    ))
+}
+
+/// The one run (seed 0) of a recipe on the built-in data with `setting` (its
+/// `synthetic`, `schedule`, `student` and other keys), written to a scratch folder.
+fn run_spec(setting: &str) -> anyhow::Result<RunSpec> {
     let tmp = tempdir()?;
     let d = tmp.join("t");
     std::fs::create_dir_all(&d)?;
@@ -335,10 +409,7 @@ fn training_spec(augment: &str) -> anyhow::Result<RunSpec> {
         d.join("r.toml"),
         format!(
             "cell = {{ table = \"t\", row = \"r\", column = \"c\" }}\n\
-             dataset = \"synthetic\"\n\
-             synthetic = {{ train = 512, test = 256, resolution = 32, classes = 10 }}\n\
-             schedule = {{ epochs = 4, milestones = [3], batch = 64, lr = 0.01 }}\n\
-             student = \"resnet20\"\nseeds = [0]\n{augment}"
+             dataset = \"synthetic\"\nseeds = [0]\n{setting}"
         ),
     )?;
     let set = recipe::load(&[d])?;

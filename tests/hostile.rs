@@ -1,27 +1,11 @@
 //! The catalogue of bad inputs: each gives a clear error naming the file and the problem,
 //! a non-zero exit, and writes nothing (or, for a failing disk, loses nothing).
 
-use assert_cmd::Command;
+mod common;
+
+use common::{lecal, GOOD, TABLE};
 use std::fs;
 use std::path::Path;
-
-const TABLE: &str = "title = \"h\"\nrows = [\"Vanilla\", \"KD\"]\ncolumns = [\"ResNet8\"]\n";
-
-const GOOD: &str = r#"cell = { table = "h", row = "Vanilla", column = "ResNet8" }
-dataset = "synthetic"
-synthetic = { train = 64, test = 20, resolution = 8 }
-schedule = { epochs = 2, milestones = [1], batch = 32 }
-student = "resnet8"
-seeds = [0]
-"#;
-
-fn lecal(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("lecal").unwrap();
-    c.current_dir(dir)
-        .env_remove("LECAL_RESULTS")
-        .env_remove("LECAL_DATA");
-    c
-}
 
 /// A folder with the table spec and the given files under `recipes/h/`.
 fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {

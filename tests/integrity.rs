@@ -1,27 +1,11 @@
 //! Nothing wrong passes as done (issue 13): each test pins one way a wrong result or an
 //! out-of-range recipe once got through, through the real binary.
 
-use assert_cmd::Command;
+mod common;
+
+use common::{lecal, GOOD, TABLE};
 use std::fs;
 use std::path::{Path, PathBuf};
-
-const TABLE: &str = "title = \"h\"\nrows = [\"Vanilla\", \"KD\"]\ncolumns = [\"ResNet8\"]\n";
-
-const GOOD: &str = r#"cell = { table = "h", row = "Vanilla", column = "ResNet8" }
-dataset = "synthetic"
-synthetic = { train = 64, test = 20, resolution = 8 }
-schedule = { epochs = 2, milestones = [1], batch = 32 }
-student = "resnet8"
-seeds = [0]
-"#;
-
-fn lecal(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("lecal").unwrap();
-    c.current_dir(dir)
-        .env_remove("LECAL_RESULTS")
-        .env_remove("LECAL_DATA");
-    c
-}
 
 /// A folder with the table spec and `r.toml` under `recipes/h/`.
 fn folder(recipe: &str) -> tempfile::TempDir {

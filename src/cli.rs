@@ -32,6 +32,17 @@ pub enum Command {
         /// full, quick or smoke: shrink epochs and data (scaled runs get their own ids).
         #[arg(long, default_value = "full")]
         scale: String,
+        /// Also print runs, epochs, images and device-hours per table, run by run and as
+        /// cohorts.
+        #[arg(long)]
+        estimate: bool,
+        /// The device to estimate for: cpu (rates of BENCHMARKS.md unless --bench) or
+        /// cuda (needs --bench).
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// `make bench`'s measurements (target/bench/lecal.csv) on the device in question.
+        #[arg(long)]
+        bench: Option<PathBuf>,
     },
     /// Train every pending run of the recipes, teachers first; completed runs are skipped.
     Run {
@@ -132,8 +143,15 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         );
     }
     match cli.command {
-        Command::Plan { paths, scale } => {
-            commands::plan(&paths, &scale, &store)?;
+        Command::Plan {
+            paths,
+            scale,
+            estimate,
+            device,
+            bench,
+        } => {
+            let estimate = estimate.then_some(commands::EstimateOptions { device, bench });
+            commands::plan(&paths, &scale, estimate, &store)?;
         }
         Command::Run {
             paths,

@@ -8,12 +8,71 @@ use crate::report;
 use crate::spec::ModelName;
 use crate::store::{RunState, Store, Weights};
 use anyhow::Context;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-/// `lecal plan`: every run the recipes expand to, its state and dependencies.
-pub fn plan(paths: &[PathBuf], scale: &str, store: &Store) -> anyhow::Result<()> {
+/// `lecal plan`: every run the recipes expand to, its state and dependencies, its
+/// cohorts, and with `estimate` what it costs.
+pub fn plan(
+    paths: &[PathBuf],
+    scale: &str,
+    estimate: Option<EstimateOptions>,
+    store: &Store,
+) -> anyhow::Result<()> {
     let (_, plan) = load_plan(paths, scale)?;
-    print_plan(&plan, store)
+    print_plan(&plan, store)?;
+    let cohorts = crate::plan::cohorts(&plan);
+    print_cohorts(&plan, &cohorts)?;
+    if let Some(o) = estimate {
+        super::estimate::print(&plan, &cohorts, &o)?;
+    }
+    Ok(())
+}
+
+/// `lecal plan --estimate`'s options.
+pub struct EstimateOptions {
+    pub device: String,
+    pub bench: Option<PathBuf>,
+}
+
+fn print_cohorts(plan: &Plan, cohorts: &[crate::plan::Cohort]) -> anyhow::Result<()> {
+    let shared = cohorts.iter().filter(|c| c.runs.len() > 1).count();
+    outln!(
+        "cohorts: {} (runs that see identical batches train together, each teacher's forward \
+         pass once per batch; {shared} with more than one run)",
+        cohorts.len()
+    );
+    for (i, c) in cohorts.iter().enumerate() {
+        let first = plan.get(&c.runs[0]).expect("a planned run");
+        let epochs: BTreeSet<usize> = c
+            .runs
+            .iter()
+            .filter_map(|id| plan.get(id))
+            .map(|r| r.spec.schedule.epochs)
+            .collect();
+        outln!(
+            "  cohort {}: {} runs, seed {}, {} {}, {} distinct teachers, epochs {:?}: {}",
+            i + 1,
+            c.runs.len(),
+            first.spec.seed,
+            first.spec.data.name.as_str(),
+            augment_name(&first.spec.augment),
+            c.teachers(plan).len(),
+            epochs,
+            c.runs.join(" ")
+        );
+    }
+    Ok(())
+}
+
+fn augment_name(a: &crate::spec::AugmentSpec) -> &'static str {
+    use crate::spec::AugmentSpec::*;
+    match a {
+        None => "no augmentation",
+        Mixup { .. } => "mixup",
+        Cutmix { .. } => "CutMix",
+        Ricap { .. } => "RICAP",
+    }
 }
 
 fn print_plan(plan: &Plan, store: &Store) -> anyhow::Result<()> {

@@ -18,11 +18,12 @@ macro_rules! out {
 }
 
 mod bench;
+mod estimate;
 mod inspect;
 mod run;
 
 pub use bench::{bench, BenchOptions};
-pub use inspect::{models, plan, status, table};
+pub use inspect::{models, plan, status, table, EstimateOptions};
 pub use run::{run, RunOptions};
 
 use crate::plan::{self, Plan, Scale};

@@ -4,9 +4,13 @@
 //! vanilla runs they name, as dependencies. Runs are keyed by content id, so a run asked
 //! for by several cells (or serving as a teacher) appears once.
 
+mod cohort;
+mod estimate;
 mod method;
 mod scale;
 
+pub use cohort::{cohorts, Cohort};
+pub use estimate::{estimate, images, Estimate, Rates};
 use method::method_spec;
 pub use scale::Scale;
 
@@ -51,6 +55,25 @@ pub struct Plan {
 impl Plan {
     pub fn get(&self, id: &str) -> Option<&PlannedRun> {
         self.runs.iter().find(|r| r.id == id)
+    }
+
+    /// The runs a table needs: those of its cells and, transitively, their teachers.
+    pub fn runs_of_table(&self, table: &str) -> std::collections::BTreeSet<&str> {
+        let mut out = std::collections::BTreeSet::new();
+        let mut todo: Vec<&str> = self
+            .cells
+            .iter()
+            .filter(|(c, _)| c.table == table)
+            .flat_map(|(_, c)| c.runs.iter().map(|(_, id)| id.as_str()))
+            .collect();
+        while let Some(id) = todo.pop() {
+            if out.insert(id) {
+                if let Some(r) = self.get(id) {
+                    todo.extend(r.deps.iter().map(String::as_str));
+                }
+            }
+        }
+        out
     }
 
     /// The recipe files that ask for `run`: its cells' recipes, or for a teacher run

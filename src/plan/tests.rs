@@ -1,6 +1,7 @@
 use super::*;
 use crate::recipe::tests::{folder, VANILLA};
 use crate::recipe::{load, RecipeSet};
+use crate::spec::ModelName;
 
 fn set(files: &[(&str, &str)]) -> (tempfile::TempDir, RecipeSet) {
     let dir = folder(files);
@@ -323,4 +324,91 @@ fn a_checkpoint_teacher_is_known_by_its_content_not_its_path() {
     // New weights at the same path: a new run.
     std::fs::write(dir.path().join("t.safetensors"), b"two").unwrap();
     assert_ne!(id(dir.path().to_path_buf()).unwrap(), a);
+}
+
+#[test]
+fn issue_15_cohorts_share_batches_and_never_hold_a_student_with_its_teacher() {
+    let set = load(&[std::path::PathBuf::from("recipes/cifar100")]).unwrap();
+    let p = build(&set, &full()).unwrap();
+    let cs = cohorts(&p);
+    let mut sizes: Vec<usize> = cs.iter().map(|c| c.runs.len()).collect();
+    sizes.sort_unstable();
+    assert_eq!(sizes, [10, 10, 10, 20, 20, 20, 30, 30, 30]);
+    assert_eq!(sizes.iter().sum::<usize>(), p.runs.len());
+    for c in &cs {
+        let runs: Vec<&PlannedRun> = c.runs.iter().map(|id| p.get(id).unwrap()).collect();
+        let s = &runs[0].spec;
+        for r in &runs {
+            assert_eq!(
+                (
+                    &r.spec.data,
+                    r.spec.seed,
+                    r.spec.schedule.batch,
+                    &r.spec.transform,
+                    &r.spec.augment
+                ),
+                (&s.data, s.seed, s.schedule.batch, &s.transform, &s.augment),
+                "{} does not see the batches of {}",
+                r.id,
+                runs[0].id
+            );
+            assert!(
+                !r.deps.iter().any(|d| c.runs.contains(d)),
+                "{} with its teacher",
+                r.id
+            );
+        }
+    }
+    // The "+" rows (350 epochs) share the batches of the 240-epoch rows of their seed.
+    assert!(cs.iter().any(|c| {
+        let epochs: std::collections::BTreeSet<usize> = c
+            .runs
+            .iter()
+            .map(|id| p.get(id).unwrap().spec.schedule.epochs)
+            .collect();
+        epochs.len() == 2
+    }));
+}
+
+#[test]
+fn issue_15_estimate_counts_a_shared_teacher_pass_once_per_cohort_batch() {
+    let kd = |row: &str, model: &str| {
+        VANILLA
+            .replace("\"Vanilla\"", &format!("\"{row}\""))
+            .replace("seeds = [0, 1]", "seeds = [0]")
+            .replace("student = \"resnet8\"", &format!("student = \"{model}\""))
+            .replace(
+                "method = \"vanilla\"",
+                "method = \"kd\"\nteachers = [{ model = \"resnet8\", seeds = [0] }]",
+            )
+    };
+    let a = kd("KD", "resnet8");
+    let b = kd("KD", "resnet14").replace("\"ResNet8\"", "\"ResNet14\"");
+    let (_d, s) = set(&[("a.toml", &a), ("b.toml", &b)]);
+    let p = build(&s, &full()).unwrap();
+    assert_eq!(p.runs.len(), 3);
+    let cs = cohorts(&p);
+    assert_eq!(cs.len(), 2, "the teacher, then both students");
+    // ResNet8: a step at 100 img/s, a forward pass at 300; ResNet14 costs twice as much.
+    let rates = Rates::from_measured(
+        &[(ModelName::Resnet8, 100.0)],
+        &[(ModelName::Resnet8, 300.0)],
+        "test".into(),
+    )
+    .unwrap();
+    let all: std::collections::BTreeSet<&str> = p.runs.iter().map(|r| r.id.as_str()).collect();
+    let e = estimate(&p, &all, &cs, &rates);
+    // 8×8 images cost 1/16 of 32×32: 64 training images are 4 units, 32 test images 2.
+    let teacher = 2.0 * (4.0 / 100.0 + 2.0 / 300.0);
+    let kd8 = 2.0 * (4.0 * (1.0 / 100.0 + 1.0 / 300.0) + 2.0 / 300.0);
+    let kd14 = 2.0 * (4.0 * (1.0 / 50.0 + 1.0 / 300.0) + 2.0 / 150.0);
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-12 * b.abs();
+    assert_eq!((e.runs, e.epochs, e.images), (3, 6, 3 * 2 * 64));
+    assert!(close(e.alone_hours * 3600.0, teacher + kd8 + kd14), "{e:?}");
+    // As a cohort the two students run their one teacher's pass once per batch.
+    let shared = 2.0 * 4.0 / 300.0;
+    assert!(
+        close(e.cohort_hours * 3600.0, teacher + kd8 + kd14 - shared),
+        "{e:?}"
+    );
 }

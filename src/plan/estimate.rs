@@ -1,0 +1,183 @@
+//! `lecal plan --estimate`: runs, epochs, images and device-hours of a plan, trained run
+//! by run and as cohorts, from images per second of each model's training step and
+//! forward pass (measured by `make bench`, or the rates it states).
+//!
+//! Run by run, every student also runs each of its teachers' forward passes on each of
+//! its batches. As cohorts, a batch is shared: each member steps on it, each distinct
+//! teacher runs once. Evaluation (one forward pass of each test image per epoch) is
+//! counted for every run either way.
+
+use super::cohort::{identity, Cohort};
+use super::{Plan, PlannedRun};
+use crate::spec::{DataSpec, DatasetName, ModelName, TeacherRef};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Images per second of a model's training step and forward pass.
+#[derive(Debug, Clone)]
+pub struct Rates {
+    pub train: BTreeMap<ModelName, f64>,
+    pub forward: BTreeMap<ModelName, f64>,
+    /// Where the numbers come from, printed with the estimate.
+    pub source: String,
+}
+
+/// A CIFAR ResNet's cost relative to ResNet20's: its multiply-accumulates grow with its
+/// blocks per stage (41 / 70 / 98 / 126 / 253 M for ResNet20 / 32 / 44 / 56 / 110).
+fn relative_cost(m: ModelName) -> f64 {
+    let n = (m.cifar_depth().unwrap_or(20) - 2) / 6;
+    n as f64 / 3.0
+}
+
+impl Rates {
+    /// From measured rates of some models: every other model is scaled from the
+    /// measured one by relative cost; a forward pass is a third of a training step when
+    /// not measured.
+    pub fn from_measured(
+        train: &[(ModelName, f64)],
+        forward: &[(ModelName, f64)],
+        source: String,
+    ) -> anyhow::Result<Self> {
+        let scaled = |measured: &[(ModelName, f64)], m: ModelName| {
+            let distance = |k: ModelName| (relative_cost(k) - relative_cost(m)).abs();
+            measured
+                .iter()
+                .min_by(|a, b| distance(a.0).total_cmp(&distance(b.0)))
+                .map(|&(k, r)| r * relative_cost(k) / relative_cost(m))
+        };
+        let Some(_) = train.first() else {
+            anyhow::bail!("no training-step rate in {source}");
+        };
+        let mut out = Rates {
+            train: BTreeMap::new(),
+            forward: BTreeMap::new(),
+            source,
+        };
+        for m in ModelName::CIFAR {
+            let t = scaled(train, m).expect("one rate at least");
+            out.train.insert(m, t);
+            out.forward.insert(m, scaled(forward, m).unwrap_or(3.0 * t));
+        }
+        Ok(out)
+    }
+
+    /// lecal's CPU numbers of BENCHMARKS.md (2 threads, release build): ResNet20's
+    /// training step at 190 img/s and a ResNet110 teacher's forward pass at 140 img/s.
+    pub fn cpu_assumed() -> Self {
+        Self::from_measured(
+            &[(ModelName::Resnet20, 190.0)],
+            &[(ModelName::Resnet110, 140.0)],
+            "assumed: BENCHMARKS.md's 2-thread CPU rates (ResNet20 step 190 img/s, ResNet110 \
+             forward 140 img/s), scaled by depth; `make bench` and --bench for measured ones"
+                .into(),
+        )
+        .expect("rates given")
+    }
+
+    fn step(&self, m: ModelName, d: &DataSpec) -> f64 {
+        scale(d) / self.train.get(&m).copied().unwrap_or(f64::INFINITY)
+    }
+
+    fn forward(&self, m: ModelName, d: &DataSpec) -> f64 {
+        scale(d) / self.forward.get(&m).copied().unwrap_or(f64::INFINITY)
+    }
+}
+
+/// Cost of an image relative to a 32×32 one.
+fn scale(d: &DataSpec) -> f64 {
+    (d.resolution * d.resolution) as f64 / 1024.0
+}
+
+/// Training and test images of one epoch.
+pub fn images(d: &DataSpec) -> (usize, usize) {
+    let (train, test) = match (&d.synthetic, d.name) {
+        (Some(s), _) => (s.train, s.test),
+        (None, DatasetName::Cifar10 | DatasetName::Cifar100) => (50_000, 10_000),
+        (None, DatasetName::Stl10) => (5_000, 8_000),
+        (None, DatasetName::Imagenet) => (1_281_167, 50_000),
+        (None, DatasetName::Synthetic) => (0, 0),
+    };
+    let train = d.train_limit.map_or(train, |l| l.min(train));
+    let test = d.test_limit.map_or(test, |l| l.min(test));
+    (train.saturating_sub(d.validation.unwrap_or(0)), test)
+}
+
+/// What a set of runs costs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Estimate {
+    pub runs: usize,
+    pub epochs: usize,
+    /// Training images over every epoch of every run.
+    pub images: u64,
+    pub alone_hours: f64,
+    pub cohort_hours: f64,
+}
+
+fn teacher_model(plan: &Plan, t: &TeacherRef, fallback: ModelName) -> ModelName {
+    match t {
+        TeacherRef::Run { id } => plan.get(id).map_or(fallback, |r| r.spec.model),
+        TeacherRef::Checkpoint { model, .. } => *model,
+    }
+}
+
+/// Seconds of one epoch of `r` alone: its steps, its teachers' forward passes, its
+/// evaluation.
+fn alone_epoch(plan: &Plan, r: &PlannedRun, rates: &Rates) -> f64 {
+    let d = &r.spec.data;
+    let (train, test) = images(d);
+    let teachers: f64 = r
+        .spec
+        .teachers
+        .iter()
+        .map(|t| rates.forward(teacher_model(plan, t, r.spec.model), d))
+        .sum();
+    train as f64 * (rates.step(r.spec.model, d) + teachers)
+        + test as f64 * rates.forward(r.spec.model, d)
+}
+
+/// The estimate of `ids` (runs of `plan`), as runs alone and as `cohorts` restricted to
+/// them.
+pub fn estimate(plan: &Plan, ids: &BTreeSet<&str>, cohorts: &[Cohort], rates: &Rates) -> Estimate {
+    let mut e = Estimate::default();
+    for r in plan.runs.iter().filter(|r| ids.contains(r.id.as_str())) {
+        let epochs = r.spec.schedule.epochs;
+        e.runs += 1;
+        e.epochs += epochs;
+        e.images += images(&r.spec.data).0 as u64 * epochs as u64;
+        e.alone_hours += alone_epoch(plan, r, rates) * epochs as f64 / 3600.0;
+    }
+    for c in cohorts {
+        let members: Vec<&PlannedRun> = c
+            .runs
+            .iter()
+            .filter(|id| ids.contains(id.as_str()))
+            .filter_map(|id| plan.get(id))
+            .collect();
+        let longest = members
+            .iter()
+            .map(|r| r.spec.schedule.epochs)
+            .max()
+            .unwrap_or(0);
+        for epoch in 1..=longest {
+            let active: Vec<&&PlannedRun> = members
+                .iter()
+                .filter(|r| r.spec.schedule.epochs >= epoch)
+                .collect();
+            let d = &active[0].spec.data;
+            let (train, test) = images(d);
+            let mut seen = BTreeSet::new();
+            let mut seconds = 0.0;
+            for r in &active {
+                seconds += train as f64 * rates.step(r.spec.model, d)
+                    + test as f64 * rates.forward(r.spec.model, d);
+                for t in &r.spec.teachers {
+                    if seen.insert(identity(t)) {
+                        let m = teacher_model(plan, t, r.spec.model);
+                        seconds += train as f64 * rates.forward(m, d);
+                    }
+                }
+            }
+            e.cohort_hours += seconds / 3600.0;
+        }
+    }
+    e
+}

@@ -36,11 +36,14 @@ pub fn select<'a>(plan: &'a Plan, store: &Store, retry_failed: bool) -> Selectio
     };
     let mut sel = Selection {
         // Teachers of runs that will train, done but without their weights.
+        // Each teacher once: checking weights reads (and hashes) the whole file.
         rebuild: plan
             .runs
             .iter()
             .filter(|r| trains(&states[r.id.as_str()]))
             .flat_map(|r| &r.deps)
+            .collect::<BTreeSet<&String>>()
+            .into_iter()
             .filter(|d| states.get(d.as_str()) == Some(&RunState::Done) && !store.has_weights(d))
             .cloned()
             .collect(),

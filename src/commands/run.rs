@@ -26,13 +26,14 @@ pub fn run(
     store: &Store,
 ) -> anyhow::Result<std::process::ExitCode> {
     align_thread_pools();
-    let (_, plan) = load_plan(paths, &o.scale)?;
+    let (set, plan) = load_plan(paths, &o.scale)?;
     // What will train, decided where the executor decides it.
     let pending = exec::select(&plan, store, o.retry_failed).train;
     let mut checked = std::collections::BTreeSet::new();
+    let hashed = hashed_at_load(&set);
     for r in &pending {
         crate::data::check_available(&r.spec.data, &o.data_dir)?;
-        check_teacher_checkpoints(r, &mut checked)?;
+        check_teacher_checkpoints(r, &hashed, &mut checked)?;
     }
     let dev = device::open(o.device)?;
     if !pending.is_empty() {
@@ -47,6 +48,12 @@ pub fn run(
     };
     crate::interrupt::install()?;
     let report = exec::execute(&plan, store, &trainer, Progress::new(jobs), opts);
+    Ok(tell(&plan, &report))
+}
+
+/// Says how the invocation went (runs trained, failed, stopped, and why) and gives the
+/// exit status.
+fn tell(plan: &plan::Plan, report: &exec::Report) -> std::process::ExitCode {
     let trained = report.count(|e| *e == Ended::Trained);
     let already = report.count(|e| *e == Ended::AlreadyDone);
     let stopped = report.stopped();
@@ -85,19 +92,19 @@ pub fn run(
                 "stopped by {}: finished epochs are kept; run the same command again to resume",
                 crate::interrupt::signal_name(*sig)
             );
-            return Ok(std::process::ExitCode::from((128 + sig) as u8));
+            return std::process::ExitCode::from((128 + sig) as u8);
         }
         Some(exec::Halt::Storage(why)) => {
             eprintln!("error: stopped, the results folder cannot be written: {why}");
             eprintln!("finished epochs are kept; free space or fix permissions, then run the same command again to resume");
-            return Ok(std::process::ExitCode::FAILURE);
+            return std::process::ExitCode::FAILURE;
         }
         None => {}
     }
     if failures.is_empty() {
-        Ok(std::process::ExitCode::SUCCESS)
+        std::process::ExitCode::SUCCESS
     } else {
-        Ok(std::process::ExitCode::FAILURE)
+        std::process::ExitCode::FAILURE
     }
 }
 
@@ -119,8 +126,20 @@ fn check_writable(store: &Store) -> anyhow::Result<()> {
 }
 
 /// Checks external teacher checkpoints against their declared models before training.
+/// Checkpoints the recipe loader hashed a moment ago: they need no second read for their
+/// SHA-256; pinned ones (`sha256` in the recipe) are checked against their pin.
+fn hashed_at_load(set: &crate::recipe::RecipeSet) -> std::collections::BTreeSet<String> {
+    set.recipes
+        .iter()
+        .flat_map(|r| r.checkpoints.values())
+        .filter(|f| matches!(f.sha256, Some(Ok(_))))
+        .map(|f| f.path.to_string_lossy().into_owned())
+        .collect()
+}
+
 fn check_teacher_checkpoints(
     r: &plan::PlannedRun,
+    hashed: &std::collections::BTreeSet<String>,
     checked: &mut std::collections::BTreeSet<String>,
 ) -> anyhow::Result<()> {
     for t in &r.spec.teachers {
@@ -134,15 +153,17 @@ fn check_teacher_checkpoints(
                 let p = Path::new(path);
                 let cells: Vec<String> = r.cells.iter().map(|(c, _)| c.to_string()).collect();
                 let user = || format!("the teacher of {} ({})", cells.join(", "), r.id);
-                let found = crate::hash::file_sha256(p)
-                    .with_context(|| format!("cannot read {}", p.display()))
-                    .with_context(user)?;
-                if &found != sha256 {
-                    bail!(
-                        "{}: its SHA-256 is {found}, the recipe's `sha256` is {sha256} ({})",
-                        p.display(),
-                        user()
-                    );
+                if !hashed.contains(path) {
+                    let found = crate::hash::file_sha256(p)
+                        .with_context(|| format!("cannot read {}", p.display()))
+                        .with_context(user)?;
+                    if &found != sha256 {
+                        bail!(
+                            "{}: its SHA-256 is {found}, the recipe's `sha256` is {sha256} ({})",
+                            p.display(),
+                            user()
+                        );
+                    }
                 }
                 let tensors = crate::model::checkpoint::read(p).with_context(user)?;
                 crate::model::checkpoint::check(&tensors, *model, r.spec.data.classes, p)

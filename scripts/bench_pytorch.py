@@ -42,64 +42,15 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+
+# The CIFAR ResNet (He et al. 2016, section 4.2) with projection ("option B") shortcuts.
+from cifar_resnet import ResNet as CifarResNet
 
 BATCH = 64
 CLASSES = 100
 SIZE = 32
 MODEL_DEPTHS = {"resnet20": 20, "resnet56": 56, "resnet110": 110}
-
-
-# ---------------------------------------------------------------------------------------
-# The CIFAR ResNet (He et al. 2016, section 4.2) with projection ("option B") shortcuts.
-
-
-class BasicBlock(nn.Module):
-    def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, stride=1, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(cin, cout, 1, stride=stride, bias=False),
-                nn.BatchNorm2d(cout),
-            )
-        else:
-            self.shortcut = nn.Identity()
-
-    def forward(self, x):
-        y = F.relu(self.bn1(self.conv1(x)))
-        y = self.bn2(self.conv2(y))
-        return F.relu(y + self.shortcut(x))
-
-
-class CifarResNet(nn.Module):
-    """ResNet-d, d = 6n + 2: a stem and three stages of n blocks (16, 32, 64 channels)."""
-
-    def __init__(self, depth, classes):
-        super().__init__()
-        assert (depth - 2) % 6 == 0, depth
-        n = (depth - 2) // 6
-        self.conv = nn.Conv2d(3, 16, 3, padding=1, bias=False)
-        self.bn = nn.BatchNorm2d(16)
-        blocks = []
-        cin = 16
-        for stage, cout in enumerate((16, 32, 64)):
-            for i in range(n):
-                stride = 2 if stage > 0 and i == 0 else 1
-                blocks.append(BasicBlock(cin, cout, stride))
-                cin = cout
-        self.blocks = nn.Sequential(*blocks)
-        self.fc = nn.Linear(64, classes)
-
-    def forward(self, x):
-        x = F.relu(self.bn(self.conv(x)))
-        x = self.blocks(x)
-        x = F.adaptive_avg_pool2d(x, 1).flatten(1)
-        return self.fc(x)
 
 
 # ---------------------------------------------------------------------------------------

@@ -159,18 +159,15 @@ fn models(dir: &Path) -> anyhow::Result<()> {
 /// The method of every preset, as the planner resolves it for a student with `teachers`
 /// teacher runs (every preset whose label source fits).
 fn preset_methods(teachers: usize) -> anyhow::Result<Vec<(String, Method)>> {
-    let tmp = tempdir()?;
-    let d = tmp.join("p");
-    std::fs::create_dir_all(&d)?;
     let presets = ["vanilla", "smoothing", "kd", "sl", "en-sl", "kd-sl"];
     let rows: Vec<String> = presets.iter().map(|p| format!("\"{p}\"")).collect();
-    std::fs::write(
-        d.join("p.table.toml"),
+    let mut files = vec![(
+        "p.table.toml".to_string(),
         format!(
             "title = \"p\"\nrows = [{}]\ncolumns = [\"ResNet8\"]\n",
             rows.join(", ")
         ),
-    )?;
+    )];
     let seeds: Vec<String> = (0..teachers).map(|s| s.to_string()).collect();
     for p in presets {
         let teacher_line = if ["vanilla", "smoothing"].contains(&p) {
@@ -181,33 +178,40 @@ fn preset_methods(teachers: usize) -> anyhow::Result<Vec<(String, Method)>> {
                 seeds.join(", ")
             )
         };
-        std::fs::write(
-            d.join(format!("{p}.toml")),
+        files.push((
+            format!("{p}.toml"),
             format!(
                 "cell = {{ table = \"p\", row = \"{p}\", column = \"ResNet8\" }}\n\
                  dataset = \"synthetic\"\nstudent = \"resnet8\"\nseeds = [0]\n\
                  method = \"{p}\"\n{teacher_line}"
             ),
-        )?;
+        ));
     }
-    let set = recipe::load(&[d])?;
-    let plan = plan::build(&set, &Scale::named("full").expect("a scale"))?;
-    let out = plan
+    let plan = plan_of(&files)?;
+    Ok(plan
         .cells
         .iter()
         .map(|(cell, c)| {
             let run = plan.get(&c.runs[0].1).expect("the cell's run");
             (cell.row.clone(), run.spec.method.clone())
         })
-        .collect();
-    let _ = std::fs::remove_dir_all(&tmp);
-    Ok(out)
+        .collect())
 }
 
-fn tempdir() -> anyhow::Result<std::path::PathBuf> {
-    let p = std::env::temp_dir().join(format!("lecal-parity-{}", std::process::id()));
-    std::fs::create_dir_all(&p)?;
-    Ok(p)
+/// The plan of recipe `files` (name, text), written to a scratch folder that is removed
+/// again whatever happens.
+fn plan_of(files: &[(String, String)]) -> anyhow::Result<plan::Plan> {
+    let dir = std::env::temp_dir().join(format!("lecal-parity-{}", std::process::id()));
+    let planned = (|| {
+        std::fs::create_dir_all(&dir)?;
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text)?;
+        }
+        let set = recipe::load(std::slice::from_ref(&dir))?;
+        Ok(plan::build(&set, &Scale::named("full").expect("a scale"))?)
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    planned
 }
 
 /// Label mixtures: plain labels, or two labels per sample with a weight drawn per sample
@@ -398,23 +402,19 @@ fn training_spec(augment: &str) -> anyhow::Result<RunSpec> {
 /// The one run (seed 0) of a recipe on the built-in data with `setting` (its
 /// `synthetic`, `schedule`, `student` and other keys), written to a scratch folder.
 fn run_spec(setting: &str) -> anyhow::Result<RunSpec> {
-    let tmp = tempdir()?;
-    let d = tmp.join("t");
-    std::fs::create_dir_all(&d)?;
-    std::fs::write(
-        d.join("t.table.toml"),
-        "title = \"t\"\nrows = [\"r\"]\ncolumns = [\"c\"]\n",
-    )?;
-    std::fs::write(
-        d.join("r.toml"),
-        format!(
-            "cell = {{ table = \"t\", row = \"r\", column = \"c\" }}\n\
-             dataset = \"synthetic\"\nseeds = [0]\n{setting}"
+    let plan = plan_of(&[
+        (
+            "t.table.toml".into(),
+            "title = \"t\"\nrows = [\"r\"]\ncolumns = [\"c\"]\n".into(),
         ),
-    )?;
-    let set = recipe::load(&[d])?;
-    let plan = plan::build(&set, &Scale::named("full").expect("a scale"))?;
-    let _ = std::fs::remove_dir_all(&tmp);
+        (
+            "r.toml".into(),
+            format!(
+                "cell = {{ table = \"t\", row = \"r\", column = \"c\" }}\n\
+                 dataset = \"synthetic\"\nseeds = [0]\n{setting}"
+            ),
+        ),
+    ])?;
     Ok(plan.runs[0].spec.clone())
 }
 

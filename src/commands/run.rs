@@ -70,12 +70,9 @@ fn tell(plan: &plan::Plan, report: &exec::Report) -> std::process::ExitCode {
     if !failures.is_empty() {
         eprintln!("error: {} runs did not finish:", failures.len());
         for (id, e) in &failures {
-            let recipes = plan.get(id).map_or_else(Vec::new, |r| plan.recipes_of(r));
-            let from = recipes
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ");
+            let from = plan
+                .get(id)
+                .map_or_else(String::new, |r| plan.recipes_of(r));
             match e {
                 Ended::Failed(why) => eprintln!("  {id} ({from}): failed: {why}"),
                 Ended::Skipped(why) => eprintln!("  {id}: skipped: {why}"),

@@ -138,15 +138,10 @@ fn ended_of(
             Ended::Stopped(reason)
         }
         None => {
-            let recipes: Vec<String> = plan
-                .recipes_of(run)
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect();
             lock(progress).line(&format!(
                 "error: run {} ({}) failed: {reason}",
                 run.id,
-                recipes.join(", ")
+                plan.recipes_of(run)
             ));
             Ended::Failed(reason)
         }

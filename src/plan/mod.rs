@@ -76,9 +76,9 @@ impl Plan {
         out
     }
 
-    /// The recipe files that ask for `run`: its cells' recipes, or for a teacher run
-    /// those of its students; sorted, each once.
-    pub fn recipes_of(&self, run: &PlannedRun) -> Vec<&std::path::Path> {
+    /// The recipe files that ask for `run`, as text ("a.toml, b.toml"): its cells'
+    /// recipes, or for a teacher run those of its students; sorted, each once.
+    pub fn recipes_of(&self, run: &PlannedRun) -> String {
         let mut out: Vec<&std::path::Path> = run
             .cells
             .iter()
@@ -93,7 +93,8 @@ impl Plan {
             .collect();
         out.sort();
         out.dedup();
-        out
+        let text: Vec<String> = out.iter().map(|p| p.display().to_string()).collect();
+        text.join(", ")
     }
 
     /// Epochs over every run; saturates rather than wrapping (recipes bound each run's

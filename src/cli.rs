@@ -43,6 +43,10 @@ pub enum Command {
         /// `make bench`'s measurements (target/bench/lecal.csv) on the device in question.
         #[arg(long)]
         bench: Option<PathBuf>,
+        /// A cohort's budget of device memory (or RAM), in GiB: cohorts estimated above it
+        /// are split.
+        #[arg(long, value_parser = parse_gib, default_value = "16", value_name = "GIB")]
+        cohort_memory: u64,
     },
     /// Train every pending run of the recipes, teachers first; completed runs are skipped.
     Run {
@@ -67,6 +71,16 @@ pub enum Command {
         /// The convolution: auto (lecal's on the CPU, candle's on CUDA), lecal, candle.
         #[arg(long, value_enum, default_value = "auto", env = "LECAL_CONV")]
         conv: ConvChoice,
+        /// Train each run alone. By default, runs that see identical batches (same data,
+        /// seed, batch size, transform and augmentation) train together as a cohort: each
+        /// batch is made once and each teacher's forward pass runs once for all of them.
+        /// Either way every run's results are the same.
+        #[arg(long)]
+        no_cohorts: bool,
+        /// A cohort's budget of device memory (or RAM), in GiB: cohorts estimated above it
+        /// are split.
+        #[arg(long, value_parser = parse_gib, default_value = "16", value_name = "GIB")]
+        cohort_memory: u64,
     },
     /// Assemble a table from its recipes and results into <results>/tables/<name>.md and .csv.
     Table {
@@ -149,9 +163,10 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             estimate,
             device,
             bench,
+            cohort_memory,
         } => {
             let estimate = estimate.then_some(commands::EstimateOptions { device, bench });
-            commands::plan(&paths, &scale, estimate, &store)?;
+            commands::plan(&paths, &scale, estimate, cohort_memory, &store)?;
         }
         Command::Run {
             paths,
@@ -161,6 +176,8 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             jobs,
             retry_failed,
             conv,
+            no_cohorts,
+            cohort_memory,
         } => {
             let opts = RunOptions {
                 conv,
@@ -169,6 +186,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 data_dir,
                 jobs,
                 retry_failed,
+                cohort_memory: (!no_cohorts).then_some(cohort_memory),
             };
             return commands::run(&paths, opts, &store);
         }
@@ -209,6 +227,16 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// GiB (a positive number, fractions allowed) in bytes.
+fn parse_gib(s: &str) -> Result<u64, String> {
+    match s.parse::<f64>() {
+        Ok(g) if g.is_finite() && g > 0.0 && g < 1e9 => Ok((g * (1u64 << 30) as f64) as u64),
+        _ => Err(format!(
+            "`{s}` is not a memory size in GiB: a positive number"
+        )),
+    }
 }
 
 fn parse_jobs(s: &str) -> Result<usize, String> {

@@ -385,7 +385,7 @@ impl RunSink for Recorder {
         }
     }
 
-    fn weights(&mut self, _safetensors: &[u8]) -> anyhow::Result<()> {
+    fn finish(&mut self, _weights: &[u8], _outcome: &Outcome) -> anyhow::Result<()> {
         Ok(())
     }
 }

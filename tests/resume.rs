@@ -1,6 +1,9 @@
 //! Runs survive being killed, stopped, corrupted and raced: the real `lecal` binary in
 //! child processes, compared byte for byte with an uninterrupted run of the same recipes.
 
+mod common;
+
+use common::same;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -71,56 +74,9 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// Every result file of every run, byte for byte; epochs.csv without its two timing
-/// columns. Also checks that finished runs keep no checkpoint, lock or temporary file.
+/// Every result file of both runs (`common::results`).
 fn results(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    for run in fs::read_dir(dir.join("runs")).unwrap() {
-        let run = run.unwrap().path();
-        let id = run.file_name().unwrap().to_str().unwrap().to_string();
-        let names: Vec<String> = fs::read_dir(&run)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        for n in &names {
-            assert!(
-                [
-                    "run.toml",
-                    "done.toml",
-                    "epochs.csv",
-                    "summary.csv",
-                    "reliability.csv",
-                    "predictions.csv",
-                    "weights.safetensors"
-                ]
-                .contains(&n.as_str()),
-                "{id}: unexpected {n}"
-            );
-        }
-        for f in [
-            "summary.csv",
-            "weights.safetensors",
-            "predictions.csv",
-            "reliability.csv",
-        ] {
-            out.insert(format!("{id}/{f}"), fs::read(run.join(f)).unwrap());
-        }
-        let epochs: String = fs::read_to_string(run.join("epochs.csv"))
-            .unwrap()
-            .lines()
-            .map(|l| l.rsplitn(3, ',').nth(2).unwrap().to_string() + "\n")
-            .collect();
-        out.insert(format!("{id}/epochs.csv"), epochs.into_bytes());
-    }
-    assert_eq!(out.len(), 10, "two runs of five files");
-    out
-}
-
-fn same(a: &BTreeMap<String, Vec<u8>>, b: &BTreeMap<String, Vec<u8>>) {
-    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
-    for (k, v) in a {
-        assert!(v == &b[k], "{k} differs from the uninterrupted run");
-    }
+    common::results(dir, 2)
 }
 
 fn signal(child: &Child, sig: &str) {

@@ -17,11 +17,12 @@ pub fn plan(
     paths: &[PathBuf],
     scale: &str,
     estimate: Option<EstimateOptions>,
+    cohort_memory: u64,
     store: &Store,
 ) -> anyhow::Result<()> {
     let (_, plan) = load_plan(paths, scale)?;
     print_plan(&plan, store)?;
-    let cohorts = crate::plan::cohorts(&plan);
+    let cohorts = crate::plan::within_budget(&plan, crate::plan::cohorts(&plan), cohort_memory);
     print_cohorts(&plan, &cohorts)?;
     if let Some(o) = estimate {
         super::estimate::print(&plan, &cohorts, &o)?;
@@ -51,7 +52,7 @@ fn print_cohorts(plan: &Plan, cohorts: &[crate::plan::Cohort]) -> anyhow::Result
             .map(|r| r.spec.schedule.epochs)
             .collect();
         outln!(
-            "  cohort {}: {} runs, seed {}, {} {}, {} distinct teachers, epochs {:?}: {}",
+            "  cohort {}: {} runs, seed {}, {} {}, {} distinct teachers, epochs {:?}, ≈{:.1} GiB: {}",
             i + 1,
             c.runs.len(),
             first.spec.seed,
@@ -59,6 +60,7 @@ fn print_cohorts(plan: &Plan, cohorts: &[crate::plan::Cohort]) -> anyhow::Result
             augment_name(&first.spec.augment),
             c.teachers(plan).len(),
             epochs,
+            crate::plan::memory(plan, &c.runs) as f64 / (1u64 << 30) as f64,
             c.runs.join(" ")
         );
     }

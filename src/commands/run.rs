@@ -17,6 +17,8 @@ pub struct RunOptions {
     pub data_dir: PathBuf,
     pub jobs: Option<usize>,
     pub retry_failed: bool,
+    /// A cohort's memory budget in bytes; `None`: each run alone.
+    pub cohort_memory: Option<u64>,
 }
 
 /// `lecal run`: trains every selected run of the recipes, teachers first.
@@ -45,6 +47,7 @@ pub fn run(
     let opts = exec::Options {
         jobs,
         retry_failed: o.retry_failed,
+        cohort_memory: o.cohort_memory,
     };
     crate::interrupt::install()?;
     let report = exec::execute(&plan, store, &trainer, Progress::new(jobs), opts);

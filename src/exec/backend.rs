@@ -1,10 +1,11 @@
 //! The seam between the scheduler and what trains: a backend only runs a unit of work
 //! on one of its slots and says how each of its runs ended. The scheduler has already
-//! decided the unit is ready and holds its runs' locks.
+//! decided the unit is ready and taken its runs' locks, which travel with the jobs.
 
 use super::driver::{self, Driver};
 use super::Progress;
 use crate::plan::{Plan, PlannedRun};
+use crate::store::lock::RunLock;
 use crate::store::Store;
 use crate::train::Trainer;
 use std::sync::Mutex;
@@ -19,11 +20,13 @@ pub enum JobKind {
     Rebuild,
 }
 
-/// One run of a unit of work.
-#[derive(Debug, Clone, Copy)]
+/// One run of a unit of work, with its lock: whoever holds the job may train the run.
+/// The lock is released when the job is dropped, or as soon as the run ends.
+#[derive(Debug)]
 pub struct Job<'a> {
     pub run: &'a PlannedRun,
     pub kind: JobKind,
+    pub lock: RunLock,
 }
 
 /// Starts units of work. A unit is the runs that train together (one run today); each
@@ -33,8 +36,12 @@ pub trait Backend: Sync {
     /// How many units may run at once.
     fn slots(&self) -> usize;
     /// Runs `unit` on `slot` to its end: one result per job, in the unit's order.
-    fn run(&self, slot: usize, unit: &[Job], progress: &Mutex<Progress>)
-        -> Vec<anyhow::Result<()>>;
+    fn run(
+        &self,
+        slot: usize,
+        unit: Vec<Job>,
+        progress: &Mutex<Progress>,
+    ) -> Vec<anyhow::Result<()>>;
 }
 
 /// Trains in this process on one device, `slots` runs at once sharing its threads.
@@ -65,14 +72,9 @@ impl Backend for InProcess<'_> {
     fn run(
         &self,
         _slot: usize,
-        unit: &[Job],
+        unit: Vec<Job>,
         progress: &Mutex<Progress>,
     ) -> Vec<anyhow::Result<()>> {
-        unit.iter()
-            .map(|job| match job.kind {
-                JobKind::Train => self.driver.train(job.run, progress),
-                JobKind::Rebuild => self.driver.rebuild(job.run, progress),
-            })
-            .collect()
+        self.driver.train_unit(unit, progress)
     }
 }

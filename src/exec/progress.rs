@@ -88,11 +88,13 @@ impl Progress {
         bar.set_position(done as u64);
     }
 
-    pub fn epoch(&mut self, id: &str, r: &EpochRecord, epochs: usize) {
+    /// An epoch's line; `name` names the run even when one unit trains at a time (a
+    /// cohort's members share the display).
+    pub fn epoch(&mut self, id: &str, r: &EpochRecord, epochs: usize, name: bool) {
         if let Some(b) = self.bar.take() {
             b.finish_and_clear();
         }
-        let who = if self.tag {
+        let who = if self.tag || name {
             format!("{id} ")
         } else {
             String::new()

@@ -7,17 +7,20 @@ use super::backend::{Backend, Job, JobKind};
 use super::select::{left_alone, select};
 use super::{halt_of, lock, message, Ended, Halt, Options, Progress, Report};
 use crate::interrupt;
+use crate::plan::{cohorts, within_budget};
 use crate::plan::{Plan, PlannedRun};
-use crate::store::lock::{Acquired, Holder, RunLock};
+use crate::store::lock::{Acquired, Holder};
 use crate::store::{RunState, Store, WriteError};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 /// How often a process looks again at runs that other processes are training.
 const POLL: Duration = Duration::from_millis(500);
 
-/// Runs every selected run of `plan` on `backend`'s slots, each after its teachers.
+/// Runs every selected run of `plan` on `backend`'s slots, each after its teachers, in
+/// units of work: cohorts (runs that see identical batches, trained together) unless
+/// `opts.cohort_memory` is `None`, then each run alone.
 pub(super) fn run(
     plan: &Plan,
     store: &Store,
@@ -31,7 +34,7 @@ pub(super) fn run(
     }
     let queue = Mutex::new(Queue {
         total: sel.train.len(),
-        waiting: sel.train,
+        waiting: units(plan, &sel.train, opts.cohort_memory),
         elsewhere: Vec::new(),
         announced: BTreeSet::new(),
         rebuild: sel.rebuild,
@@ -45,15 +48,17 @@ pub(super) fn run(
     let wake = Condvar::new();
     let progress = Mutex::new(progress);
     let slot = |slot: usize| {
-        while let Some((job, _held)) = next_job(&queue, &wake, store, &opts, &progress) {
-            let result = backend
-                .run(slot, &[job], &progress)
-                .pop()
-                .unwrap_or_else(|| Err(anyhow::anyhow!("the backend reported no result")));
-            let ended = ended_of(plan, job.run, result, &queue, &progress);
-            let mut q = lock(&queue);
-            q.running -= 1;
-            q.report.ended.insert(job.run.id.clone(), ended);
+        while let Some(jobs) = next_unit(&queue, &wake, store, &opts, &progress) {
+            let runs: Vec<&PlannedRun> = jobs.iter().map(|j| j.run).collect();
+            let mut results = backend.run(slot, jobs, &progress).into_iter();
+            for run in runs {
+                let result = results
+                    .next()
+                    .unwrap_or_else(|| Err(anyhow::anyhow!("the backend reported no result")));
+                let ended = ended_of(plan, run, result, &queue, &progress);
+                lock(&queue).report.ended.insert(run.id.clone(), ended);
+            }
+            lock(&queue).running -= 1;
             wake.notify_all();
         }
     };
@@ -65,15 +70,41 @@ pub(super) fn run(
     queue.into_inner().unwrap_or_else(|e| e.into_inner()).report
 }
 
-/// Waits for the next run that is ready and claimed; `None` when nothing is left for
-/// this slot (all ended, or the invocation halted).
-fn next_job<'a>(
+/// The units of work of the selected runs `train` (in dependency order): their cohorts
+/// within a memory budget of `cohort_memory` bytes, or each run alone.
+fn units<'a>(
+    plan: &Plan,
+    train: &[&'a PlannedRun],
+    cohort_memory: Option<u64>,
+) -> Vec<Vec<&'a PlannedRun>> {
+    let Some(budget) = cohort_memory else {
+        return train.iter().map(|r| vec![*r]).collect();
+    };
+    let selected: BTreeMap<&str, &'a PlannedRun> =
+        train.iter().map(|r| (r.id.as_str(), *r)).collect();
+    let cohorts = cohorts(plan)
+        .into_iter()
+        .map(|mut c| {
+            c.runs.retain(|id| selected.contains_key(id.as_str()));
+            c
+        })
+        .filter(|c| !c.runs.is_empty())
+        .collect();
+    within_budget(plan, cohorts, budget)
+        .into_iter()
+        .map(|c| c.runs.iter().map(|id| selected[id.as_str()]).collect())
+        .collect()
+}
+
+/// Waits for the next unit whose runs are ready, and claims them; `None` when nothing is
+/// left for this slot (all ended, or the invocation halted).
+fn next_unit<'a>(
     queue: &Mutex<Queue<'a>>,
     wake: &Condvar,
     store: &Store,
     opts: &Options,
     progress: &Mutex<Progress>,
-) -> Option<(Job<'a>, RunLock)> {
+) -> Option<Vec<Job<'a>>> {
     let mut q = lock(queue);
     loop {
         if let Some(sig) = interrupt::requested() {
@@ -83,11 +114,10 @@ fn next_job<'a>(
             wake.notify_all();
             return None;
         }
-        if let Some(run) = q.next_ready(progress) {
-            if let Some(claimed) = q.claim(run, store, opts, progress) {
-                let i = q.started;
-                lock(progress).start_run(i, q.total, run);
-                return Some(claimed);
+        if let Some(unit) = q.next_ready(progress) {
+            if let Some(jobs) = q.claim(unit, store, opts, progress) {
+                q.announce(&jobs, progress);
+                return Some(jobs);
             }
             wake.notify_all();
             continue;
@@ -98,7 +128,7 @@ fn next_job<'a>(
         }
         if q.running == 0 && q.elsewhere.is_empty() {
             // Nothing can become ready (cannot happen with a dependency-ordered plan).
-            let left: Vec<&PlannedRun> = q.waiting.drain(..).collect();
+            let left: Vec<&PlannedRun> = q.waiting.drain(..).flatten().collect();
             for r in left {
                 let why = "its teachers are not in the plan".to_string();
                 q.report.ended.insert(r.id.clone(), Ended::Skipped(why));
@@ -111,7 +141,7 @@ fn next_job<'a>(
             .unwrap_or_else(|e| e.into_inner())
             .0;
         // Look again at the runs other processes hold.
-        let back: Vec<_> = q.elsewhere.drain(..).collect();
+        let back: Vec<_> = q.elsewhere.drain(..).map(|r| vec![r]).collect();
         q.waiting.splice(0..0, back);
     }
 }
@@ -151,45 +181,52 @@ fn ended_of(
 /// Which runs are waiting, running and finished while slots take them.
 struct Queue<'a> {
     total: usize,
-    waiting: Vec<&'a PlannedRun>,
+    /// Units of work not started yet, in dependency order.
+    waiting: Vec<Vec<&'a PlannedRun>>,
     /// Runs another process holds the lock of; looked at again every `POLL`.
     elsewhere: Vec<&'a PlannedRun>,
     /// Runs already reported as trained elsewhere (said once).
     announced: BTreeSet<String>,
     /// Done teacher runs without their weights, trained again for students that train.
     rebuild: BTreeSet<String>,
+    /// Units in progress.
     running: usize,
+    /// Runs started.
     started: usize,
     report: Report,
 }
 
 impl<'a> Queue<'a> {
-    /// The first waiting run whose teachers are all done; runs whose teachers failed are
-    /// marked skipped on the way. `None` when nothing is ready now.
-    fn next_ready(&mut self, progress: &Mutex<Progress>) -> Option<&'a PlannedRun> {
+    /// The first waiting unit whose runs' teachers are all done; runs whose teachers
+    /// failed are marked skipped on the way (the rest of their unit goes on). `None` when
+    /// nothing is ready now.
+    fn next_ready(&mut self, progress: &Mutex<Progress>) -> Option<Vec<&'a PlannedRun>> {
         let mut i = 0;
         while i < self.waiting.len() {
-            let run = self.waiting[i];
-            let ended = |d: &String| self.report.ended.get(d);
-            if let Some(dep) = run.deps.iter().find(|d| {
-                matches!(
-                    ended(d),
-                    Some(Ended::Failed(_) | Ended::Skipped(_) | Ended::Stopped(_))
-                )
-            }) {
-                let why = format!("teacher run {dep} is not done");
-                lock(progress).line(&format!("skip {}: {why}", run.id));
-                self.report
-                    .ended
-                    .insert(run.id.clone(), Ended::Skipped(why));
+            for run in std::mem::take(&mut self.waiting[i]) {
+                match self.blocked_by(run) {
+                    Some(dep) => {
+                        let why = format!("teacher run {dep} is not done");
+                        lock(progress).line(&format!("skip {}: {why}", run.id));
+                        self.report
+                            .ended
+                            .insert(run.id.clone(), Ended::Skipped(why));
+                    }
+                    None => self.waiting[i].push(run),
+                }
+            }
+            let unit = &self.waiting[i];
+            if unit.is_empty() {
                 self.waiting.remove(i);
                 continue;
             }
-            let ready = run
-                .deps
-                .iter()
-                .all(|d| matches!(ended(d), Some(Ended::AlreadyDone | Ended::Trained)));
-            if ready {
+            let done = |d: &String| {
+                matches!(
+                    self.report.ended.get(d),
+                    Some(Ended::AlreadyDone | Ended::Trained)
+                )
+            };
+            if unit.iter().all(|r| r.deps.iter().all(done)) {
                 return Some(self.waiting.remove(i));
             }
             i += 1;
@@ -197,15 +234,73 @@ impl<'a> Queue<'a> {
         None
     }
 
-    /// Takes the lock of a ready run and decides what to do with it: a job and its lock
-    /// to run it; `None` when it is done, failed or trained by another process.
+    /// The first teacher of `run` that ended without being done, if any.
+    fn blocked_by(&self, run: &PlannedRun) -> Option<String> {
+        run.deps
+            .iter()
+            .find(|d| {
+                matches!(
+                    self.report.ended.get(*d),
+                    Some(Ended::Failed(_) | Ended::Skipped(_) | Ended::Stopped(_))
+                )
+            })
+            .cloned()
+    }
+
+    /// Claims the runs of a ready unit: the jobs and locks of those to train; `None` when
+    /// none is left (all done, failed or trained by another process).
     fn claim(
+        &mut self,
+        unit: Vec<&'a PlannedRun>,
+        store: &Store,
+        opts: &Options,
+        progress: &Mutex<Progress>,
+    ) -> Option<Vec<Job<'a>>> {
+        let mut jobs = Vec::new();
+        for run in unit {
+            if self.report.halted.is_some() {
+                let why = "the invocation stopped before it started".to_string();
+                self.report
+                    .ended
+                    .insert(run.id.clone(), Ended::Stopped(why));
+                continue;
+            }
+            if let Some(job) = self.claim_run(run, store, opts, progress) {
+                jobs.push(job);
+            }
+        }
+        if jobs.is_empty() {
+            return None;
+        }
+        self.running += 1;
+        Some(jobs)
+    }
+
+    /// Says which runs start, and that they train together when there are several.
+    fn announce(&self, jobs: &[Job], progress: &Mutex<Progress>) {
+        let mut p = lock(progress);
+        if jobs.len() > 1 {
+            p.line(&format!(
+                "cohort of {} runs (seed {}): one stream of batches, each teacher once per batch",
+                jobs.len(),
+                jobs[0].run.spec.seed
+            ));
+        }
+        let first = self.started + 1 - jobs.len();
+        for (k, job) in jobs.iter().enumerate() {
+            p.start_run(first + k, self.total, job.run);
+        }
+    }
+
+    /// Takes the lock of a ready run and decides what to do with it: a job (holding the
+    /// lock) to run it; `None` when it is done, failed or trained by another process.
+    fn claim_run(
         &mut self,
         run: &'a PlannedRun,
         store: &Store,
         opts: &Options,
         progress: &Mutex<Progress>,
-    ) -> Option<(Job<'a>, RunLock)> {
+    ) -> Option<Job<'a>> {
         let dir = store.run(&run.id);
         let ended = match dir.try_lock() {
             Err(e) => {
@@ -243,8 +338,7 @@ impl<'a> Queue<'a> {
                     Some(ended) => ended,
                     None => {
                         self.started += 1;
-                        self.running += 1;
-                        return Some((Job { run, kind }, l));
+                        return Some(Job { run, kind, lock: l });
                     }
                 }
             }

@@ -69,12 +69,13 @@ impl Trainer for Fake {
             sink.epoch(&r, b"state")?;
             epochs.push(r);
         }
-        sink.weights(b"fake")?;
-        Ok(Outcome {
+        let outcome = Outcome {
             epochs,
             last: fake_eval(spec.seed),
             validation: None,
-        })
+        };
+        sink.finish(b"fake", &outcome)?;
+        Ok(outcome)
     }
 }
 
@@ -185,6 +186,7 @@ fn a_failed_run_is_marked_and_dependants_skipped_while_others_continue() {
     let opts = Options {
         jobs: 2,
         retry_failed: true,
+        ..Options::default()
     };
     let report = execute(&plan, &store, &t, Progress::quiet(), opts);
     assert!(report.failures().is_empty(), "{:?}", report.failures());

@@ -15,7 +15,7 @@
 //! A cohort is an execution choice, not part of a run: it never enters a run id.
 
 use super::{Plan, PlannedRun};
-use crate::spec::TeacherRef;
+use crate::spec::{ModelName, TeacherRef};
 use std::collections::BTreeMap;
 
 /// Runs that see the same batches.
@@ -50,19 +50,6 @@ pub fn identity(t: &TeacherRef) -> &str {
     }
 }
 
-/// What a run's batches depend on, as text.
-fn batch_key(r: &PlannedRun) -> String {
-    let s = &r.spec;
-    format!(
-        "{}|seed {}|batch {}|{}|{}",
-        toml::to_string(&s.data).unwrap_or_default(),
-        s.seed,
-        s.schedule.batch,
-        toml::to_string(&s.transform).unwrap_or_default(),
-        toml::to_string(&s.augment).unwrap_or_default(),
-    )
-}
-
 /// The cohorts of a plan, in the order of their first member.
 pub fn cohorts(plan: &Plan) -> Vec<Cohort> {
     // The plan is in dependency order, so a run's teachers have their level already.
@@ -81,7 +68,7 @@ pub fn cohorts(plan: &Plan) -> Vec<Cohort> {
     let mut index: BTreeMap<(String, usize), usize> = BTreeMap::new();
     for r in &plan.runs {
         let l = level[r.id.as_str()];
-        let i = *index.entry((batch_key(r), l)).or_insert_with(|| {
+        let i = *index.entry((r.spec.batch_key(), l)).or_insert_with(|| {
             groups.push(Cohort {
                 runs: Vec::new(),
                 level: l,
@@ -91,4 +78,118 @@ pub fn cohorts(plan: &Plan) -> Vec<Cohort> {
         groups[i].runs.push(r.id.clone());
     }
     groups
+}
+
+/// The parameters of a model with `classes` outputs: for a CIFAR ResNet counted from its
+/// layers (`model::resnet`, with a 1×1 projection where the width changes), for the ImageNet
+/// ResNets their published counts with a `classes`-way classifier.
+pub fn parameters(model: ModelName, classes: usize) -> u64 {
+    let Some(depth) = model.cifar_depth() else {
+        let (body, features) = match model {
+            ModelName::Resnet18 => (11_176_512, 512),
+            ModelName::Resnet34 => (21_284_672, 512),
+            _ => (23_508_032, 2048),
+        };
+        return body + (features as u64 + 1) * classes as u64;
+    };
+    let n = (depth as u64 - 2) / 6;
+    let conv = |cin: u64, cout: u64| 9 * cin * cout;
+    let bn = |c: u64| 2 * c;
+    let mut total = conv(3, 16) + bn(16);
+    let mut cin = 16;
+    for w in [16, 32, 64] {
+        for _ in 0..n {
+            total += conv(cin, w) + bn(w) + conv(w, w) + bn(w);
+            if cin != w {
+                // The projection shortcut: a 1×1 convolution and its batch norm.
+                total += cin * w + bn(w);
+            }
+            cin = w;
+        }
+    }
+    total + (64 + 1) * classes as u64
+}
+
+/// Floats one image keeps for the backward pass of a training step: every layer's output
+/// (convolution, batch norm, activation) and its gradient, four per output element. A
+/// CIFAR ResNet's outputs per image are `(16 + 56n)·r²` at resolution `r`; an ImageNet
+/// ResNet's are scaled from ResNet-50's (about 25 M at 224×224).
+fn activations(model: ModelName, resolution: usize) -> u64 {
+    let r2 = (resolution * resolution) as u64;
+    let outputs = match model.cifar_depth() {
+        Some(depth) => (16 + 56 * (depth as u64 - 2) / 6) * r2,
+        None => {
+            let relative = match model {
+                ModelName::Resnet18 => 0.4,
+                ModelName::Resnet34 => 0.6,
+                _ => 1.0,
+            };
+            (25e6 * relative * r2 as f64 / (224.0 * 224.0)) as u64
+        }
+    };
+    4 * outputs
+}
+
+/// Bytes of device memory a cohort needs, estimated as: every member's weights, momentum,
+/// gradients and evaluation copy (four copies of its parameters); every distinct
+/// teacher's weights; the largest member's training step on a batch (the members step one
+/// after another, so only one step's activations are alive); and the batch itself.
+/// Estimated in f32, the dtype lecal trains in.
+pub fn memory(plan: &Plan, runs: &[String]) -> u64 {
+    let members: Vec<&PlannedRun> = runs.iter().filter_map(|id| plan.get(id)).collect();
+    let Some(first) = members.first() else {
+        return 0;
+    };
+    let classes = first.spec.data.classes;
+    let resolution = first.spec.data.resolution;
+    let batch = first.spec.schedule.batch as u64;
+    let resident: u64 = members
+        .iter()
+        .map(|r| 4 * parameters(r.spec.model, classes))
+        .sum();
+    let cohort = Cohort {
+        runs: runs.to_vec(),
+        level: 0,
+    };
+    let teachers: u64 = cohort
+        .teachers(plan)
+        .into_iter()
+        .filter_map(|t| match t {
+            TeacherRef::Run { id } => plan.get(id).map(|r| r.spec.model),
+            TeacherRef::Checkpoint { model, .. } => Some(*model),
+        })
+        .map(|m| parameters(m, classes))
+        .sum();
+    let step = members
+        .iter()
+        .map(|r| activations(r.spec.model, resolution))
+        .max()
+        .unwrap_or(0)
+        * batch;
+    let images = batch * 3 * (resolution * resolution) as u64;
+    4 * (resident + teachers + step + images)
+}
+
+/// `cohorts` with each one whose `memory` exceeds `budget` bytes split, in plan order,
+/// into consecutive parts that fit (a run alone is always a part of its own).
+pub fn within_budget(plan: &Plan, cohorts: Vec<Cohort>, budget: u64) -> Vec<Cohort> {
+    let mut out = Vec::new();
+    for c in cohorts {
+        let mut part: Vec<String> = Vec::new();
+        for id in c.runs {
+            part.push(id);
+            if part.len() > 1 && memory(plan, &part) > budget {
+                let id = part.pop().expect("just pushed");
+                out.push(Cohort {
+                    runs: std::mem::replace(&mut part, vec![id]),
+                    level: c.level,
+                });
+            }
+        }
+        out.push(Cohort {
+            runs: part,
+            level: c.level,
+        });
+    }
+    out
 }

@@ -9,7 +9,7 @@ mod estimate;
 mod method;
 mod scale;
 
-pub use cohort::{cohorts, Cohort};
+pub use cohort::{cohorts, memory, parameters, within_budget, Cohort};
 pub use estimate::{estimate, images, Estimate, Rates};
 use method::method_spec;
 pub use scale::Scale;

@@ -412,3 +412,83 @@ fn issue_15_estimate_counts_a_shared_teacher_pass_once_per_cohort_batch() {
         "{e:?}"
     );
 }
+
+#[test]
+fn issue_15_parameter_counts_match_the_built_models() {
+    for m in ModelName::CIFAR {
+        for k in [10, 100] {
+            let built = crate::model::parameters_of(m, k).unwrap() as u64;
+            assert_eq!(parameters(m, k), built, "{} with {k} classes", m.as_str());
+        }
+    }
+}
+
+#[test]
+fn issue_15_a_cohort_over_its_memory_budget_is_split_in_order() {
+    let set = load(&[std::path::PathBuf::from("recipes/cifar100")]).unwrap();
+    let p = build(&set, &full()).unwrap();
+    let whole = cohorts(&p);
+    let gib = 1u64 << 30;
+    // Table 1's cohorts fit the default budget as they are.
+    assert_eq!(
+        within_budget(&p, whole.clone(), crate::exec::DEFAULT_COHORT_MEMORY),
+        whole
+    );
+    let biggest = whole.iter().map(|c| memory(&p, &c.runs)).max().unwrap();
+    assert!(biggest > gib && biggest < 2 * gib, "{biggest}");
+    // At 1.2 GiB the larger cohorts split; every part fits or is a run alone, and the
+    // parts hold the same runs in the same order.
+    let budget = gib + gib / 5;
+    let parts = within_budget(&p, whole.clone(), budget);
+    assert!(parts.len() > whole.len(), "{} parts", parts.len());
+    for c in &parts {
+        assert!(c.runs.len() == 1 || memory(&p, &c.runs) <= budget);
+    }
+    let flat = |cs: &[Cohort]| -> Vec<String> { cs.iter().flat_map(|c| c.runs.clone()).collect() };
+    assert_eq!(flat(&parts), flat(&whole));
+    // A budget smaller than any run: every run alone.
+    let alone = within_budget(&p, whole, 1);
+    assert_eq!(alone.len(), p.runs.len());
+    // Memory grows with members and with the model.
+    let r20 = p
+        .runs
+        .iter()
+        .find(|r| r.spec.model == ModelName::Resnet20)
+        .unwrap();
+    let r110 = p
+        .runs
+        .iter()
+        .find(|r| r.spec.model == ModelName::Resnet110)
+        .unwrap();
+    let (a, b) = (
+        memory(&p, &[r20.id.clone()]),
+        memory(&p, &[r110.id.clone()]),
+    );
+    assert!(a < b && b < memory(&p, &[r20.id.clone(), r110.id.clone()]));
+}
+
+#[test]
+fn issue_15_the_batch_key_ignores_model_method_and_learning_rate_only() {
+    let base = VANILLA.replace("seeds = [0, 1]", "seeds = [0]");
+    let (_d, s) = set(&[("a.toml", &base)]);
+    let a = build(&s, &full()).unwrap().runs[0].spec.clone();
+    let mut same = a.clone();
+    same.model = ModelName::Resnet14;
+    same.schedule.lr = 0.3;
+    same.schedule.epochs += 5;
+    same.method = crate::spec::Method::Smoothed { epsilon: 0.1 };
+    assert_eq!(a.batch_key(), same.batch_key());
+    let mut seed = a.clone();
+    seed.seed = 1;
+    let mut batch = a.clone();
+    batch.schedule.batch += 1;
+    let mut aug = a.clone();
+    aug.augment = crate::spec::AugmentSpec::Ricap { beta: 0.3 };
+    let mut flip = a.clone();
+    flip.transform.flip = !flip.transform.flip;
+    let mut data = a.clone();
+    data.data.train_limit = Some(10);
+    for other in [seed, batch, aug, flip, data] {
+        assert_ne!(a.batch_key(), other.batch_key());
+    }
+}

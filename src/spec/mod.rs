@@ -176,4 +176,24 @@ impl RunSpec {
         let hex = crate::hash::short_sha256_hex(text.as_bytes(), 6);
         format!("{}-{}-{hex}", self.data.name.as_str(), self.model.as_str())
     }
+
+    /// What the run's training batches depend on, as text: its data (dataset, subset,
+    /// held-out split), seed, batch size, transform and batch augmentation. The order,
+    /// crops, flips and mixes are keyed by (seed, epoch, position), never by the model,
+    /// the method or the learning rate, so runs with equal keys see identical batches.
+    pub fn batch_key(&self) -> String {
+        format!(
+            "{}|seed {}|batch {}|{}|{}",
+            text(&self.data),
+            self.seed,
+            self.schedule.batch,
+            text(&self.transform),
+            text(&self.augment),
+        )
+    }
+}
+
+/// TOML text of a spec part.
+fn text<T: Serialize>(v: &T) -> String {
+    toml::to_string(v).expect("a spec part always serialises")
 }

@@ -1,21 +1,22 @@
 //! Training one run: the loop, evaluation after every epoch, and the `Trainer` trait that
 //! lets the executor be tested with a fake.
 
+mod cohort;
 pub mod sgd;
 
-use crate::data::{self, mix, transform, Splits};
+pub use cohort::{CohortStopped, Member};
+
+use crate::data::{self, transform, Splits};
 use crate::metrics::{self, Evaluation};
 use crate::model;
-use crate::rng::Rng;
 use crate::spec::RunSpec;
 use crate::store::checkpoint::Checkpoint;
 use crate::store::EpochRecord;
-use anyhow::{bail, Context};
+use anyhow::bail;
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 /// What a finished run hands back to be written.
 #[derive(Debug, Clone)]
@@ -53,8 +54,13 @@ pub trait RunSink {
     fn stop_requested(&self) -> Option<i32> {
         None
     }
-    /// The final weights (safetensors of `<variable>`), once training has ended.
-    fn weights(&mut self, safetensors: &[u8]) -> anyhow::Result<()>;
+    /// The run has trained its last epoch: its final weights (safetensors of
+    /// `<variable>`) and its outcome, to be written. Called as soon as the run ends, while
+    /// the other members of its cohort may go on.
+    fn finish(&mut self, weights: &[u8], outcome: &Outcome) -> anyhow::Result<()>;
+    /// The run ended with `error` (a failure of its own, a stop signal, or a stop of its
+    /// cohort), said as soon as it happens; the run's result carries the same error.
+    fn failed(&mut self, _error: &anyhow::Error) {}
 }
 
 /// A teacher's weights, resolved by the executor: a finished run's weights or an
@@ -65,13 +71,33 @@ pub struct TeacherSource {
     pub path: PathBuf,
 }
 
+/// Trains runs. A trainer implements `train_cohort` (runs that see identical batches,
+/// trained together), `train` (one run), or both: each defaults to the other.
 pub trait Trainer: Sync {
+    /// Trains one run to its last epoch.
     fn train(
         &self,
         spec: &RunSpec,
         teachers: &[TeacherSource],
         sink: &mut dyn RunSink,
-    ) -> anyhow::Result<Outcome>;
+    ) -> anyhow::Result<Outcome> {
+        let member = Member {
+            spec,
+            teachers,
+            sink,
+        };
+        self.train_cohort(vec![member])
+            .pop()
+            .unwrap_or_else(|| Err(anyhow::anyhow!("the trainer gave no result")))
+    }
+    /// Trains a cohort (`RunSpec::batch_key` equal for all) to each member's last
+    /// epoch: one result per member, in order. By default, each member alone.
+    fn train_cohort(&self, members: Vec<Member>) -> Vec<anyhow::Result<Outcome>> {
+        members
+            .into_iter()
+            .map(|m| self.train(m.spec, m.teachers, m.sink))
+            .collect()
+    }
     /// The device as recorded in run.toml, and whether it promises bitwise repeatability.
     fn device(&self) -> (String, bool);
 }
@@ -257,145 +283,8 @@ impl Trainer for CandleTrainer {
         )
     }
 
-    // Long: the epoch loop in one place: the order of the random streams, the step, the
-    // evaluation and the checkpoint is the training semantics, reviewed top to bottom
-    // against PyTorch's loop.
-    fn train(
-        &self,
-        spec: &RunSpec,
-        teachers: &[TeacherSource],
-        sink: &mut dyn RunSink,
-    ) -> anyhow::Result<Outcome> {
-        let dev = &self.device;
-        let splits = self.data(spec)?;
-        let (train, test, val) = (&splits.train, &splits.test, splits.validation.as_ref());
-        let classes = spec.data.classes;
-        if train.classes != classes {
-            bail!(
-                "dataset has {} classes, the run expects {classes}",
-                train.classes
-            );
-        }
-        let teacher_nets = teachers
-            .iter()
-            .map(|t| {
-                model::checkpoint::load_teacher(&t.path, t.model, classes, self.kernels, dev)
-                    .with_context(|| format!("loading teacher {}", t.path.display()))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let (net, varmap) =
-            model::build_trainable(spec.model, classes, spec.seed, self.kernels, dev)?;
-        let s = &spec.schedule;
-        let mut opt = sgd::Sgd::new(model::trainable_vars(&varmap), s.momentum, s.weight_decay);
-        let (h, w) = (train.height, train.width);
-        let mut epochs = Vec::new();
-        if let Some(ck) = sink.resume()? {
-            let tensors = candle_core::safetensors::load_buffer(&ck.state, dev)?;
-            restore(&varmap, &mut opt, tensors)
-                .with_context(|| format!("resuming from the checkpoint of epoch {}", ck.epoch))?;
-            epochs = ck.epochs;
-        }
-        let mut last = None;
-        for epoch in epochs.len() + 1..=s.epochs {
-            let started = Instant::now();
-            let lr = s.lr_at(epoch);
-            let order = Rng::stream(spec.seed, "order", &[epoch as u64]).permutation(train.len());
-            // A last batch of one image is dropped: BatchNorm needs two.
-            let batches: Vec<&[usize]> = order.chunks(s.batch).filter(|b| b.len() >= 2).collect();
-            let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
-            for (bi, idx) in batches.iter().enumerate() {
-                if let Some(signal) = sink.stop_requested() {
-                    return Err(crate::interrupt::Interrupted { signal }.into());
-                }
-                let mut xb = transform::train_batch(
-                    train,
-                    idx,
-                    &spec.transform,
-                    spec.seed,
-                    epoch,
-                    bi * s.batch,
-                );
-                let labels: Vec<u16> = idx.iter().map(|&i| train.labels[i]).collect();
-                // The student and every teacher see the same mixed batch.
-                let mut mix_rng = Rng::stream(spec.seed, "mix", &[epoch as u64, bi as u64]);
-                let mixed = mix::mix(&spec.augment, &mut xb, &labels, h, w, &mut mix_rng);
-                let traced = sink.wants_batches().then(|| {
-                    let t = crate::method::mixed_targets(&mixed.labels, classes, 0.0);
-                    (xb.clone(), t)
-                });
-                let x = Tensor::from_vec(xb, (idx.len(), 3, h, w), dev)?;
-                let (logits, teacher_logits) = forward_batch(&net, &teacher_nets, &x)?;
-                let loss = crate::method::loss(
-                    &spec.method,
-                    &logits,
-                    &mixed.labels,
-                    &teacher_logits,
-                    dev,
-                )?;
-                let lv = loss.to_scalar::<f32>()? as f64;
-                if !lv.is_finite() {
-                    bail!("epoch {epoch}, batch {}: the loss is {lv}", bi + 1);
-                }
-                let grads = loss.backward()?;
-                opt.step(&grads, lr)?;
-                if let Some((x, t)) = traced {
-                    sink.batch(epoch, bi, &x, &t, lv);
-                }
-                let lg = logits.detach().flatten_all()?.to_vec1::<f32>()?;
-                correct += argmax_rows(&lg, classes)
-                    .zip(&labels)
-                    .filter(|(p, &l)| *p == l as usize)
-                    .count();
-                loss_sum += lv * idx.len() as f64;
-                seen += idx.len();
-                sink.progress(epoch, bi + 1, batches.len());
-            }
-            let eval = evaluate(spec, self.kernels, &varmap, test, dev)?;
-            let val_eval = val
-                .map(|v| evaluate(spec, self.kernels, &varmap, v, dev))
-                .transpose()?;
-            let rec = EpochRecord {
-                epoch,
-                lr,
-                train_loss: loss_sum / seen as f64,
-                train_acc: 100.0 * correct as f64 / seen as f64,
-                test_loss: eval.nll,
-                test_acc: eval.accuracy,
-                ece: eval.ece,
-                nll: eval.nll,
-                brier: eval.brier,
-                seconds: started.elapsed().as_secs_f64(),
-                checkpoint_seconds: 0.0,
-                val_loss: val_eval.as_ref().map(|e| e.nll),
-                val_acc: val_eval.as_ref().map(|e| e.accuracy),
-                val_ece: val_eval.as_ref().map(|e| e.ece),
-            };
-            if let Some(what) = diverged(&rec, &varmap)? {
-                bail!("epoch {epoch}: the run diverged: {what}");
-            }
-            let state = safetensors::serialize(checkpoint_state(&varmap, &opt), None)?;
-            sink.epoch(&rec, &state)
-                .context("writing the epoch's results")?;
-            epochs.push(rec);
-            last = Some((eval, val_eval));
-        }
-        let (last, validation) = match last {
-            Some(e) => e,
-            // Resumed after the last epoch's checkpoint: its evaluation again, which
-            // gives the same numbers.
-            None => (
-                evaluate(spec, self.kernels, &varmap, test, dev)?,
-                val.map(|v| evaluate(spec, self.kernels, &varmap, v, dev))
-                    .transpose()?,
-            ),
-        };
-        let weights: HashMap<String, Tensor> = model::snapshot(&varmap);
-        sink.weights(&safetensors::serialize(&weights, None)?)?;
-        Ok(Outcome {
-            epochs,
-            last,
-            validation,
-        })
+    fn train_cohort(&self, members: Vec<Member>) -> Vec<anyhow::Result<Outcome>> {
+        self.cohort(members)
     }
 }
 
@@ -403,6 +292,7 @@ impl Trainer for CandleTrainer {
 mod tests {
     use super::*;
     use crate::data::mix::mix;
+    use crate::rng::Rng;
     use crate::spec::AugmentSpec;
     use crate::spec::ModelName;
 

@@ -1,7 +1,11 @@
 //! What the binary's integration tests share: a table spec, a recipe that trains in a
-//! second, and the command.
+//! second, the command, and a results folder read back for byte-for-byte comparison.
+
+#![allow(dead_code)] // Each test file uses some of these.
 
 use assert_cmd::Command;
+use std::collections::BTreeMap;
+use std::fs;
 use std::path::Path;
 
 pub const TABLE: &str = "title = \"h\"\nrows = [\"Vanilla\", \"KD\"]\ncolumns = [\"ResNet8\"]\n";
@@ -20,4 +24,59 @@ pub fn lecal(dir: &Path) -> Command {
         .env_remove("LECAL_RESULTS")
         .env_remove("LECAL_DATA");
     c
+}
+
+/// Every result file of every done run in the results folder `dir`, byte for byte; epochs.csv without its two timing
+/// columns. Also checks that finished runs keep no checkpoint, lock or temporary file.
+pub fn results(dir: &Path, runs: usize) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for run in fs::read_dir(dir.join("runs")).unwrap() {
+        let run = run.unwrap().path();
+        let id = run.file_name().unwrap().to_str().unwrap().to_string();
+        if !run.join("done.toml").exists() {
+            continue;
+        }
+        let names: Vec<String> = fs::read_dir(&run)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        for n in &names {
+            assert!(
+                [
+                    "run.toml",
+                    "done.toml",
+                    "epochs.csv",
+                    "summary.csv",
+                    "reliability.csv",
+                    "predictions.csv",
+                    "weights.safetensors"
+                ]
+                .contains(&n.as_str()),
+                "{id}: unexpected {n}"
+            );
+        }
+        for f in [
+            "summary.csv",
+            "weights.safetensors",
+            "predictions.csv",
+            "reliability.csv",
+        ] {
+            out.insert(format!("{id}/{f}"), fs::read(run.join(f)).unwrap());
+        }
+        let epochs: String = fs::read_to_string(run.join("epochs.csv"))
+            .unwrap()
+            .lines()
+            .map(|l| l.rsplitn(3, ',').nth(2).unwrap().to_string() + "\n")
+            .collect();
+        out.insert(format!("{id}/epochs.csv"), epochs.into_bytes());
+    }
+    assert_eq!(out.len(), 5 * runs, "{runs} runs of five files");
+    out
+}
+
+pub fn same(a: &BTreeMap<String, Vec<u8>>, b: &BTreeMap<String, Vec<u8>>) {
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (k, v) in a {
+        assert!(v == &b[k], "{k} differs");
+    }
 }

@@ -1,0 +1,511 @@
+//! Training a cohort: runs that see identical batches (`RunSpec::batch_key`), trained
+//! together in one process on one device. Each batch is read, cropped, flipped and mixed
+//! once; each distinct teacher's forward pass runs once on it; then every member takes its
+//! own step. A run alone is a cohort of one: both go through this loop, and a member's
+//! numbers are exactly those of training it alone.
+//!
+//! - Members may stand at different epochs (one resumed further than another): epoch `e`
+//!   trains the members whose next epoch is `e`, so one that is behind catches up alone
+//!   while the others wait, and from then on they train together.
+//! - Members may end at different epochs (a 350-epoch "+" run with 240-epoch runs): a
+//!   member is finished, and its results written, as soon as its last epoch ends; the
+//!   others go on.
+//! - A member's own error (a non-finite loss, a divergence, a teacher that does not load)
+//!   ends that member alone. A stop signal ends every member; a results folder that cannot
+//!   be written ends the member that wrote and stops the others (`CohortStopped`).
+
+use super::{
+    argmax_rows, checkpoint_state, diverged, evaluate, restore, sgd, CandleTrainer, Outcome,
+    RunSink, TeacherSource,
+};
+use crate::data::{mix, transform, Splits};
+use crate::interrupt::Interrupted;
+use crate::metrics::Evaluation;
+use crate::model;
+use crate::rng::Rng;
+use crate::spec::RunSpec;
+use crate::store::{EpochRecord, WriteError};
+use anyhow::{bail, Context};
+use candle_core::Tensor;
+use std::time::Instant;
+
+/// One run of a cohort, as the trainer gets it.
+pub struct Member<'a> {
+    pub spec: &'a RunSpec,
+    pub teachers: &'a [TeacherSource],
+    pub sink: &'a mut dyn RunSink,
+}
+
+/// The error of the members a cohort stops because another member could not write its
+/// results: not their failure; they keep their checkpoints and resume later.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped with its cohort: {0}")]
+pub struct CohortStopped(pub String);
+
+/// A member in training.
+struct Student<'a> {
+    /// Its place in the cohort (and in the results).
+    index: usize,
+    spec: &'a RunSpec,
+    sink: &'a mut dyn RunSink,
+    net: model::ResNet,
+    varmap: candle_nn::VarMap,
+    opt: sgd::Sgd,
+    /// Its teachers, as indices into the cohort's distinct teachers, in its own order.
+    teachers: Vec<usize>,
+    epochs: Vec<EpochRecord>,
+    /// The evaluations of its last epoch trained here.
+    last: Option<(Evaluation, Option<Evaluation>)>,
+    /// The training loss and accuracy of the epoch in progress.
+    loss_sum: f64,
+    correct: usize,
+    seen: usize,
+}
+
+impl Student<'_> {
+    fn next_epoch(&self) -> usize {
+        self.epochs.len() + 1
+    }
+}
+
+/// Why a cohort stops before its members' last epochs.
+enum Stop {
+    Signal(i32),
+    /// Member `index` could not write its results.
+    Write {
+        index: usize,
+        error: anyhow::Error,
+    },
+}
+
+/// The cohort's distinct teachers (by weights file), each loaded once.
+struct Teachers {
+    sources: Vec<TeacherSource>,
+    nets: Vec<Result<model::ResNet, String>>,
+}
+
+impl Teachers {
+    fn load(t: &CandleTrainer, members: &[Member], classes: usize) -> Self {
+        let mut sources: Vec<TeacherSource> = Vec::new();
+        for s in members.iter().flat_map(|m| m.teachers) {
+            if !sources.contains(s) {
+                sources.push(s.clone());
+            }
+        }
+        let nets = sources
+            .iter()
+            .map(|s| {
+                model::checkpoint::load_teacher(&s.path, s.model, classes, t.kernels, &t.device)
+                    .with_context(|| format!("loading teacher {}", s.path.display()))
+                    .map_err(|e| format!("{e:#}"))
+            })
+            .collect();
+        Self { sources, nets }
+    }
+
+    fn index_of(&self, s: &TeacherSource) -> usize {
+        self.sources
+            .iter()
+            .position(|x| x == s)
+            .expect("every member's teacher is loaded")
+    }
+
+    /// The logits of the teachers that `students` use on `x` (eval mode, no graph).
+    fn logits(&self, students: &[Student], x: &Tensor) -> Vec<Option<Result<Tensor, String>>> {
+        (0..self.sources.len())
+            .map(|i| {
+                let used = students.iter().any(|s| s.teachers.contains(&i));
+                used.then(|| match &self.nets[i] {
+                    Ok(net) => net.forward_t(x, false).map_err(|e| format!("{e:#}")),
+                    Err(why) => Err(why.clone()),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Each member's result, filled in as members end.
+struct Ends(Vec<Option<anyhow::Result<Outcome>>>);
+
+impl Ends {
+    fn fail(&mut self, index: usize, sink: &mut dyn RunSink, e: anyhow::Error) {
+        sink.failed(&e);
+        self.0[index] = Some(Err(e));
+    }
+
+    fn into_results(self) -> Vec<anyhow::Result<Outcome>> {
+        self.0
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(anyhow::anyhow!("the cohort ended without it"))))
+            .collect()
+    }
+}
+
+impl CandleTrainer {
+    /// Trains `members` together to their last epochs: one result per member, in order.
+    pub(super) fn cohort(&self, mut members: Vec<Member>) -> Vec<anyhow::Result<Outcome>> {
+        let mut ends = Ends((0..members.len()).map(|_| None).collect());
+        let Some(first) = members.first().map(|m| m.spec) else {
+            return Vec::new();
+        };
+        let splits = match members
+            .iter()
+            .find(|m| m.spec.batch_key() != first.batch_key())
+        {
+            Some(m) => Err(anyhow::anyhow!(
+                "run {} does not see the same batches as run {}: they cannot train as a \
+                 cohort",
+                m.spec.id(),
+                first.id()
+            )),
+            None => self.data(first),
+        };
+        let splits = match splits {
+            Ok(s) => s,
+            Err(e) => {
+                let why = format!("{e:#}");
+                for (i, m) in members.iter_mut().enumerate() {
+                    ends.fail(i, m.sink, anyhow::anyhow!("{why}"));
+                }
+                return ends.into_results();
+            }
+        };
+        let teachers = Teachers::load(self, &members, splits.train.classes);
+        let mut students = Vec::new();
+        for (index, m) in members.into_iter().enumerate() {
+            let Member {
+                spec,
+                teachers: ts,
+                sink,
+            } = m;
+            match self.student(spec, ts, &mut *sink, &teachers, &splits) {
+                Ok((net, varmap, opt, epochs)) => students.push(Student {
+                    index,
+                    spec,
+                    sink,
+                    net,
+                    varmap,
+                    opt,
+                    teachers: ts.iter().map(|t| teachers.index_of(t)).collect(),
+                    epochs,
+                    last: None,
+                    loss_sum: 0.0,
+                    correct: 0,
+                    seen: 0,
+                }),
+                Err(e) => ends.fail(index, sink, e),
+            }
+        }
+        // Members resumed after their last epoch's checkpoint finish at once.
+        let mut stop = self.finish_done(&mut students, &splits, &mut ends).err();
+        while stop.is_none() {
+            let Some(epoch) = students.iter().map(Student::next_epoch).min() else {
+                break;
+            };
+            let (mut now, later): (Vec<_>, Vec<_>) =
+                students.into_iter().partition(|s| s.next_epoch() == epoch);
+            stop = self
+                .epoch(epoch, &mut now, &teachers, &splits, &mut ends)
+                .err();
+            students = now.into_iter().chain(later).collect();
+            students.sort_by_key(|s| s.index);
+            if stop.is_none() {
+                stop = self.finish_done(&mut students, &splits, &mut ends).err();
+            }
+        }
+        if let Some(stop) = stop {
+            stop_all(stop, students, &mut ends);
+        }
+        ends.into_results()
+    }
+
+    /// A member's model and optimiser, from its checkpoint when it has one.
+    #[allow(clippy::type_complexity)]
+    fn student(
+        &self,
+        spec: &RunSpec,
+        ts: &[TeacherSource],
+        sink: &mut dyn RunSink,
+        teachers: &Teachers,
+        splits: &Splits,
+    ) -> anyhow::Result<(model::ResNet, candle_nn::VarMap, sgd::Sgd, Vec<EpochRecord>)> {
+        let classes = spec.data.classes;
+        if splits.train.classes != classes {
+            bail!(
+                "dataset has {} classes, the run expects {classes}",
+                splits.train.classes
+            );
+        }
+        for t in ts {
+            if let Err(why) = &teachers.nets[teachers.index_of(t)] {
+                bail!("{why}");
+            }
+        }
+        let (net, varmap) =
+            model::build_trainable(spec.model, classes, spec.seed, self.kernels, &self.device)?;
+        let s = &spec.schedule;
+        let mut opt = sgd::Sgd::new(model::trainable_vars(&varmap), s.momentum, s.weight_decay);
+        let mut epochs = Vec::new();
+        if let Some(ck) = sink.resume()? {
+            let tensors = candle_core::safetensors::load_buffer(&ck.state, &self.device)?;
+            restore(&varmap, &mut opt, tensors)
+                .with_context(|| format!("resuming from the checkpoint of epoch {}", ck.epoch))?;
+            epochs = ck.epochs;
+        }
+        Ok((net, varmap, opt, epochs))
+    }
+
+    // Long: one epoch of the cohort in one place: the order of the random streams, the
+    // shared batch, each member's step, its evaluation and its checkpoint is the training
+    // semantics, reviewed top to bottom against PyTorch's loop.
+    /// Trains epoch `epoch` of `students` (all at that epoch) on shared batches, then
+    /// evaluates and checkpoints each. Members that fail leave `students`.
+    fn epoch(
+        &self,
+        epoch: usize,
+        students: &mut Vec<Student>,
+        teachers: &Teachers,
+        splits: &Splits,
+        ends: &mut Ends,
+    ) -> Result<(), Stop> {
+        let dev = &self.device;
+        let Some(lead) = students.first().map(|s| s.spec) else {
+            return Ok(());
+        };
+        let (train, seed, batch) = (&splits.train, lead.seed, lead.schedule.batch);
+        let (h, w, classes) = (train.height, train.width, lead.data.classes);
+        let started = Instant::now();
+        for s in students.iter_mut() {
+            (s.loss_sum, s.correct, s.seen) = (0.0, 0, 0);
+        }
+        let order = Rng::stream(seed, "order", &[epoch as u64]).permutation(train.len());
+        // A last batch of one image is dropped: BatchNorm needs two.
+        let batches: Vec<&[usize]> = order.chunks(batch).filter(|b| b.len() >= 2).collect();
+        for (bi, idx) in batches.iter().enumerate() {
+            if let Some(signal) = students.iter().find_map(|s| s.sink.stop_requested()) {
+                return Err(Stop::Signal(signal));
+            }
+            if students.is_empty() {
+                return Ok(());
+            }
+            let mut xb =
+                transform::train_batch(train, idx, &lead.transform, seed, epoch, bi * batch);
+            let labels: Vec<u16> = idx.iter().map(|&i| train.labels[i]).collect();
+            // Every member and every teacher see the same mixed batch.
+            let mut mix_rng = Rng::stream(seed, "mix", &[epoch as u64, bi as u64]);
+            let mixed = mix::mix(&lead.augment, &mut xb, &labels, h, w, &mut mix_rng);
+            let traced = students.iter().any(|s| s.sink.wants_batches()).then(|| {
+                let t = crate::method::mixed_targets(&mixed.labels, classes, 0.0);
+                (xb.clone(), t)
+            });
+            let x = match Tensor::from_vec(xb, (idx.len(), 3, h, w), dev) {
+                Ok(x) => x,
+                Err(e) => {
+                    let why = format!("epoch {epoch}, batch {}: {e:#}", bi + 1);
+                    for s in students.drain(..) {
+                        ends.fail(s.index, s.sink, anyhow::anyhow!("{why}"));
+                    }
+                    return Ok(());
+                }
+            };
+            let logits = teachers.logits(students, &x);
+            let mut i = 0;
+            while i < students.len() {
+                let s = &mut students[i];
+                match step(s, &x, &mixed.labels, &logits, epoch, dev) {
+                    Ok((lv, lg)) => {
+                        if let Some((x, t)) = &traced {
+                            s.sink.batch(epoch, bi, x, t, lv);
+                        }
+                        s.correct += argmax_rows(&lg, classes)
+                            .zip(&labels)
+                            .filter(|(p, &l)| *p == l as usize)
+                            .count();
+                        s.loss_sum += lv * idx.len() as f64;
+                        s.seen += idx.len();
+                        s.sink.progress(epoch, bi + 1, batches.len());
+                        i += 1;
+                    }
+                    Err(e) => {
+                        let s = students.remove(i);
+                        let e = e.context(format!("epoch {epoch}, batch {}", bi + 1));
+                        ends.fail(s.index, s.sink, e);
+                    }
+                }
+            }
+        }
+        let mut i = 0;
+        while i < students.len() {
+            match self.end_epoch(&mut students[i], epoch, started, splits) {
+                Ok(()) => i += 1,
+                Err(e) if is_write(&e) => {
+                    return Err(Stop::Write {
+                        index: students[i].index,
+                        error: e,
+                    })
+                }
+                Err(e) => {
+                    let s = students.remove(i);
+                    ends.fail(s.index, s.sink, e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A member's epoch after its last step: the evaluation, the divergence check, the
+    /// checkpoint and the row.
+    fn end_epoch(
+        &self,
+        s: &mut Student,
+        epoch: usize,
+        started: Instant,
+        splits: &Splits,
+    ) -> anyhow::Result<()> {
+        let dev = &self.device;
+        let eval = evaluate(s.spec, self.kernels, &s.varmap, &splits.test, dev)?;
+        let val_eval = splits
+            .validation
+            .as_ref()
+            .map(|v| evaluate(s.spec, self.kernels, &s.varmap, v, dev))
+            .transpose()?;
+        let rec = EpochRecord {
+            epoch,
+            lr: s.spec.schedule.lr_at(epoch),
+            train_loss: s.loss_sum / s.seen as f64,
+            train_acc: 100.0 * s.correct as f64 / s.seen as f64,
+            test_loss: eval.nll,
+            test_acc: eval.accuracy,
+            ece: eval.ece,
+            nll: eval.nll,
+            brier: eval.brier,
+            seconds: started.elapsed().as_secs_f64(),
+            checkpoint_seconds: 0.0,
+            val_loss: val_eval.as_ref().map(|e| e.nll),
+            val_acc: val_eval.as_ref().map(|e| e.accuracy),
+            val_ece: val_eval.as_ref().map(|e| e.ece),
+        };
+        if let Some(what) = diverged(&rec, &s.varmap)? {
+            bail!("epoch {epoch}: the run diverged: {what}");
+        }
+        let state = safetensors::serialize(checkpoint_state(&s.varmap, &s.opt), None)?;
+        s.sink
+            .epoch(&rec, &state)
+            .context("writing the epoch's results")?;
+        s.epochs.push(rec);
+        s.last = Some((eval, val_eval));
+        Ok(())
+    }
+
+    /// Finishes the members that have trained their last epoch: their final weights and
+    /// outcome go to their sinks, and they leave `students`.
+    fn finish_done(
+        &self,
+        students: &mut Vec<Student>,
+        splits: &Splits,
+        ends: &mut Ends,
+    ) -> Result<(), Stop> {
+        let mut i = 0;
+        while i < students.len() {
+            if students[i].epochs.len() < students[i].spec.schedule.epochs {
+                i += 1;
+                continue;
+            }
+            let mut s = students.remove(i);
+            match self.outcome(&mut s, splits) {
+                Ok(o) => ends.0[s.index] = Some(Ok(o)),
+                Err(e) if is_write(&e) => {
+                    students.insert(i, s);
+                    let index = students[i].index;
+                    return Err(Stop::Write { index, error: e });
+                }
+                Err(e) => ends.fail(s.index, s.sink, e),
+            }
+        }
+        Ok(())
+    }
+
+    fn outcome(&self, s: &mut Student, splits: &Splits) -> anyhow::Result<Outcome> {
+        let (last, validation) = match s.last.take() {
+            Some(e) => e,
+            // Resumed after the last epoch's checkpoint: its evaluation again, which
+            // gives the same numbers.
+            None => {
+                let dev = &self.device;
+                let eval = |d| evaluate(s.spec, self.kernels, &s.varmap, d, dev);
+                (
+                    eval(&splits.test)?,
+                    splits.validation.as_ref().map(eval).transpose()?,
+                )
+            }
+        };
+        let outcome = Outcome {
+            epochs: s.epochs.clone(),
+            last,
+            validation,
+        };
+        let weights = safetensors::serialize(model::snapshot(&s.varmap), None)?;
+        s.sink.finish(&weights, &outcome)?;
+        Ok(outcome)
+    }
+}
+
+/// One member's step on the shared batch: its forward pass, its loss against its
+/// teachers' logits, the backward pass and the update. Its loss and logits.
+fn step(
+    s: &mut Student,
+    x: &Tensor,
+    mixes: &[mix::LabelMix],
+    logits: &[Option<Result<Tensor, String>>],
+    epoch: usize,
+    dev: &candle_core::Device,
+) -> anyhow::Result<(f64, Vec<f32>)> {
+    let teacher_logits = s
+        .teachers
+        .iter()
+        .map(|&t| match &logits[t] {
+            Some(Ok(l)) => Ok(l.clone()),
+            Some(Err(why)) => Err(anyhow::anyhow!("{why}")),
+            None => Err(anyhow::anyhow!("teacher {t} was not run")),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let out = s.net.forward_t(x, true)?;
+    let loss = crate::method::loss(&s.spec.method, &out, mixes, &teacher_logits, dev)?;
+    let lv = loss.to_scalar::<f32>()? as f64;
+    if !lv.is_finite() {
+        bail!("the loss is {lv}");
+    }
+    let grads = loss.backward()?;
+    s.opt.step(&grads, s.spec.schedule.lr_at(epoch))?;
+    Ok((lv, out.detach().flatten_all()?.to_vec1::<f32>()?))
+}
+
+/// Whether a sink's error is a write error in the results folder, which stops the cohort.
+fn is_write(e: &anyhow::Error) -> bool {
+    WriteError::in_chain(e)
+}
+
+/// Ends every member still training: by the signal; or, after a write error, the member
+/// that could not write by its error and the others as stopped with it.
+fn stop_all(stop: Stop, students: Vec<Student>, ends: &mut Ends) {
+    let (writer, why) = match stop {
+        Stop::Signal(signal) => (None, Err(signal)),
+        Stop::Write { index, error } => {
+            let who = students
+                .iter()
+                .find(|s| s.index == index)
+                .map(|s| s.spec.id())
+                .unwrap_or_default();
+            let text = format!("run {who} could not write its results: {error:#}");
+            ends.0[index] = Some(Err(error));
+            (Some(index), Ok(text))
+        }
+    };
+    for s in students.into_iter().filter(|s| Some(s.index) != writer) {
+        let e = match &why {
+            Err(signal) => anyhow::Error::new(Interrupted { signal: *signal }),
+            Ok(text) => anyhow::Error::new(CohortStopped(text.clone())),
+        };
+        ends.fail(s.index, s.sink, e);
+    }
+}

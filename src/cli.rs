@@ -132,9 +132,17 @@ pub enum Command {
         /// Time each measurement for at least this many seconds.
         #[arg(long, default_value_t = 5.0)]
         min_seconds: f64,
-        /// Parts to time: train, teacher, data.
-        #[arg(long, value_delimiter = ',', default_value = "train,teacher,data")]
+        /// Parts to time: train, teacher, data, cohort (Table 1's KD, SL, En-SL and KD-SL
+        /// rows at a small scale, run by run and as a cohort).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "train,teacher,data,cohort"
+        )]
         parts: Vec<String>,
+        /// Training images of each run of the cohort part (one epoch).
+        #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(64..))]
+        cohort_images: u32,
         /// Write the measurements as CSV here.
         #[arg(long)]
         csv: Option<PathBuf>,
@@ -211,6 +219,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             baseline,
             min_seconds,
             parts,
+            cohort_images,
             csv,
             check,
             conv,
@@ -220,6 +229,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 baseline,
                 min_seconds,
                 parts,
+                cohort_images: cohort_images as usize,
                 csv,
                 check,
             };

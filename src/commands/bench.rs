@@ -14,6 +14,7 @@ pub struct BenchOptions {
     pub baseline: bool,
     pub min_seconds: f64,
     pub parts: Vec<String>,
+    pub cohort_images: usize,
     pub csv: Option<PathBuf>,
     pub check: bool,
 }
@@ -29,14 +30,15 @@ pub fn bench(
         baseline,
         min_seconds,
         parts,
+        cohort_images,
         csv,
         check,
     } = o;
     if let Some(p) = parts
         .iter()
-        .find(|p| !["train", "teacher", "data"].contains(&p.as_str()))
+        .find(|p| !["train", "teacher", "data", "cohort"].contains(&p.as_str()))
     {
-        bail!("--parts: unknown part `{p}`, expected train, teacher or data");
+        bail!("--parts: unknown part `{p}`, expected train, teacher, data or cohort");
     }
     align_thread_pools();
     if check && std::env::var_os("NVIDIA_TF32_OVERRIDE").is_none() {
@@ -70,6 +72,7 @@ pub fn bench(
         baseline,
         min_seconds,
         parts,
+        cohort_images,
     };
     let measures = crate::bench::run(&opts)?;
     if let Some(p) = csv {

@@ -72,7 +72,7 @@ pub(super) fn run(
 
 /// The units of work of the selected runs `train` (in dependency order): their cohorts
 /// within a memory budget of `cohort_memory` bytes, or each run alone.
-fn units<'a>(
+pub(super) fn units<'a>(
     plan: &Plan,
     train: &[&'a PlannedRun],
     cohort_memory: Option<u64>,

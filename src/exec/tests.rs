@@ -356,3 +356,57 @@ fn an_unreadable_summary_is_damaged_left_alone_and_named_by_the_table() {
     let e = format!("{e:#}");
     assert!(e.contains(a.as_str()) && e.contains(b.as_str()), "{e}");
 }
+
+/// A cohort is the scheduler's unit: its members start together once all their teachers
+/// are done; a member whose teacher failed is skipped and the rest of its cohort trains;
+/// every member's lock is released.
+#[test]
+fn a_cohort_member_whose_teacher_failed_is_skipped_and_the_rest_trains() {
+    let student = |row: &str, method: &str, seeds: &str| {
+        VANILLA
+            .replace("\"Vanilla\"", &format!("\"{row}\""))
+            .replace("seeds = [0, 1]", "seeds = [0]")
+            .replace(
+                "method = \"vanilla\"",
+                &format!(
+                    "method = \"{method}\"\nteachers = [ {{ model = \"resnet14\", seeds = {seeds} }} ]"
+                ),
+            )
+    };
+    let dir = folder(&[
+        ("kd.toml", &student("KD", "kd", "[0]")),
+        ("en.toml", &student("LS", "en-sl", "[0, 1]")),
+    ]);
+    let set = load(&[dir.path().to_path_buf()]).unwrap();
+    let plan = build(&set, &Scale::named("full").unwrap()).unwrap();
+    let store = Store::new(dir.path().join("results"));
+    let students: Vec<&crate::plan::PlannedRun> =
+        plan.runs.iter().filter(|r| !r.deps.is_empty()).collect();
+    assert_eq!(students.len(), 2);
+    let units =
+        super::scheduler::units(&plan, &plan.runs.iter().collect::<Vec<_>>(), Some(1 << 40));
+    assert!(units
+        .iter()
+        .any(|u| u.len() == 2 && u.iter().all(|r| !r.deps.is_empty())));
+    // The teacher of seed 1 fails: En-SL (teachers 0 and 1) is skipped, KD trains.
+    let report = execute(
+        &plan,
+        &store,
+        &fake(vec![1]),
+        Progress::quiet(),
+        Options::default(),
+    );
+    let (kd, en) = if students[0].deps.len() == 1 {
+        (students[0], students[1])
+    } else {
+        (students[1], students[0])
+    };
+    assert_eq!(report.ended[&kd.id], Ended::Trained);
+    assert!(matches!(&report.ended[&en.id], Ended::Skipped(_)));
+    for r in &plan.runs {
+        assert!(!store.run_dir(&r.id).join(lock::LOCK).exists(), "{}", r.id);
+    }
+    // Without cohorts, units are single runs.
+    let alone = super::scheduler::units(&plan, &plan.runs.iter().collect::<Vec<_>>(), None);
+    assert_eq!(alone.len(), plan.runs.len());
+}

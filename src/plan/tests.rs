@@ -461,8 +461,8 @@ fn issue_15_a_cohort_over_its_memory_budget_is_split_in_order() {
         .find(|r| r.spec.model == ModelName::Resnet110)
         .unwrap();
     let (a, b) = (
-        memory(&p, &[r20.id.clone()]),
-        memory(&p, &[r110.id.clone()]),
+        memory(&p, std::slice::from_ref(&r20.id)),
+        memory(&p, std::slice::from_ref(&r110.id)),
     );
     assert!(a < b && b < memory(&p, &[r20.id.clone(), r110.id.clone()]));
 }

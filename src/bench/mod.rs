@@ -1,6 +1,9 @@
 //! `lecal bench`: throughput of a training step, of a teacher's forward pass and of the
-//! data pipeline, measured the way `scripts/bench_pytorch.py` measures PyTorch, and
-//! `--check cuda:N`, one training step on a GPU against the same step on the CPU.
+//! data pipeline, measured the way `scripts/bench_pytorch.py` measures PyTorch; Table 1's
+//! rows run by run and as a cohort (`cohort.rs`); and `--check cuda:N`, one training step
+//! on a GPU against the same step on the CPU.
+
+pub mod cohort;
 
 use crate::data::{mix, synthetic, transform};
 use crate::method;
@@ -35,8 +38,10 @@ pub struct Options {
     pub baseline: bool,
     /// Time each measurement for at least this long.
     pub min_seconds: f64,
-    /// Which parts to time: `train`, `teacher`, `data`.
+    /// Which parts to time: `train`, `teacher`, `data`, `cohort`.
     pub parts: Vec<String>,
+    /// Training images of each run of the cohort part.
+    pub cohort_images: usize,
 }
 
 /// Repeats `step` (one warm-up first) until `min_seconds` have passed, at least twice.
@@ -176,6 +181,15 @@ pub fn run(o: &Options) -> anyhow::Result<Vec<Measure>> {
             r,
         );
     }
+    if part("cohort") {
+        for (what, seconds, images) in cohort_part(o)? {
+            push(
+                what,
+                implementation(&o.device, false),
+                (images as f64 / seconds, 1, seconds),
+            );
+        }
+    }
     if !part("data") {
         return Ok(out);
     }
@@ -222,6 +236,45 @@ pub fn run(o: &Options) -> anyhow::Result<Vec<Measure>> {
         push(name.into(), "lecal".into(), r);
     }
     Ok(out)
+}
+
+/// The cohort part: its two timings, as (what, seconds, images trained), after saying
+/// where the time goes.
+fn cohort_part(o: &Options) -> anyhow::Result<Vec<(String, f64, usize)>> {
+    let kernels = Kernels::new(model::ConvChoice::Auto, &o.device);
+    let trainer = crate::train::CandleTrainer::new(o.device.clone(), kernels, ".".into());
+    let b = cohort::run(&trainer, o.cohort_images)?;
+    let (a, c) = (b.alone_seconds, b.cohort_seconds);
+    // One teacher's forward pass over a run's batches, from the two timings: the runs
+    // alone make `alone_passes` of them, the cohort `cohort_passes`; the rest (student
+    // steps, evaluation, data) is the same work both ways.
+    let pass = (a - c) / (b.alone_passes - b.cohort_passes) as f64;
+    eprintln!(
+        "  cohort: {} runs × {} images: run by run {a:.1} s, as one cohort {c:.1} s: {:.2}× \
+         (results identical: {})",
+        b.runs,
+        b.images_per_run,
+        c / a,
+        if b.identical { "yes" } else { "NO" },
+    );
+    eprintln!(
+        "  cohort: where the time goes: teacher forward passes {:.1} s run by run ({} passes \
+         over the batches) and {:.1} s as a cohort ({}); student steps, evaluation and data \
+         {:.1} s either way",
+        pass * b.alone_passes as f64,
+        b.alone_passes,
+        pass * b.cohort_passes as f64,
+        b.cohort_passes,
+        c - pass * b.cohort_passes as f64,
+    );
+    if !b.identical && o.device.is_cpu() {
+        anyhow::bail!("a cohort trained different numbers than its runs alone on the CPU");
+    }
+    let images = b.runs * b.images_per_run;
+    Ok(vec![
+        ("table-1 rows, run by run".into(), a, images),
+        ("table-1 rows, as a cohort".into(), c, images),
+    ])
 }
 
 /// One training step of ResNet20 from the same weights and batch on `device` with

@@ -65,6 +65,12 @@ pub enum Command {
         /// Runs trained at once in this process, sharing its threads (default 1).
         #[arg(long, value_parser = parse_jobs)]
         jobs: Option<usize>,
+        /// Train on several devices of this machine at once: `cuda:0,cuda:1`, `cuda:all`,
+        /// or `cpu,cpu` (CPU slots, each with its share of the threads). Units of work
+        /// (cohorts, or runs) spread over them in dependency order; `--jobs` is then per
+        /// device.
+        #[arg(long, conflicts_with = "device")]
+        devices: Option<crate::device::DeviceList>,
         /// Attempt again the runs that failed in an earlier invocation.
         #[arg(long)]
         retry_failed: bool,
@@ -182,6 +188,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             scale,
             data_dir,
             jobs,
+            devices,
             retry_failed,
             conv,
             no_cohorts,
@@ -190,6 +197,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let opts = RunOptions {
                 conv,
                 device,
+                devices,
                 scale,
                 data_dir,
                 jobs,

@@ -25,6 +25,68 @@ impl std::str::FromStr for DeviceChoice {
     }
 }
 
+/// `--devices`: a comma-separated list of devices (`cpu,cpu`, `cuda:0,cuda:1`), or
+/// `cuda:all` for every GPU that answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceList {
+    Listed(Vec<DeviceChoice>),
+    AllCuda,
+}
+
+impl std::str::FromStr for DeviceList {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "cuda:all" {
+            return Ok(Self::AllCuda);
+        }
+        let list = s
+            .split(',')
+            .map(|d| match d.trim().parse()? {
+                DeviceChoice::Auto => Err("`auto` cannot be one of --devices".to_string()),
+                c => Ok(c),
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        if list.is_empty() {
+            return Err("--devices needs at least one device".into());
+        }
+        Ok(Self::Listed(list))
+    }
+}
+
+/// Opens every device of the list, each once per listing (`cpu,cpu` is two slots of the
+/// CPU), with the name each is shown by.
+pub fn open_all(list: &DeviceList) -> anyhow::Result<Vec<(String, Device)>> {
+    match list {
+        DeviceList::Listed(l) => l
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| {
+                let mut name = match c {
+                    DeviceChoice::Cuda(n) => format!("cuda:{n}"),
+                    _ => "cpu".into(),
+                };
+                // The same device twice: its slots are told apart by position.
+                if l.iter().filter(|&&x| x == c).count() > 1 {
+                    name = format!("{name} (slot {})", i + 1);
+                }
+                Ok((name, open(c)?))
+            })
+            .collect(),
+        DeviceList::AllCuda => {
+            let mut out = Vec::new();
+            if candle_core::utils::cuda_is_available() {
+                while let Ok(d) = Device::new_cuda(out.len()) {
+                    out.push((format!("cuda:{}", out.len()), d));
+                }
+            }
+            if out.is_empty() {
+                bail!("--devices cuda:all: no GPU answers (or this lecal was built without CUDA)");
+            }
+            Ok(out)
+        }
+    }
+}
+
 /// Opens the device. `auto` takes CUDA device 0 when lecal was built with CUDA and a GPU
 /// answers, and otherwise falls back to the CPU, saying so (candle's
 /// `Device::cuda_if_available` fails instead of falling back).

@@ -1,7 +1,7 @@
 //! `lecal run`: check what the selected runs need, then train them.
 
 use super::{align_thread_pools, load_plan};
-use crate::device::{self, DeviceChoice};
+use crate::device::{self, DeviceChoice, DeviceList};
 use crate::exec::{self, Ended, Progress};
 use crate::plan;
 use crate::store::Store;
@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 pub struct RunOptions {
     pub conv: crate::model::ConvChoice,
     pub device: DeviceChoice,
+    /// Several devices (`--devices`), instead of `device`.
+    pub devices: Option<DeviceList>,
     pub scale: String,
     pub data_dir: PathBuf,
     pub jobs: Option<usize>,
@@ -37,20 +39,33 @@ pub fn run(
         crate::data::check_available(&r.spec.data, &o.data_dir)?;
         check_teacher_checkpoints(r, &hashed, &mut checked)?;
     }
-    let dev = device::open(o.device)?;
+    let devices = match &o.devices {
+        Some(list) => device::open_all(list)?,
+        None => vec![(String::new(), device::open(o.device)?)],
+    };
     if !pending.is_empty() {
         check_writable(store)?;
     }
     let jobs = o.jobs.unwrap_or(1).clamp(1, pending.len().max(1));
-    let kernels = crate::model::Kernels::new(o.conv, &dev);
-    let trainer = CandleTrainer::new(dev, kernels, o.data_dir);
+    let trainers: Vec<(String, CandleTrainer)> = devices
+        .into_iter()
+        .map(|(name, dev)| {
+            let kernels = crate::model::Kernels::new(o.conv, &dev);
+            (name, CandleTrainer::new(dev, kernels, o.data_dir.clone()))
+        })
+        .collect();
+    let slots = jobs * trainers.len();
     let opts = exec::Options {
         jobs,
         retry_failed: o.retry_failed,
         cohort_memory: o.cohort_memory,
     };
     crate::interrupt::install()?;
-    let report = exec::execute(&plan, store, &trainer, Progress::new(jobs), opts);
+    let named = trainers
+        .iter()
+        .map(|(n, t)| (n.clone(), t as &dyn crate::train::Trainer))
+        .collect();
+    let report = exec::execute_on(&plan, store, named, Progress::new(slots), opts);
     Ok(tell(&plan, &report))
 }
 

@@ -35,6 +35,11 @@ pub struct Job<'a> {
 pub trait Backend: Sync {
     /// How many units may run at once.
     fn slots(&self) -> usize;
+    /// What `slot` runs on, when the backend has several (a device, a node), for the
+    /// progress lines.
+    fn slot_name(&self, _slot: usize) -> Option<String> {
+        None
+    }
     /// Runs `unit` on `slot` to its end: one result per job, in the unit's order.
     fn run(
         &self,
@@ -44,22 +49,52 @@ pub trait Backend: Sync {
     ) -> Vec<anyhow::Result<()>>;
 }
 
-/// Trains in this process on one device, `slots` runs at once sharing its threads.
+/// Trains in this process: `slots` units at a time on each of its devices (one trainer
+/// each), slot `i` on device `i % devices`. With more than one slot, each slot trains in
+/// a thread pool of its own with an equal share of the CPU threads (the CPU kernels give
+/// the same numbers with any number of threads).
 pub struct InProcess<'a> {
-    driver: Driver<'a>,
+    drivers: Vec<(String, Driver<'a>)>,
     slots: usize,
+    pools: Vec<Option<rayon::ThreadPool>>,
 }
 
 impl<'a> InProcess<'a> {
-    pub fn new(plan: &'a Plan, store: &'a Store, trainer: &'a dyn Trainer, slots: usize) -> Self {
+    pub fn new(
+        plan: &'a Plan,
+        store: &'a Store,
+        trainers: Vec<(String, &'a dyn Trainer)>,
+        jobs: usize,
+    ) -> Self {
+        let commit = driver::git_commit();
+        let drivers: Vec<(String, Driver)> = trainers
+            .into_iter()
+            .map(|(name, trainer)| {
+                let d = Driver {
+                    plan,
+                    store,
+                    trainer,
+                    commit: commit.clone(),
+                };
+                (name, d)
+            })
+            .collect();
+        let slots = drivers.len().max(1) * jobs.max(1);
+        let threads = rayon::current_num_threads();
+        let pools = (0..slots)
+            .map(|_| {
+                (slots > 1).then(|| {
+                    rayon::ThreadPoolBuilder::new()
+                        .num_threads((threads / slots).max(1))
+                        .build()
+                        .ok()
+                })?
+            })
+            .collect();
         Self {
-            driver: Driver {
-                plan,
-                store,
-                trainer,
-                commit: driver::git_commit(),
-            },
-            slots: slots.max(1),
+            drivers,
+            slots,
+            pools,
         }
     }
 }
@@ -69,12 +104,20 @@ impl Backend for InProcess<'_> {
         self.slots
     }
 
+    fn slot_name(&self, slot: usize) -> Option<String> {
+        (self.drivers.len() > 1).then(|| self.drivers[slot % self.drivers.len()].0.clone())
+    }
+
     fn run(
         &self,
-        _slot: usize,
+        slot: usize,
         unit: Vec<Job>,
         progress: &Mutex<Progress>,
     ) -> Vec<anyhow::Result<()>> {
-        self.driver.train_unit(unit, progress)
+        let driver = &self.drivers[slot % self.drivers.len()].1;
+        match &self.pools[slot] {
+            Some(pool) => pool.install(|| driver.train_unit(unit, progress)),
+            None => driver.train_unit(unit, progress),
+        }
     }
 }

@@ -122,7 +122,19 @@ pub fn execute(
     progress: Progress,
     opts: Options,
 ) -> Report {
-    let backend = InProcess::new(plan, store, trainer, opts.jobs);
+    execute_on(plan, store, vec![(String::new(), trainer)], progress, opts)
+}
+
+/// As [`execute`], on several devices of this machine (one named trainer each): units of
+/// work spread over them, `opts.jobs` at a time on each.
+pub fn execute_on<'a>(
+    plan: &'a Plan,
+    store: &'a Store,
+    trainers: Vec<(String, &'a dyn Trainer)>,
+    progress: Progress,
+    opts: Options,
+) -> Report {
+    let backend = InProcess::new(plan, store, trainers, opts.jobs);
     scheduler::run(plan, store, &backend, progress, opts)
 }
 

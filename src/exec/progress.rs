@@ -51,7 +51,8 @@ impl Progress {
         }
     }
 
-    pub fn start_run(&mut self, i: usize, n: usize, run: &PlannedRun) {
+    /// A run starts; `on` names its device when there are several (` on cuda:1`).
+    pub fn start_run(&mut self, i: usize, n: usize, run: &PlannedRun, on: &str) {
         let cells: Vec<String> = run
             .cells
             .iter()
@@ -63,7 +64,7 @@ impl Progress {
             cells.join(", ")
         };
         self.line(&format!(
-            "[{i}/{n}] {} ({role}): {} epochs",
+            "[{i}/{n}] {} ({role}): {} epochs{on}",
             run.id, run.spec.schedule.epochs
         ));
     }

@@ -48,7 +48,8 @@ pub(super) fn run(
     let wake = Condvar::new();
     let progress = Mutex::new(progress);
     let slot = |slot: usize| {
-        while let Some(jobs) = next_unit(&queue, &wake, store, &opts, &progress) {
+        let name = backend.slot_name(slot);
+        while let Some(jobs) = next_unit(&queue, &wake, store, &opts, &progress, &name) {
             let runs: Vec<&PlannedRun> = jobs.iter().map(|j| j.run).collect();
             let mut results = backend.run(slot, jobs, &progress).into_iter();
             for run in runs {
@@ -104,6 +105,7 @@ fn next_unit<'a>(
     store: &Store,
     opts: &Options,
     progress: &Mutex<Progress>,
+    slot: &Option<String>,
 ) -> Option<Vec<Job<'a>>> {
     let mut q = lock(queue);
     loop {
@@ -116,7 +118,7 @@ fn next_unit<'a>(
         }
         if let Some(unit) = q.next_ready(progress) {
             if let Some(jobs) = q.claim(unit, store, opts, progress) {
-                q.announce(&jobs, progress);
+                q.announce(&jobs, progress, slot);
                 return Some(jobs);
             }
             wake.notify_all();
@@ -277,18 +279,22 @@ impl<'a> Queue<'a> {
     }
 
     /// Says which runs start, and that they train together when there are several.
-    fn announce(&self, jobs: &[Job], progress: &Mutex<Progress>) {
+    fn announce(&self, jobs: &[Job], progress: &Mutex<Progress>, slot: &Option<String>) {
         let mut p = lock(progress);
+        let on = slot
+            .as_ref()
+            .map_or_else(String::new, |s| format!(" on {s}"));
         if jobs.len() > 1 {
             p.line(&format!(
-                "cohort of {} runs (seed {}): one stream of batches, each teacher once per batch",
+                "cohort of {} runs (seed {}){on}: one stream of batches, each teacher once per \
+                 batch",
                 jobs.len(),
                 jobs[0].run.spec.seed
             ));
         }
         let first = self.started + 1 - jobs.len();
         for (k, job) in jobs.iter().enumerate() {
-            p.start_run(first + k, self.total, job.run);
+            p.start_run(first + k, self.total, job.run, &on);
         }
     }
 

@@ -7,7 +7,7 @@ SCALE ?= full
 
 FUZZ_CASES ?= 100000
 
-.PHONY: build demo test fuzz bench parity cuda table-cifar100 table-cifar10 plan-cifar100 lint clean-demo
+.PHONY: build demo test test-slurm fuzz bench parity cuda table-cifar100 table-cifar10 plan-cifar100 lint clean-demo
 
 build:
 	$(CARGO) build --release
@@ -64,3 +64,9 @@ lint:
 # Forget the demo's runs (they are not committed) so that `make demo` trains again.
 clean-demo:
 	rm -rf results/runs/synthetic-*
+
+# The Slurm tests on a single-node cluster started here (as root, Debian): installs and
+# starts it, runs tests/slurm.rs, stops it.
+test-slurm:
+	scripts/slurm-local.sh install start
+	$(CARGO) test --test slurm -- --ignored --test-threads=1; rc=$$?; scripts/slurm-local.sh stop; exit $$rc

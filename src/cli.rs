@@ -45,7 +45,7 @@ pub enum Command {
         bench: Option<PathBuf>,
         /// A cohort's budget of device memory (or RAM), in GiB: cohorts estimated above it
         /// are split.
-        #[arg(long, value_parser = parse_gib, default_value = "16", value_name = "GIB")]
+        #[arg(long, value_parser = commands::parse_gib, default_value = "16", value_name = "GIB")]
         cohort_memory: u64,
     },
     /// Train every pending run of the recipes, teachers first; completed runs are skipped.
@@ -71,6 +71,14 @@ pub enum Command {
         /// device.
         #[arg(long, conflicts_with = "device")]
         devices: Option<crate::device::DeviceList>,
+        /// Train only these runs (ids, comma-separated); their teacher runs must be done
+        /// or among them.
+        #[arg(long, value_delimiter = ',', value_name = "ID")]
+        only: Vec<String>,
+        /// The step of a cluster job (`lecal submit` writes it): exit non-zero only when a
+        /// run that other runs need did not finish.
+        #[arg(long, hide = true)]
+        job_step: bool,
         /// Attempt again the runs that failed in an earlier invocation.
         #[arg(long)]
         retry_failed: bool,
@@ -85,7 +93,7 @@ pub enum Command {
         no_cohorts: bool,
         /// A cohort's budget of device memory (or RAM), in GiB: cohorts estimated above it
         /// are split.
-        #[arg(long, value_parser = parse_gib, default_value = "16", value_name = "GIB")]
+        #[arg(long, value_parser = commands::parse_gib, default_value = "16", value_name = "GIB")]
         cohort_memory: u64,
     },
     /// Assemble a table from its recipes and results into <results>/tables/<name>.md and .csv.
@@ -106,6 +114,15 @@ pub enum Command {
         /// full, quick or smoke: shrink epochs and data (scaled runs get their own ids).
         #[arg(long, default_value = "full")]
         scale: String,
+    },
+    /// Submit the runs that are not done to Slurm: one batch job per cohort (or run),
+    /// each after its teachers' jobs; returns at once.
+    Submit {
+        /// Recipe files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        args: commands::SubmitArgs,
     },
     /// The model zoo with parameter counts for 10 and 100 classes.
     Models,
@@ -161,6 +178,8 @@ pub enum Command {
     },
 }
 
+// Long: one arm per subcommand, each only moving clap's fields into that command's
+// options; splitting it would scatter the dispatch.
 /// Runs a parsed command line; the returned code is the process exit status.
 pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let store = Store::new(&cli.results);
@@ -189,6 +208,8 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             data_dir,
             jobs,
             devices,
+            only,
+            job_step,
             retry_failed,
             conv,
             no_cohorts,
@@ -198,6 +219,8 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 conv,
                 device,
                 devices,
+                only: (!only.is_empty()).then(|| only.into_iter().collect()),
+                job_step,
                 scale,
                 data_dir,
                 jobs,
@@ -220,6 +243,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             return commands::status(&paths, &scale, &store);
         }
         Command::Models => commands::models()?,
+        Command::Submit { paths, args } => return commands::submit(&paths, args, &store),
         Command::Parity { dir, seeds } => crate::parity::dump(&dir, seeds)?,
         Command::Bench {
             device,
@@ -245,16 +269,6 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
     }
     Ok(std::process::ExitCode::SUCCESS)
-}
-
-/// GiB (a positive number, fractions allowed) in bytes.
-fn parse_gib(s: &str) -> Result<u64, String> {
-    match s.parse::<f64>() {
-        Ok(g) if g.is_finite() && g > 0.0 && g < 1e9 => Ok((g * (1u64 << 30) as f64) as u64),
-        _ => Err(format!(
-            "`{s}` is not a memory size in GiB: a positive number"
-        )),
-    }
 }
 
 fn parse_jobs(s: &str) -> Result<usize, String> {

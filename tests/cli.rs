@@ -532,3 +532,64 @@ fn bench_writes_its_measurements_and_check_compares_a_step() {
         .success()
         .stdout(predicate::str::contains("agree"));
 }
+
+/// `lecal submit --dry-run` needs no cluster: Table 1's nine cohorts as jobs, every job
+/// that trains students after the teachers' jobs, each with a time limit; the scripts are
+/// plain sbatch files and nothing is submitted.
+#[test]
+fn submit_dry_run_writes_jobs_with_afterok_on_the_teachers() {
+    let d = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let results = d.path().join("results");
+    let out = lecal(root)
+        .args(["--results", results.to_str().unwrap()])
+        .args([
+            "submit",
+            "recipes/cifar100",
+            "--dry-run",
+            "--partition",
+            "gpu",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let jobs: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("would submit job"))
+        .collect();
+    assert_eq!(jobs.len(), 9, "{text}");
+    assert!(jobs.iter().all(|l| l.contains("--time=")));
+    let after = jobs
+        .iter()
+        .filter(|l| l.contains("--dependency=afterok:$j1:$j2:$j3"));
+    assert_eq!(
+        after.count(),
+        6,
+        "the six student cohorts wait for the three teachers"
+    );
+    let submit = fs::read_to_string(results.join("slurm/submit.sh")).unwrap();
+    assert_eq!(submit.matches("sbatch --parsable").count(), 9);
+    let script = fs::read_dir(results.join("slurm"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().contains("-and-29.sh"))
+        .unwrap();
+    let s = fs::read_to_string(script.path()).unwrap();
+    for want in [
+        "#SBATCH --requeue",
+        "#SBATCH --signal=B:USR1@",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --gpus=1",
+        "--job-step",
+        "scontrol requeue",
+    ] {
+        assert!(s.contains(want), "{want} not in\n{s}");
+    }
+    assert_eq!(s.matches("--only=").count(), 1);
+    assert!(!results.join("runs").exists(), "a dry run writes no ledger");
+}

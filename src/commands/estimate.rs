@@ -10,7 +10,7 @@ use std::path::Path;
 use super::EstimateOptions;
 
 /// Rates of lecal's own rows of a `make bench` CSV (`train <model>`, `teacher <model>`).
-fn measured(path: &Path) -> anyhow::Result<Rates> {
+pub(super) fn measured(path: &Path) -> anyhow::Result<Rates> {
     #[derive(serde::Deserialize)]
     struct Row {
         what: String,

@@ -227,6 +227,26 @@ pub fn status(
 
 /// Prints the runs by state; returns how many are damaged.
 fn print_status(plan: &Plan, store: &Store) -> anyhow::Result<usize> {
+    use crate::exec::slurm;
+    // Runs submitted to Slurm: their jobs' states, from one squeue call.
+    let submitted = plan
+        .runs
+        .iter()
+        .any(|r| store.state(&r.id) != RunState::Done && store.run(&r.id).slurm().is_some());
+    let queue = match submitted.then(slurm::queue) {
+        Some(Ok(q)) => Some(q),
+        Some(Err(e)) => {
+            eprintln!("note: runs were submitted to Slurm, but {e:#}");
+            None
+        }
+        None => None,
+    };
+    let job = |r: &PlannedRun| {
+        queue
+            .as_ref()
+            .and_then(|q| slurm::job_note(store, r, q))
+            .map_or_else(String::new, |n| format!(" [{n}]"))
+    };
     let mut groups: [(&str, Vec<String>); 5] = [
         ("done", vec![]),
         ("partial", vec![]),
@@ -250,12 +270,12 @@ fn print_status(plan: &Plan, store: &Store) -> anyhow::Result<usize> {
             },
             RunState::Partial(_) => (
                 1,
-                format!("{} ({})", r.id, st.label(r.spec.schedule.epochs)),
+                format!("{} ({}){}", r.id, st.label(r.spec.schedule.epochs), job(r)),
             ),
             RunState::Failed { epoch, reason } => {
-                (2, format!("{} (epoch {epoch}: {reason})", r.id))
+                (2, format!("{} (epoch {epoch}: {reason}){}", r.id, job(r)))
             }
-            RunState::Pending => (3, r.id.clone()),
+            RunState::Pending => (3, format!("{}{}", r.id, job(r))),
             RunState::Damaged(why) => (4, format!("{} ({why})", r.id)),
         };
         groups[k].1.push(text);

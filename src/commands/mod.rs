@@ -21,10 +21,12 @@ mod bench;
 mod estimate;
 mod inspect;
 mod run;
+mod submit;
 
 pub use bench::{bench, BenchOptions};
 pub use inspect::{models, plan, status, table, EstimateOptions};
 pub use run::{run, RunOptions};
+pub use submit::{submit, SubmitArgs};
 
 use crate::plan::{self, Plan, Scale};
 use crate::recipe::{self, RecipeSet};
@@ -68,5 +70,15 @@ fn align_thread_pools() {
     }
     if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
         std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "0");
+    }
+}
+
+/// GiB (a positive number, fractions allowed) in bytes.
+pub fn parse_gib(s: &str) -> Result<u64, String> {
+    match s.parse::<f64>() {
+        Ok(g) if g.is_finite() && g > 0.0 && g < 1e9 => Ok((g * (1u64 << 30) as f64) as u64),
+        _ => Err(format!(
+            "`{s}` is not a memory size in GiB: a positive number"
+        )),
     }
 }

@@ -23,11 +23,12 @@ mod driver;
 mod progress;
 mod scheduler;
 mod select;
+pub mod slurm;
 
 pub use backend::{Backend, InProcess, Job, JobKind};
 pub use driver::{git_commit, teacher_sources};
 pub use progress::Progress;
-pub use select::{select, Selection};
+pub use select::{restrict, select, Selection};
 
 use crate::interrupt::Interrupted;
 use crate::plan::Plan;
@@ -86,7 +87,7 @@ impl Report {
 }
 
 /// How to execute a plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     /// Runs trained at once.
     pub jobs: usize,
@@ -97,6 +98,8 @@ pub struct Options {
     /// bytes of estimated device memory (`plan::memory`); `None`: each run alone
     /// (`--no-cohorts`).
     pub cohort_memory: Option<u64>,
+    /// Train only these runs of the plan (`--only`, a cluster job's runs).
+    pub only: Option<std::collections::BTreeSet<String>>,
 }
 
 /// The default memory budget of a cohort: 16 GiB, which fits the GPUs Table 1 is trained
@@ -109,6 +112,7 @@ impl Default for Options {
             jobs: 1,
             retry_failed: false,
             cohort_memory: Some(DEFAULT_COHORT_MEMORY),
+            only: None,
         }
     }
 }

@@ -4,7 +4,7 @@
 //! invocation.
 
 use super::backend::{Backend, Job, JobKind};
-use super::select::{left_alone, select};
+use super::select::{left_alone, restrict, select};
 use super::{halt_of, lock, message, Ended, Halt, Options, Progress, Report};
 use crate::interrupt;
 use crate::plan::{cohorts, within_budget};
@@ -28,7 +28,10 @@ pub(super) fn run(
     mut progress: Progress,
     opts: Options,
 ) -> Report {
-    let sel = select(plan, store, opts.retry_failed);
+    let mut sel = select(plan, store, opts.retry_failed);
+    if let Some(only) = &opts.only {
+        restrict(&mut sel, store, only);
+    }
     for note in &sel.notes {
         progress.line(note);
     }

@@ -91,6 +91,29 @@ pub fn select<'a>(plan: &'a Plan, store: &Store, retry_failed: bool) -> Selectio
     sel
 }
 
+/// Keeps only the runs `only` names among those to train (`lecal run --only`, a cluster
+/// job's runs). One whose teacher run is neither done nor among them is skipped, saying
+/// so; the others that are not named are left out of the invocation.
+pub fn restrict(sel: &mut Selection, store: &Store, only: &BTreeSet<String>) {
+    sel.train.retain(|r| only.contains(&r.id));
+    let named: BTreeSet<&str> = sel.train.iter().map(|r| r.id.as_str()).collect();
+    let mut kept = Vec::new();
+    for r in std::mem::take(&mut sel.train) {
+        let missing = r
+            .deps
+            .iter()
+            .find(|d| !named.contains(d.as_str()) && store.state(d) != RunState::Done);
+        match missing {
+            Some(d) => {
+                let why = format!("teacher run {d} is not done");
+                sel.left.insert(r.id.clone(), Ended::Skipped(why));
+            }
+            None => kept.push(r),
+        }
+    }
+    sel.train = kept;
+}
+
 /// How a run ends when the scheduler reads its state again under its lock: `None` to
 /// train it.
 pub(super) fn left_alone(

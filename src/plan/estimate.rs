@@ -73,6 +73,22 @@ impl Rates {
         .expect("rates given")
     }
 
+    /// Not measured by lecal: a data-centre GPU (V100 to A100 class) assumed at a
+    /// ResNet20 training step of 8,000 img/s and a ResNet110 forward pass of 6,000 img/s,
+    /// about what PyTorch reaches there on CIFAR. For `lecal submit` when no `make bench`
+    /// CSV of the cluster's GPU is given; jobs that run longer requeue and resume.
+    pub fn gpu_assumed() -> Self {
+        Self::from_measured(
+            &[(ModelName::Resnet20, 8000.0)],
+            &[(ModelName::Resnet110, 6000.0)],
+            "assumed: a data-centre GPU (ResNet20 step 8,000 img/s, ResNet110 forward 6,000 \
+             img/s; not measured by lecal), scaled by depth; --bench with `make bench`'s CSV \
+             from the cluster's GPU for measured ones"
+                .into(),
+        )
+        .expect("rates given")
+    }
+
     fn step(&self, m: ModelName, d: &DataSpec) -> f64 {
         scale(d) / self.train.get(&m).copied().unwrap_or(f64::INFINITY)
     }

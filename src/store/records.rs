@@ -59,6 +59,9 @@ pub const RELIABILITY: &str = "reliability.csv";
 pub const PREDICTIONS: &str = "predictions.csv";
 pub const FAILED: &str = "failed.toml";
 pub const WEIGHTS: &str = "weights.safetensors";
+/// The cluster job a run was submitted in (`lecal submit`): not a result, never vouched
+/// for by the done record, and not committed.
+pub const SLURM: &str = "slurm.toml";
 /// The folder inside a done run's folder where a teacher whose weights are missing (they
 /// are not committed) is trained again, leaving the committed files alone.
 pub const REBUILD: &str = "rebuild";
@@ -142,6 +145,17 @@ impl Summary {
             })
         })
     }
+}
+
+/// `slurm.toml`: the batch job that trains a run, as `lecal submit` submitted it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlurmRecord {
+    pub job_id: String,
+    pub submitted_unix: u64,
+    /// The job script.
+    pub script: String,
+    /// Every run the job trains (its cohort).
+    pub runs: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -272,6 +272,16 @@ impl RunDir {
         write_toml(&self.file(FAILED), f)
     }
 
+    /// The batch job the run was last submitted in, if any.
+    pub fn slurm(&self) -> Option<SlurmRecord> {
+        let text = std::fs::read_to_string(self.file(SLURM)).ok()?;
+        toml::from_str(&text).ok()
+    }
+
+    pub fn write_slurm(&self, r: &SlurmRecord) -> anyhow::Result<()> {
+        write_toml(&self.file(SLURM), r)
+    }
+
     /// Forgets the last attempt's failure, as a new attempt starts.
     pub fn clear_failure(&self) {
         let _ = std::fs::remove_file(self.file(FAILED));

@@ -49,7 +49,8 @@ pub fn results(dir: &Path, runs: usize) -> BTreeMap<String, Vec<u8>> {
                     "summary.csv",
                     "reliability.csv",
                     "predictions.csv",
-                    "weights.safetensors"
+                    "weights.safetensors",
+                    "slurm.toml"
                 ]
                 .contains(&n.as_str()),
                 "{id}: unexpected {n}"

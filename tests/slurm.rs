@@ -258,9 +258,7 @@ augment = { kind = "cutmix" }
         .filter(|e| e.file_name().to_string_lossy().ends_with(".out"))
         .map(|e| fs::read_to_string(e.path()).unwrap())
         .collect();
-    assert!(
-        log.contains("resume "),
-        "the requeued job did not resume:\n{log}"
-    );
+    assert!(log.contains("stopped by SIGUSR1"), "{log}");
+    assert_eq!(log.matches("resume ").count(), 2, "two resumes:\n{log}");
     same(&results(&reference, 1), &results(&res, 1));
 }

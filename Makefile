@@ -43,14 +43,16 @@ cuda:
 fuzz:
 	LECAL_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --test fuzz
 
-# CIFAR-100 (Tables 1 and 2): needs data/cifar-100-binary/ (see README); DEVICE=cuda:0 on a GPU.
+# CIFAR-100 (Tables 1 and 2), fetched into $(DATA) when missing; DEVICE=cuda:0 on a GPU.
 table-cifar100: build
+	$(LECAL) data fetch cifar100 --dir $(DATA)
 	$(LECAL) run recipes/cifar100 --device $(DEVICE) --data-dir $(DATA) --scale $(SCALE)
 	$(LECAL) table cifar100 --scale $(SCALE)
 	$(LECAL) table cifar100-comparison --scale $(SCALE)
 
-# CIFAR-10 (Table 1's layout): needs data/cifar-10-batches-bin/.
+# CIFAR-10 (Table 1's layout), fetched into $(DATA) when missing.
 table-cifar10: build
+	$(LECAL) data fetch cifar10 --dir $(DATA)
 	$(LECAL) run recipes/cifar10 --device $(DEVICE) --data-dir $(DATA) --scale $(SCALE)
 	$(LECAL) table cifar10 --scale $(SCALE)
 

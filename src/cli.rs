@@ -126,6 +126,9 @@ pub enum Command {
     },
     /// The model zoo with parameter counts for 10 and 100 classes.
     Models,
+    /// Datasets: `lecal data fetch cifar10|cifar100|stl10`.
+    #[command(subcommand)]
+    Data(DataCommand),
     /// lecal's side of `make parity`: identical inputs and lecal's outputs for them, for
     /// `scripts/parity.py` to recompute with PyTorch.
     #[command(hide = true)]
@@ -175,6 +178,23 @@ pub enum Command {
         /// The convolution: auto (lecal's on the CPU, candle's on CUDA), lecal, candle.
         #[arg(long, value_enum, default_value = "auto", env = "LECAL_CONV")]
         conv: ConvChoice,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DataCommand {
+    /// Download a dataset's official archive, check its MD5, and unpack it into the data
+    /// folder; an interrupted download resumes. Nothing to do when the data is there.
+    Fetch {
+        /// cifar10, cifar100 or stl10.
+        name: String,
+        /// The data folder.
+        #[arg(long, default_value = "data", env = "LECAL_DATA")]
+        dir: PathBuf,
+        /// Download the archive from here instead (a mirror); `LECAL_DATA_MIRROR` gives a
+        /// base address for every archive.
+        #[arg(long)]
+        url: Option<String>,
     },
 }
 
@@ -243,6 +263,9 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             return commands::status(&paths, &scale, &store);
         }
         Command::Models => commands::models()?,
+        Command::Data(DataCommand::Fetch { name, dir, url }) => {
+            commands::data_fetch(&name, &dir, url.as_deref())?
+        }
         Command::Submit { paths, args } => return commands::submit(&paths, args, &store),
         Command::Parity { dir, seeds } => crate::parity::dump(&dir, seeds)?,
         Command::Bench {

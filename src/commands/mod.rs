@@ -18,12 +18,14 @@ macro_rules! out {
 }
 
 mod bench;
+mod data;
 mod estimate;
 mod inspect;
 mod run;
 mod submit;
 
 pub use bench::{bench, BenchOptions};
+pub use data::fetch as data_fetch;
 pub use inspect::{models, plan, status, table, EstimateOptions};
 pub use run::{run, RunOptions};
 pub use submit::{submit, SubmitArgs};

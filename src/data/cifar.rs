@@ -66,8 +66,8 @@ impl Variant {
 
     fn download_hint(self) -> &'static str {
         match self {
-            Self::Cifar10 => "download cifar-10-binary.tar.gz (the \"CIFAR-10 binary version\") from https://www.cs.toronto.edu/~kriz/cifar.html and unpack it there, so that the folder holds cifar-10-batches-bin/",
-            Self::Cifar100 => "download cifar-100-binary.tar.gz (the \"CIFAR-100 binary version\") from https://www.cs.toronto.edu/~kriz/cifar.html and unpack it there, so that the folder holds cifar-100-binary/",
+            Self::Cifar10 => "`lecal data fetch cifar10 --dir <data folder>` downloads and unpacks it (or download cifar-10-binary.tar.gz, the \"CIFAR-10 binary version\", from https://www.cs.toronto.edu/~kriz/cifar.html and unpack it there, so that the folder holds cifar-10-batches-bin/)",
+            Self::Cifar100 => "`lecal data fetch cifar100 --dir <data folder>` downloads and unpacks it (or download cifar-100-binary.tar.gz, the \"CIFAR-100 binary version\", from https://www.cs.toronto.edu/~kriz/cifar.html and unpack it there, so that the folder holds cifar-100-binary/)",
         }
     }
 }

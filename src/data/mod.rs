@@ -4,6 +4,7 @@
 //! files, so a batch is a straight conversion to `f32` without transposes.
 
 pub mod cifar;
+pub mod fetch;
 pub mod mix;
 pub mod synthetic;
 pub mod transform;

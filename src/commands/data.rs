@@ -1,0 +1,46 @@
+//! `lecal data fetch`: a dataset's official archive into the data folder, checked.
+
+use crate::data::{self, fetch};
+use std::path::Path;
+
+/// The files a dataset's folder must hold after extraction, beyond what its loader checks.
+fn present(name: &str, dir: &Path) -> anyhow::Result<()> {
+    use data::cifar::{check, Variant};
+    match name {
+        "cifar10" => check(dir, Variant::Cifar10),
+        "cifar100" => check(dir, Variant::Cifar100),
+        _ => {
+            let folder = dir.join("stl10_binary");
+            for f in ["train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin"] {
+                anyhow::ensure!(
+                    folder.join(f).is_file(),
+                    "{} is missing",
+                    folder.join(f).display()
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `lecal data fetch NAME`: nothing when the data is there; else the archive (from `url`,
+/// or `LECAL_DATA_MIRROR`, or the official address), checked and extracted.
+pub fn fetch(name: &str, dir: &Path, url: Option<&str>) -> anyhow::Result<()> {
+    let a = fetch::archive(name)?;
+    if present(name, dir).is_ok() {
+        outln!("{name}: already in {}", dir.join(a.folder).display());
+        return Ok(());
+    }
+    let mirror = std::env::var("LECAL_DATA_MIRROR").ok();
+    let src = fetch::Source::of(a, url, mirror.as_deref());
+    outln!("{name}: downloading {}", src.url);
+    let bar = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let folder = fetch::fetch(&src, dir, bar)?;
+    present(name, dir)?;
+    outln!(
+        "{name}: checked (MD5 {}) and unpacked into {}",
+        a.md5,
+        folder.display()
+    );
+    Ok(())
+}

@@ -32,6 +32,9 @@ pub(super) fn run(
     if let Some(only) = &opts.only {
         restrict(&mut sel, store, only);
     }
+    for (id, _) in sel.left.iter().filter(|(_, e)| **e == Ended::AlreadyDone) {
+        store.run(id).clear_stale_lock();
+    }
     for note in &sel.notes {
         progress.line(note);
     }

@@ -410,3 +410,18 @@ fn a_cohort_member_whose_teacher_failed_is_skipped_and_the_rest_trains() {
     let alone = super::scheduler::units(&plan, &plan.runs.iter().collect::<Vec<_>>(), None);
     assert_eq!(alone.len(), plan.runs.len());
 }
+
+/// A process killed between a run's done record and its lock's release leaves a lock file
+/// in a done run's folder; the next invocation removes it (nobody holds it).
+#[test]
+fn a_stale_lock_in_a_done_run_is_removed() {
+    let (_dir, _set, plan, store) = trained(&[("r.toml", VANILLA)]);
+    let id = &plan.runs[0].id;
+    let path = store.run_dir(id).join(lock::LOCK);
+    std::fs::write(&path, "pid = 4194303\nhost = \"gone\"\nstarted_unix = 0\n").unwrap();
+    let t = fake(vec![]);
+    execute(&plan, &store, &t, Progress::quiet(), Options::default());
+    assert!(t.trained.lock().unwrap().is_empty());
+    assert!(!path.exists());
+    assert_eq!(store.state(id), RunState::Done);
+}

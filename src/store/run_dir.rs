@@ -89,6 +89,17 @@ impl RunDir {
         lock::try_lock(&self.path)
     }
 
+    /// Removes the lock file a process killed after finishing the run left behind (the
+    /// window between its done record and its lock's release), so that a done run's folder
+    /// holds its results only. A lock a live process holds stays.
+    pub fn clear_stale_lock(&self) {
+        if self.file(lock::LOCK).exists() {
+            if let Ok(Acquired::Held { lock, .. }) = self.try_lock() {
+                drop(lock);
+            }
+        }
+    }
+
     /// Temporary files a killed writer left; call only under the run's lock.
     pub fn remove_temporaries(&self) {
         remove_temporaries(&self.path);

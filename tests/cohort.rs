@@ -157,24 +157,10 @@ fn a_cohort_trains_each_member_bit_identical_to_training_it_alone() {
 /// Whether a member of the four-run cohort (the KD and KD-SL+ rows, which start only once
 /// both teachers are done) has a checkpoint of `epoch` or later.
 fn student_checkpoint(results: &Path, epoch: usize) -> bool {
-    let runs = fs::read_dir(results.join("runs"))
+    let member =
+        |run: &Path| fs::read_to_string(run.join("run.toml")).is_ok_and(|t| t.contains("c/KD"));
+    common::checkpoint_epochs(results, member)
         .into_iter()
-        .flatten()
-        .flatten();
-    runs.filter(|r| fs::read_to_string(r.path().join("run.toml")).is_ok_and(|t| t.contains("c/KD")))
-        .flat_map(|r| {
-            fs::read_dir(r.path().join("checkpoint"))
-                .into_iter()
-                .flatten()
-        })
-        .flatten()
-        .filter_map(|e| {
-            let n = e.file_name().into_string().ok()?;
-            n.strip_prefix("epoch-")?
-                .strip_suffix(".toml")?
-                .parse::<usize>()
-                .ok()
-        })
         .any(|e| e >= epoch)
 }
 

@@ -92,23 +92,8 @@ fn signal(child: &Child, sig: &str) {
 fn wait_for_checkpoint(results: &Path, epoch: usize, child: &mut Child) {
     let t = Instant::now();
     loop {
-        let found = fs::read_dir(results.join("runs"))
+        let found = common::checkpoint_epochs(results, |_| true)
             .into_iter()
-            .flatten()
-            .flatten()
-            .flat_map(|r| {
-                fs::read_dir(r.path().join("checkpoint"))
-                    .into_iter()
-                    .flatten()
-            })
-            .flatten()
-            .filter_map(|e| {
-                let n = e.file_name().into_string().ok()?;
-                n.strip_prefix("epoch-")?
-                    .strip_suffix(".toml")?
-                    .parse::<usize>()
-                    .ok()
-            })
             .any(|e| e >= epoch);
         if found {
             return;

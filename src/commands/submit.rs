@@ -69,25 +69,6 @@ pub fn submit(
     store: &Store,
 ) -> anyhow::Result<std::process::ExitCode> {
     let (_, plan) = load_plan(paths, &a.scale)?;
-    let mut sbatch = Vec::new();
-    let mut opt = |k: &str, v: &Option<String>| {
-        if let Some(v) = v {
-            sbatch.push(format!("--{k}={v}"));
-        }
-    };
-    opt("partition", &a.partition);
-    opt("account", &a.account);
-    opt("qos", &a.qos);
-    opt("mem", &a.mem);
-    opt("cpus-per-task", &a.cpus_per_job.map(|c| c.to_string()));
-    if a.gpus_per_job > 0 {
-        sbatch.push(format!("--gpus={}", a.gpus_per_job));
-    }
-    sbatch.extend(
-        a.extra_sbatch
-            .iter()
-            .flat_map(|e| e.split_whitespace().map(String::from)),
-    );
     let rates = match (&a.bench, a.gpus_per_job) {
         (Some(p), _) => super::estimate::measured(p)?,
         (None, 0) => Rates::cpu_assumed(),

@@ -81,3 +81,27 @@ pub fn same(a: &BTreeMap<String, Vec<u8>>, b: &BTreeMap<String, Vec<u8>>) {
         assert!(v == &b[k], "{k} differs");
     }
 }
+
+/// The epochs of the checkpoints in the results folder `results`, of the runs whose
+/// folder `keep` accepts.
+pub fn checkpoint_epochs(results: &Path, keep: impl Fn(&Path) -> bool) -> Vec<usize> {
+    fs::read_dir(results.join("runs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|r| keep(&r.path()))
+        .flat_map(|r| {
+            fs::read_dir(r.path().join("checkpoint"))
+                .into_iter()
+                .flatten()
+        })
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().into_string().ok()?;
+            n.strip_prefix("epoch-")?
+                .strip_suffix(".toml")?
+                .parse::<usize>()
+                .ok()
+        })
+        .collect()
+}

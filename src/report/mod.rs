@@ -2,9 +2,11 @@
 //! mean ± sample std over seeds, and export in the paper's layout.
 
 mod csv;
+mod latex;
 mod markdown;
 
 pub use self::csv::Csv;
+pub use latex::Latex;
 pub use markdown::Markdown;
 
 use crate::plan::Plan;
@@ -236,9 +238,9 @@ pub trait Exporter {
     fn render(&self, t: &Table) -> String;
 }
 
-/// Writes `<tables>/<name>.md` and `.csv`; returns their paths.
+/// Writes `<tables>/<name>.md`, `.csv` and `.tex`; returns their paths.
 pub fn write(t: &Table, store: &Store) -> anyhow::Result<Vec<std::path::PathBuf>> {
-    let exporters: [&dyn Exporter; 2] = [&Markdown, &Csv];
+    let exporters: [&dyn Exporter; 3] = [&Markdown, &Csv, &Latex];
     let stem = match &t.scale {
         Some(s) => format!("{}.{s}", t.name),
         None => t.name.clone(),

@@ -116,3 +116,35 @@ fn issue_12_a_validation_table_does_not_claim_the_test_set() {
     assert!(p.contains("on the held-out validation set"), "{p}");
     assert!(!p.contains("test set"), "{p}");
 }
+
+#[test]
+fn latex_booktabs_layout_with_escapes() {
+    let mut t = table();
+    t.title = "KD (α=0.1) & 50% of 1_000 images".into();
+    let tex = Latex.render(&t);
+    let expected = "\
+\\begin{table}[t]
+\\centering
+\\caption{KD ($\\alpha$=0.1) \\& 50\\% of 1\\_000 images}
+\\label{tab:t}
+\\begin{tabular}{lcc}
+\\toprule
+Method & A & B \\\\
+\\midrule
+Vanilla & \\textbf{71.00} $\\pm$ 1.00 / 0.080 & pending \\\\
+LS & 69.50 $\\pm$ 0.71 / \\textbf{0.025} ($n=2$) & \\textbf{61.00} $\\pm$ 1.00 / \\textbf{0.050} \\\\
+KD & -- & -- \\\\
+\\bottomrule
+\\end{tabular}
+\\end{table}
+";
+    assert!(tex.ends_with(expected), "{tex}");
+    // The protocol goes along as comments; every other line is LaTeX.
+    let comments: Vec<&str> = tex.lines().take_while(|l| l.starts_with('%')).collect();
+    assert_eq!(comments.len(), 3, "{tex}");
+    assert!(comments[2].contains("Protocol: the last epoch"), "{tex}");
+    assert_eq!(
+        latex::escape("a\\b~c^d#e"),
+        "a\\textbackslash{}b\\textasciitilde{}c\\textasciicircum{}d\\#e"
+    );
+}

@@ -1,0 +1,94 @@
+//! The paper's layout as a LaTeX `booktabs` table, to paste into a paper: "acc ± std /
+//! ECE" per cell, best per column in bold, the protocol as a comment.
+
+use super::{Cell, Exporter, Table};
+
+pub struct Latex;
+
+/// Text safe in LaTeX: its special characters escaped, ± and Greek letters as math.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\textbackslash{}"),
+            '&' | '%' | '$' | '#' | '_' | '{' | '}' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '~' => out.push_str("\\textasciitilde{}"),
+            '^' => out.push_str("\\textasciicircum{}"),
+            '±' => out.push_str("$\\pm$"),
+            'α' => out.push_str("$\\alpha$"),
+            'β' => out.push_str("$\\beta$"),
+            'ε' => out.push_str("$\\varepsilon$"),
+            '×' => out.push_str("$\\times$"),
+            '−' => out.push('-'),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+fn cell_text(c: &Cell, bold_acc: bool, bold_ece: bool) -> String {
+    let b = |s: String, bold: bool| if bold { format!("\\textbf{{{s}}}") } else { s };
+    let acc_ece = |acc: f64, sd: Option<f64>, ece: f64| {
+        let mut a = b(format!("{acc:.2}"), bold_acc);
+        if let Some(sd) = sd {
+            a = format!("{a} $\\pm$ {sd:.2}");
+        }
+        format!("{a} / {}", b(format!("{ece:.3}"), bold_ece))
+    };
+    match c {
+        Cell::Missing => "--".into(),
+        Cell::Pending { .. } => "pending".into(),
+        Cell::Cited(p) => format!("{} (cited)", acc_ece(p.acc, p.acc_std, p.ece)),
+        Cell::Done(s) => {
+            let n = if s.n != s.seeds {
+                format!(" ($n={}$)", s.n)
+            } else {
+                String::new()
+            };
+            format!("{}{n}", acc_ece(s.acc_mean, s.acc_std, s.ece_mean))
+        }
+    }
+}
+
+impl Exporter for Latex {
+    fn extension(&self) -> &'static str {
+        "tex"
+    }
+
+    fn render(&self, t: &Table) -> String {
+        let mut s = format!(
+            "% {}\n% Written by lecal (`lecal table {}`); needs \\usepackage{{booktabs}}.\n",
+            t.title, t.name
+        );
+        for line in t.protocol_text().lines() {
+            s.push_str(&format!("% {line}\n"));
+        }
+        s.push_str("\\begin{table}[t]\n\\centering\n");
+        s.push_str(&format!("\\caption{{{}}}\n", escape(&t.title)));
+        s.push_str(&format!("\\label{{tab:{}}}\n", escape(&t.name)));
+        s.push_str(&format!(
+            "\\begin{{tabular}}{{l{}}}\n\\toprule\n",
+            "c".repeat(t.columns.len())
+        ));
+        let head: Vec<String> = t.columns.iter().map(|c| escape(c)).collect();
+        s.push_str(&format!("Method & {} \\\\\n\\midrule\n", head.join(" & ")));
+        let best: Vec<_> = t.columns.iter().map(|c| t.best(c)).collect();
+        for (i, row) in t.rows.iter().enumerate() {
+            let cells: Vec<String> = t
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(j, col)| {
+                    let (ba, be) = &best[j];
+                    cell_text(t.get(row, col), ba.contains(&i), be.contains(&i))
+                })
+                .collect();
+            s.push_str(&format!("{} & {} \\\\\n", escape(row), cells.join(" & ")));
+        }
+        s.push_str("\\bottomrule\n\\end{tabular}\n\\end{table}\n");
+        s
+    }
+}

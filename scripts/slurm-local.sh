@@ -108,6 +108,8 @@ MinJobAge=3600
 JobRequeue=1
 NodeName=$NODE NodeAddr=127.0.0.1 NodeHostname=$NODE $hw State=UNKNOWN
 PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
+# A partition with a time limit, for the jobs that must fit one.
+PartitionName=short Nodes=$NODE MaxTime=00:30:00 State=UP
 EOF
 }
 

@@ -262,3 +262,32 @@ augment = { kind = "cutmix" }
     assert_eq!(log.matches("resume ").count(), 2, "two resumes:\n{log}");
     same(&results(&reference, 1), &results(&res, 1));
 }
+
+/// A job whose estimate exceeds the partition's time limit gets the limit, and relies on
+/// requeue and resume (said when submitting).
+#[test]
+#[ignore = "needs a Slurm cluster: make test-slurm"]
+fn a_job_longer_than_the_partition_limit_gets_the_limit() {
+    let d = tempfile::tempdir().unwrap();
+    let res = d.path().join("results");
+    let out = lecal(&root(), &res)
+        .args([
+            "submit",
+            "recipes/cifar100",
+            "--dry-run",
+            "--partition",
+            "short",
+        ])
+        .args(["--gpus-per-job", "0"])
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let jobs: Vec<&str> = t
+        .lines()
+        .filter(|l| l.starts_with("would submit"))
+        .collect();
+    assert_eq!(jobs.len(), 9, "{t}");
+    assert!(jobs.iter().all(|l| l.contains("--time=0-00:30:00")), "{t}");
+    assert!(t.contains("above the partition's limit 0-00:30:00"), "{t}");
+}

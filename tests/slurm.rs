@@ -11,12 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-fn lecal(dir: &Path, results: &Path) -> Command {
-    let mut c = Command::new(assert_cmd::cargo::cargo_bin("lecal"));
-    c.current_dir(dir)
-        .env_remove("LECAL_RESULTS")
-        .env_remove("LECAL_DATA")
-        .args(["--results", results.to_str().unwrap()]);
+fn lecal(dir: &Path, results: &Path) -> assert_cmd::Command {
+    let mut c = common::lecal(dir);
+    c.args(["--results", results.to_str().unwrap()]);
     c
 }
 

@@ -228,11 +228,13 @@ pub fn status(
 /// Prints the runs by state; returns how many are damaged.
 fn print_status(plan: &Plan, store: &Store) -> anyhow::Result<usize> {
     use crate::exec::slurm;
+    let states: Vec<RunState> = plan.runs.iter().map(|r| store.state(&r.id)).collect();
     // Runs submitted to Slurm: their jobs' states, from one squeue call.
     let submitted = plan
         .runs
         .iter()
-        .any(|r| store.state(&r.id) != RunState::Done && store.run(&r.id).slurm().is_some());
+        .zip(&states)
+        .any(|(r, st)| *st != RunState::Done && store.run(&r.id).slurm().is_some());
     let queue = match submitted.then(slurm::queue) {
         Some(Ok(q)) => Some(q),
         Some(Err(e)) => {
@@ -254,9 +256,8 @@ fn print_status(plan: &Plan, store: &Store) -> anyhow::Result<usize> {
         ("pending", vec![]),
         ("damaged", vec![]),
     ];
-    for r in &plan.runs {
-        let st = store.state(&r.id);
-        let (k, text) = match &st {
+    for (r, st) in plan.runs.iter().zip(&states) {
+        let (k, text) = match st {
             RunState::Done => match store.run(&r.id).weights() {
                 Weights::Damaged(why) => (
                     4,

@@ -42,11 +42,7 @@ pub fn run(
             bail!("--only: run {id} is not in the plan of these recipes");
         }
     }
-    let mut sel = exec::select(&plan, store, o.retry_failed);
-    if let Some(only) = &o.only {
-        exec::restrict(&mut sel, store, only);
-    }
-    let pending = sel.train;
+    let pending = exec::select(&plan, store, o.retry_failed, o.only.as_ref()).train;
     let mut checked = std::collections::BTreeSet::new();
     let hashed = hashed_at_load(&set);
     for r in &pending {

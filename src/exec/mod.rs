@@ -28,7 +28,7 @@ pub mod slurm;
 pub use backend::{Backend, InProcess, Job, JobKind};
 pub use driver::{git_commit, teacher_sources};
 pub use progress::Progress;
-pub use select::{restrict, select, Selection};
+pub use select::{select, Selection};
 
 use crate::interrupt::Interrupted;
 use crate::plan::Plan;

@@ -4,7 +4,7 @@
 //! invocation.
 
 use super::backend::{Backend, Job, JobKind};
-use super::select::{left_alone, restrict, select};
+use super::select::{left_alone, select};
 use super::{halt_of, lock, message, Ended, Halt, Options, Progress, Report};
 use crate::interrupt;
 use crate::plan::{cohorts, within_budget};
@@ -28,10 +28,7 @@ pub(super) fn run(
     mut progress: Progress,
     opts: Options,
 ) -> Report {
-    let mut sel = select(plan, store, opts.retry_failed);
-    if let Some(only) = &opts.only {
-        restrict(&mut sel, store, only);
-    }
+    let sel = select(plan, store, opts.retry_failed, opts.only.as_ref());
     for (id, _) in sel.left.iter().filter(|(_, e)| **e == Ended::AlreadyDone) {
         store.run(id).clear_stale_lock();
     }

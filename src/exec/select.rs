@@ -22,8 +22,15 @@ pub struct Selection<'a> {
     pub notes: Vec<String>,
 }
 
-/// Sorts the runs of `plan` by their state in `store`.
-pub fn select<'a>(plan: &'a Plan, store: &Store, retry_failed: bool) -> Selection<'a> {
+/// Sorts the runs of `plan` by their state in `store`. With `only` (`lecal run --only`, a
+/// cluster job's runs), only the runs it names may train; one whose teacher run is neither
+/// done nor among them is skipped, saying so, and the others are left out.
+pub fn select<'a>(
+    plan: &'a Plan,
+    store: &Store,
+    retry_failed: bool,
+    only: Option<&BTreeSet<String>>,
+) -> Selection<'a> {
     let states: BTreeMap<&str, RunState> = plan
         .runs
         .iter()
@@ -88,30 +95,29 @@ pub fn select<'a>(plan: &'a Plan, store: &Store, retry_failed: bool) -> Selectio
             None => sel.train.push(r),
         }
     }
+    if let Some(only) = only {
+        keep_only(&mut sel, &states, only);
+    }
     sel
 }
 
-/// Keeps only the runs `only` names among those to train (`lecal run --only`, a cluster
-/// job's runs). One whose teacher run is neither done nor among them is skipped, saying
-/// so; the others that are not named are left out of the invocation.
-pub fn restrict(sel: &mut Selection, store: &Store, only: &BTreeSet<String>) {
+/// `select`'s `only`: the named runs of `sel.train`, less those whose teacher run is
+/// neither done (`states`) nor named, which are skipped.
+fn keep_only(sel: &mut Selection, states: &BTreeMap<&str, RunState>, only: &BTreeSet<String>) {
     sel.train.retain(|r| only.contains(&r.id));
     let named: BTreeSet<&str> = sel.train.iter().map(|r| r.id.as_str()).collect();
-    let mut kept = Vec::new();
     for r in std::mem::take(&mut sel.train) {
-        let missing = r
-            .deps
-            .iter()
-            .find(|d| !named.contains(d.as_str()) && store.state(d) != RunState::Done);
+        let missing = r.deps.iter().find(|d| {
+            !named.contains(d.as_str()) && states.get(d.as_str()) != Some(&RunState::Done)
+        });
         match missing {
             Some(d) => {
                 let why = format!("teacher run {d} is not done");
                 sel.left.insert(r.id.clone(), Ended::Skipped(why));
             }
-            None => kept.push(r),
+            None => sel.train.push(r),
         }
     }
-    sel.train = kept;
 }
 
 /// How a run ends when the scheduler reads its state again under its lock: `None` to

@@ -149,7 +149,7 @@ pub struct SubmitReport {
 // job on the jobs of its teachers, the script, sbatch and the ledger, in that order.
 /// Submits (or with `dry_run` writes and prints) one job per unit of work that trains.
 pub fn submit(plan: &Plan, store: &Store, o: &SubmitOptions) -> anyhow::Result<SubmitReport> {
-    let sel = select(plan, store, o.retry_failed);
+    let sel = select(plan, store, o.retry_failed, None);
     let mut report = SubmitReport::default();
     let ledgers = sel.train.iter().any(|r| store.run(&r.id).slurm().is_some());
     let q = match (ledgers, o.dry_run) {

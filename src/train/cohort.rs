@@ -338,7 +338,7 @@ impl CandleTrainer {
         while i < students.len() {
             match self.end_epoch(&mut students[i], epoch, started, splits) {
                 Ok(()) => i += 1,
-                Err(e) if is_write(&e) => {
+                Err(e) if WriteError::in_chain(&e) => {
                     return Err(Stop::Write {
                         index: students[i].index,
                         error: e,
@@ -414,7 +414,7 @@ impl CandleTrainer {
             let mut s = students.remove(i);
             match self.outcome(&mut s, splits) {
                 Ok(o) => ends.0[s.index] = Some(Ok(o)),
-                Err(e) if is_write(&e) => {
+                Err(e) if WriteError::in_chain(&e) => {
                     students.insert(i, s);
                     let index = students[i].index;
                     return Err(Stop::Write { index, error: e });
@@ -478,11 +478,6 @@ fn step(
     let grads = loss.backward()?;
     s.opt.step(&grads, s.spec.schedule.lr_at(epoch))?;
     Ok((lv, out.detach().flatten_all()?.to_vec1::<f32>()?))
-}
-
-/// Whether a sink's error is a write error in the results folder, which stops the cohort.
-fn is_write(e: &anyhow::Error) -> bool {
-    WriteError::in_chain(e)
 }
 
 /// Ends every member still training: by the signal; or, after a write error, the member

@@ -7,7 +7,7 @@ SCALE ?= full
 
 FUZZ_CASES ?= 100000
 
-.PHONY: build demo test test-slurm fuzz bench parity cuda table-cifar100 table-cifar10 plan-cifar100 lint clean-demo
+.PHONY: build demo test test-slurm fuzz bench parity cuda table-cifar100 table-cifar10 table-stl10 plan-cifar100 lint clean-demo
 
 build:
 	$(CARGO) build --release
@@ -55,6 +55,12 @@ table-cifar10: build
 	$(LECAL) data fetch cifar10 --dir $(DATA)
 	$(LECAL) run recipes/cifar10 --device $(DEVICE) --data-dir $(DATA) --scale $(SCALE)
 	$(LECAL) table cifar10 --scale $(SCALE)
+
+# STL-10 (Table 1's layout, at 96x96), fetched into $(DATA) when missing.
+table-stl10: build
+	$(LECAL) data fetch stl10 --dir $(DATA)
+	$(LECAL) run recipes/stl10 --device $(DEVICE) --data-dir $(DATA) --scale $(SCALE)
+	$(LECAL) table stl10 --scale $(SCALE)
 
 plan-cifar100: build
 	$(LECAL) plan recipes/cifar100 --scale $(SCALE)

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes the cell recipes of the paper's tables (recipes/cifar100, recipes/cifar10) and of
+"""Writes the cell recipes of the paper's tables (recipes/cifar100, recipes/cifar10,
+recipes/stl10) and of
 the demo (recipes/demo): one TOML file per table cell.
 
 The recipes are the source of truth and are committed; this script only keeps the many
@@ -112,5 +113,6 @@ def demo():
 if __name__ == "__main__":
     table1("cifar100")
     table1("cifar10")
+    table1("stl10")
     table2()
     demo()

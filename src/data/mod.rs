@@ -6,6 +6,7 @@
 pub mod cifar;
 pub mod fetch;
 pub mod mix;
+pub mod stl10;
 pub mod synthetic;
 pub mod transform;
 
@@ -93,6 +94,7 @@ pub fn check_available(spec: &DataSpec, data_dir: &Path) -> anyhow::Result<()> {
     match spec.name {
         DatasetName::Cifar10 => cifar::check(data_dir, cifar::Variant::Cifar10),
         DatasetName::Cifar100 => cifar::check(data_dir, cifar::Variant::Cifar100),
+        DatasetName::Stl10 => stl10::check(data_dir),
         _ => Ok(()),
     }
 }
@@ -110,6 +112,7 @@ pub fn load(spec: &DataSpec, data_dir: &Path) -> anyhow::Result<Splits> {
         }
         DatasetName::Cifar10 => cifar::load(data_dir, cifar::Variant::Cifar10)?,
         DatasetName::Cifar100 => cifar::load(data_dir, cifar::Variant::Cifar100)?,
+        DatasetName::Stl10 => stl10::load(data_dir, spec.resolution)?,
         other => anyhow::bail!("dataset `{}` is not implemented yet", other.as_str()),
     };
     if let Some(n) = spec.validation {

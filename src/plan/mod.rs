@@ -401,6 +401,20 @@ pub const SYNTHETIC_DEFAULTS: SyntheticSpec = SyntheticSpec {
 fn data_spec(r: &Recipe, scale: &Scale) -> Result<DataSpec, RecipeError> {
     let raw = &r.raw;
     let name = *raw.dataset.get_ref();
+    if let Some(v) = raw
+        .resolution
+        .as_ref()
+        .filter(|_| name != DatasetName::Stl10)
+    {
+        return Err(r.error(
+            v.span(),
+            "resolution",
+            format!(
+                "`resolution` applies to stl10 only; {} has its own (for synthetic data: synthetic.resolution)",
+                name.as_str()
+            ),
+        ));
+    }
     let (classes, resolution, synthetic, train_n, test_n) = match name {
         DatasetName::Cifar10 => (10, 32, None, 50_000, 10_000),
         DatasetName::Cifar100 => (100, 32, None, 50_000, 10_000),
@@ -433,14 +447,12 @@ fn data_spec(r: &Recipe, scale: &Scale) -> Result<DataSpec, RecipeError> {
             }
             (classes, res, Some(s), tr, te)
         }
-        DatasetName::Stl10 | DatasetName::Imagenet => {
+        DatasetName::Stl10 => (10, stl10_resolution(r)?, None, 5_000, 8_000),
+        DatasetName::Imagenet => {
             return Err(r.error(
                 raw.dataset.span(),
                 "dataset",
-                format!(
-                "dataset `{}` is not implemented yet; implemented: synthetic, cifar10, cifar100",
-                name.as_str()
-            ),
+                "dataset `imagenet` is not implemented yet; implemented: synthetic, cifar10, cifar100, stl10",
             ))
         }
     };
@@ -466,12 +478,33 @@ fn data_spec(r: &Recipe, scale: &Scale) -> Result<DataSpec, RecipeError> {
     })
 }
 
+/// The side an STL-10 recipe trains at (`resolution`, 96 when absent).
+fn stl10_resolution(r: &Recipe) -> Result<usize, RecipeError> {
+    let allowed = crate::spec::STL10_RESOLUTIONS;
+    let res = r
+        .raw
+        .resolution
+        .as_ref()
+        .map_or(allowed[0], |v| v.get_ref().0);
+    if !allowed.contains(&res) {
+        let span = r.raw.resolution.as_ref().map_or(0..0, |v| v.span());
+        return Err(r.error(
+            span,
+            "resolution",
+            format!("STL-10 is trained at one of {allowed:?} pixels a side, not {res}"),
+        ));
+    }
+    Ok(res)
+}
+
 fn transform_spec(r: &Recipe, data: &DataSpec) -> Transform {
     // The paper normalises CIFAR-10 with the CIFAR-100 statistics too (methods.md).
     let (mean, std) = match &r.raw.normalize {
         Some(n) => (n.mean, [n.std[0].0, n.std[1].0, n.std[2].0]),
         None => match data.name {
             DatasetName::Synthetic => ([0.5; 3], [0.25; 3]),
+            // STL-10's own training-split statistics: the paper gives none (inferred).
+            DatasetName::Stl10 => ([0.4467, 0.4398, 0.4066], [0.2603, 0.2566, 0.2713]),
             _ => ([0.5071, 0.4867, 0.4408], [0.2675, 0.2565, 0.2761]),
         },
     };

@@ -205,8 +205,25 @@ fn bad_schedules_and_unimplemented_parts_are_errors_naming_the_file() {
         "\"stl10\"",
     );
     let (_d, s) = set(&[("r.toml", &t)]);
+    let stl = &build(&s, &full()).unwrap().runs[0].spec;
+    assert_eq!((stl.data.classes, stl.data.resolution), (10, 96));
+    assert_eq!(stl.transform.crop_padding, 12, "an eighth of the side");
+    let (_d, s) = set(&[("r.toml", &format!("{t}resolution = 32\n"))]);
+    let stl32 = &build(&s, &full()).unwrap().runs[0].spec;
+    assert_eq!(
+        (stl32.data.resolution, stl32.transform.crop_padding),
+        (32, 4)
+    );
+    assert_ne!(stl.id(), stl32.id());
+    let (_d, s) = set(&[("r.toml", &format!("{t}resolution = 40\n"))]);
     let e = build(&s, &full()).unwrap_err().to_string();
-    assert!(e.contains("`stl10` is not implemented yet"), "{e}");
+    assert!(e.contains("r.toml") && e.contains("not 40"), "{e}");
+    let (_d, s) = set(&[("r.toml", &format!("{VANILLA}resolution = 32\n"))]);
+    let e = build(&s, &full()).unwrap_err().to_string();
+    assert!(e.contains("applies to stl10 only"), "{e}");
+    let (_d, s) = set(&[("r.toml", &t.replace("stl10", "imagenet"))]);
+    let e = build(&s, &full()).unwrap_err().to_string();
+    assert!(e.contains("`imagenet` is not implemented yet"), "{e}");
     // Augmentation parameters default as in methods.md.
     let t = VANILLA.replace(
         "seeds = [0, 1]",

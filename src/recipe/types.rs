@@ -22,6 +22,9 @@ pub struct RawRecipe {
     pub synthetic: Option<Spanned<SyntheticOptions>>,
     /// Per-channel normalisation; the dataset's default when absent.
     pub normalize: Option<Normalize>,
+    /// The side the images are trained at, for datasets that offer more than one (STL-10:
+    /// 96, the files' own, or 48, 32, 24 by area averaging); the dataset's own when absent.
+    pub resolution: Option<Spanned<Positive<usize>>>,
     #[serde(default)]
     pub schedule: Option<Spanned<ScheduleChoice>>,
     pub student: Spanned<ModelName>,

@@ -25,6 +25,9 @@ impl DatasetName {
     }
 }
 
+/// The sides an STL-10 run may train at: the files' 96, or 96 divided by 2, 3 or 4.
+pub const STL10_RESOLUTIONS: [usize; 4] = [96, 48, 32, 24];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelName {

@@ -205,6 +205,7 @@ pub fn run(o: &Options) -> anyhow::Result<Vec<Measure>> {
         flip: true,
         mean: [0.5; 3],
         std: [0.25; 3],
+        resized_crop: None,
     };
     let order: Vec<usize> = Rng::new(0).permutation(ds.len());
     let batches: Vec<&[usize]> = order.chunks(BATCH).collect();

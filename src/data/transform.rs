@@ -126,6 +126,7 @@ mod tests {
             flip,
             mean: [0.0; 3],
             std: [1.0 / 255.0; 3], // normalised value = byte value
+            resized_crop: None,
         }
     }
 

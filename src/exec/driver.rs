@@ -198,6 +198,7 @@ impl StoreSink<'_> {
             train_accuracy: last.train_acc,
             val_accuracy: val.map(|e| e.accuracy),
             val_ece: val.map(|e| e.ece),
+            top5: Some(outcome.last.top5),
             val_nll: val.map(|e| e.nll),
             val_brier: val.map(|e| e.brier),
         })?;

@@ -27,6 +27,9 @@ pub struct Evaluation {
     pub n: usize,
     /// Percent.
     pub accuracy: f64,
+    /// Percent of images whose label is among the five highest logits (ties broken
+    /// towards the lower class, as for the top-1 prediction); 100 with five classes or fewer.
+    pub top5: f64,
     pub ece: f64,
     pub nll: f64,
     pub brier: f64,
@@ -90,6 +93,7 @@ pub fn evaluate(logits: &[f32], labels: &[u16], classes: usize) -> Evaluation {
     let mut nll = 0.0;
     let mut brier = 0.0;
     let mut correct = 0usize;
+    let mut top5 = 0usize;
     let mut predictions = Vec::with_capacity(n);
     let mut samples = Vec::with_capacity(n);
     let mut p = vec![0f64; classes];
@@ -117,6 +121,13 @@ pub fn evaluate(logits: &[f32], labels: &[u16], classes: usize) -> Evaluation {
             .map(|(k, &pk)| (pk - (k == y) as u8 as f64).powi(2))
             .sum::<f64>();
         correct += (best == y) as usize;
+        // The label's rank: classes ahead of it by logit, or equal and listed first.
+        let rank = z
+            .iter()
+            .enumerate()
+            .filter(|&(k, &zk)| zk > z[y] || (zk == z[y] && k < y))
+            .count();
+        top5 += (rank < 5) as usize;
         samples.push((best_p, best == y));
         predictions.push(Prediction {
             label: y as u16,
@@ -129,6 +140,7 @@ pub fn evaluate(logits: &[f32], labels: &[u16], classes: usize) -> Evaluation {
     Evaluation {
         n,
         accuracy: 100.0 * correct as f64 / nf,
+        top5: 100.0 * top5 as f64 / nf,
         ece,
         nll: nll / nf,
         brier: brier / nf,
@@ -180,5 +192,23 @@ mod tests {
         // ECE: 0.75 right (gap 0.25), 0.5 wrong (gap 0.5), each weight 1/2.
         assert!((e.ece - 0.375).abs() < 1e-6, "{}", e.ece);
         assert_eq!(e.predictions[1].prediction, 0);
+    }
+
+    #[test]
+    fn top5_counts_labels_among_the_five_highest_logits() {
+        // Seven classes; the label's logit is 2nd, 5th, 6th and (tied with class 0) 1st.
+        let rows: [[f32; 7]; 4] = [
+            [0.0, 5.0, 4.0, 1.0, 1.5, 0.5, 0.2],
+            [7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0],
+            [7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0],
+            [3.0, 3.0, 1.0, 0.0, 0.0, 0.0, 0.0],
+        ];
+        let logits: Vec<f32> = rows.iter().flatten().copied().collect();
+        let e = evaluate(&logits, &[2, 4, 5, 1], 7);
+        // Ranks 1, 4, 5 and 1 (class 0 comes first in a tie): three within the top five.
+        assert_eq!(e.top5, 75.0);
+        assert_eq!(e.accuracy, 0.0);
+        let e = evaluate(&logits[..14], &[1, 0], 7);
+        assert_eq!((e.accuracy, e.top5), (100.0, 100.0));
     }
 }

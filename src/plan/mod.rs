@@ -401,16 +401,13 @@ pub const SYNTHETIC_DEFAULTS: SyntheticSpec = SyntheticSpec {
 fn data_spec(r: &Recipe, scale: &Scale) -> Result<DataSpec, RecipeError> {
     let raw = &r.raw;
     let name = *raw.dataset.get_ref();
-    if let Some(v) = raw
-        .resolution
-        .as_ref()
-        .filter(|_| name != DatasetName::Stl10)
-    {
+    let sized = [DatasetName::Stl10, DatasetName::Imagenet];
+    if let Some(v) = raw.resolution.as_ref().filter(|_| !sized.contains(&name)) {
         return Err(r.error(
             v.span(),
             "resolution",
             format!(
-                "`resolution` applies to stl10 only; {} has its own (for synthetic data: synthetic.resolution)",
+                "`resolution` applies to stl10 and imagenet only; {} has its own (for synthetic data: synthetic.resolution)",
                 name.as_str()
             ),
         ));
@@ -448,13 +445,7 @@ fn data_spec(r: &Recipe, scale: &Scale) -> Result<DataSpec, RecipeError> {
             (classes, res, Some(s), tr, te)
         }
         DatasetName::Stl10 => (10, stl10_resolution(r)?, None, 5_000, 8_000),
-        DatasetName::Imagenet => {
-            return Err(r.error(
-                raw.dataset.span(),
-                "dataset",
-                "dataset `imagenet` is not implemented yet; implemented: synthetic, cifar10, cifar100, stl10",
-            ))
-        }
+        DatasetName::Imagenet => (1000, imagenet_crop(r)?, None, 1_281_167, 50_000),
     };
     let validation = raw.validation.as_ref().map(|v| v.get_ref().0);
     if let Some(v) = validation {
@@ -497,6 +488,21 @@ fn stl10_resolution(r: &Recipe) -> Result<usize, RecipeError> {
     Ok(res)
 }
 
+/// The crop side of an ImageNet recipe (`resolution`, 224 when absent): smaller crops make
+/// smoke runs fast, and the run's spec records them.
+fn imagenet_crop(r: &Recipe) -> Result<usize, RecipeError> {
+    let size = r.raw.resolution.as_ref().map_or(224, |v| v.get_ref().0);
+    if !(16..=512).contains(&size) {
+        let span = r.raw.resolution.as_ref().map_or(0..0, |v| v.span());
+        return Err(r.error(
+            span,
+            "resolution",
+            format!("an ImageNet crop of 16 to 512 pixels a side, not {size}"),
+        ));
+    }
+    Ok(size)
+}
+
 fn transform_spec(r: &Recipe, data: &DataSpec) -> Transform {
     // The paper normalises CIFAR-10 with the CIFAR-100 statistics too (methods.md).
     let (mean, std) = match &r.raw.normalize {
@@ -505,15 +511,26 @@ fn transform_spec(r: &Recipe, data: &DataSpec) -> Transform {
             DatasetName::Synthetic => ([0.5; 3], [0.25; 3]),
             // STL-10's own training-split statistics: the paper gives none (inferred).
             DatasetName::Stl10 => ([0.4467, 0.4398, 0.4066], [0.2603, 0.2566, 0.2713]),
+            DatasetName::Imagenet => ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
             _ => ([0.5071, 0.4867, 0.4408], [0.2675, 0.2565, 0.2761]),
         },
     };
+    if data.name == DatasetName::Imagenet {
+        return Transform {
+            crop_padding: 0,
+            flip: true,
+            mean,
+            std,
+            resized_crop: Some(crate::spec::ResizedCrop::imagenet(data.resolution)),
+        };
+    }
     Transform {
         // 4 px at 32x32 (the paper); the same eighth of the side at other resolutions.
         crop_padding: data.resolution / 8,
         flip: true,
         mean,
         std,
+        resized_crop: None,
     }
 }
 

@@ -220,10 +220,30 @@ fn bad_schedules_and_unimplemented_parts_are_errors_naming_the_file() {
     assert!(e.contains("r.toml") && e.contains("not 40"), "{e}");
     let (_d, s) = set(&[("r.toml", &format!("{VANILLA}resolution = 32\n"))]);
     let e = build(&s, &full()).unwrap_err().to_string();
-    assert!(e.contains("applies to stl10 only"), "{e}");
+    assert!(e.contains("applies to stl10 and imagenet only"), "{e}");
+    // ImageNet: 1000 classes, torchvision's crops at 224 (or a smaller crop for smoke runs).
     let (_d, s) = set(&[("r.toml", &t.replace("stl10", "imagenet"))]);
+    let inet = &build(&s, &full()).unwrap().runs[0].spec;
+    assert_eq!((inet.data.classes, inet.data.resolution), (1000, 224));
+    let crop = inet.transform.resized_crop.as_ref().unwrap();
+    assert_eq!(
+        (crop.size, crop.resize, crop.scale),
+        (224, 256, [0.08, 1.0])
+    );
+    assert_eq!(inet.transform.mean, [0.485, 0.456, 0.406]);
+    let (_d, s) = set(&[(
+        "r.toml",
+        &format!("{}resolution = 64\n", t.replace("stl10", "imagenet")),
+    )]);
+    let small = &build(&s, &full()).unwrap().runs[0].spec;
+    let crop = small.transform.resized_crop.as_ref().unwrap();
+    assert_eq!((crop.size, crop.resize), (64, 73));
+    let (_d, s) = set(&[(
+        "r.toml",
+        &format!("{}resolution = 8\n", t.replace("stl10", "imagenet")),
+    )]);
     let e = build(&s, &full()).unwrap_err().to_string();
-    assert!(e.contains("`imagenet` is not implemented yet"), "{e}");
+    assert!(e.contains("16 to 512 pixels"), "{e}");
     // Augmentation parameters default as in methods.md.
     let t = VANILLA.replace(
         "seeds = [0, 1]",

@@ -23,7 +23,8 @@ pub struct RawRecipe {
     /// Per-channel normalisation; the dataset's default when absent.
     pub normalize: Option<Normalize>,
     /// The side the images are trained at, for datasets that offer more than one (STL-10:
-    /// 96, the files' own, or 48, 32, 24 by area averaging); the dataset's own when absent.
+    /// 96, the files' own, or 48, 32, 24 by area averaging; ImageNet: the crop, 224 by
+    /// default); the dataset's own when absent.
     pub resolution: Option<Spanned<Positive<usize>>>,
     #[serde(default)]
     pub schedule: Option<Spanned<ScheduleChoice>>,
@@ -302,6 +303,9 @@ pub struct RawTableSpec {
     /// recipes hold one out).
     #[serde(default)]
     pub split: Split,
+    /// Show top-5 accuracy beside top-1 in each cell (ImageNet's tables).
+    #[serde(default)]
+    pub top5: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -28,6 +28,7 @@ impl Exporter for Csv {
             "ece_std",
             "nll_mean",
             "brier_mean",
+            "top5_mean",
             "paper_acc",
             "paper_acc_std",
             "paper_ece",
@@ -37,9 +38,9 @@ impl Exporter for Csv {
             for col in &t.columns {
                 let p = t.paper.get(&(row.clone(), col.clone()));
                 let (status, n, seeds, nums) = match t.get(row, col) {
-                    Cell::Missing => ("missing", 0, 0, vec![String::new(); 6]),
-                    Cell::Pending { seeds } => ("pending", 0, *seeds, vec![String::new(); 6]),
-                    Cell::Cited(_) => ("cited", 0, 0, vec![String::new(); 6]),
+                    Cell::Missing => ("missing", 0, 0, vec![String::new(); 7]),
+                    Cell::Pending { seeds } => ("pending", 0, *seeds, vec![String::new(); 7]),
+                    Cell::Cited(_) => ("cited", 0, 0, vec![String::new(); 7]),
                     Cell::Done(s) => (
                         if s.n == s.seeds { "done" } else { "partial" },
                         s.n,
@@ -51,6 +52,7 @@ impl Exporter for Csv {
                             opt(s.ece_std, 5),
                             format!("{:.5}", s.nll_mean),
                             format!("{:.5}", s.brier_mean),
+                            opt(s.top5_mean, 4),
                         ],
                     ),
                 };

@@ -29,7 +29,7 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-fn cell_text(c: &Cell, bold_acc: bool, bold_ece: bool) -> String {
+fn cell_text(c: &Cell, bold_acc: bool, bold_ece: bool, top5: bool) -> String {
     let b = |s: String, bold: bool| if bold { format!("\\textbf{{{s}}}") } else { s };
     let acc_ece = |acc: f64, sd: Option<f64>, ece: f64| {
         let mut a = b(format!("{acc:.2}"), bold_acc);
@@ -48,7 +48,15 @@ fn cell_text(c: &Cell, bold_acc: bool, bold_ece: bool) -> String {
             } else {
                 String::new()
             };
-            format!("{}{n}", acc_ece(s.acc_mean, s.acc_std, s.ece_mean))
+            let text = acc_ece(s.acc_mean, s.acc_std, s.ece_mean);
+            match s.top5_mean.filter(|_| top5) {
+                // "top-1 / top-5 / ECE".
+                Some(t5) => {
+                    let (a, e) = text.rsplit_once(" / ").expect("acc / ece");
+                    format!("{a} / {t5:.2} / {e}{n}")
+                }
+                None => format!("{text}{n}"),
+            }
         }
     }
 }
@@ -83,7 +91,7 @@ impl Exporter for Latex {
                 .enumerate()
                 .map(|(j, col)| {
                     let (ba, be) = &best[j];
-                    cell_text(t.get(row, col), ba.contains(&i), be.contains(&i))
+                    cell_text(t.get(row, col), ba.contains(&i), be.contains(&i), t.top5)
                 })
                 .collect();
             s.push_str(&format!("{} & {} \\\\\n", escape(row), cells.join(" & ")));

@@ -4,7 +4,7 @@ use super::{Cell, Exporter, Table};
 
 pub struct Markdown;
 
-fn cell_text(c: &Cell, bold_acc: bool, bold_ece: bool) -> String {
+fn cell_text(c: &Cell, bold_acc: bool, bold_ece: bool, top5: bool) -> String {
     let b = |s: String, bold: bool| if bold { format!("**{s}**") } else { s };
     match c {
         Cell::Missing => "—".into(),
@@ -23,6 +23,9 @@ fn cell_text(c: &Cell, bold_acc: bool, bold_ece: bool) -> String {
             }
             if let Some(sd) = s.acc_std {
                 acc = format!("{acc} ± {sd:.2}");
+            }
+            if let Some(t5) = s.top5_mean.filter(|_| top5) {
+                acc = format!("{acc} / {t5:.2}");
             }
             let mut ece = format!("{:.3}", s.ece_mean);
             if bold_ece {
@@ -64,7 +67,7 @@ impl Exporter for Markdown {
             s.push_str(&format!("| {row} |"));
             for (j, col) in t.columns.iter().enumerate() {
                 let (ba, be) = &best[j];
-                let text = cell_text(t.get(row, col), ba.contains(&i), be.contains(&i));
+                let text = cell_text(t.get(row, col), ba.contains(&i), be.contains(&i), t.top5);
                 s.push_str(&format!(" {text} |"));
             }
             s.push('\n');

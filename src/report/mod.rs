@@ -26,6 +26,8 @@ pub struct CellStats {
     pub ece_std: Option<f64>,
     pub nll_mean: f64,
     pub brier_mean: f64,
+    /// Mean top-5 accuracy, when every run's summary has one.
+    pub top5_mean: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +54,8 @@ pub struct Table {
     pub scale: Option<String>,
     /// The images the numbers are measured on.
     pub split: Split,
+    /// Cells show top-5 accuracy beside top-1.
+    pub top5: bool,
     pub cells: BTreeMap<(String, String), Cell>,
     pub paper: BTreeMap<(String, String), PaperValue>,
 }
@@ -84,6 +88,11 @@ pub fn cell_stats(seeds: usize, done: &[store::Summary]) -> Cell {
         ece_std,
         nll_mean: mean_std(&col(|s| s.nll)).0,
         brier_mean: mean_std(&col(|s| s.brier)).0,
+        top5_mean: done
+            .iter()
+            .map(|s| s.top5)
+            .collect::<Option<Vec<f64>>>()
+            .map(|v| mean_std(&v).0),
     })
 }
 
@@ -98,6 +107,8 @@ fn on_split(s: store::Summary, split: Split, cell: &CellRef) -> anyhow::Result<s
             ece,
             nll,
             brier,
+            // Top-5 is measured on the test set only.
+            top5: None,
             ..s
         }),
         _ => anyhow::bail!(
@@ -173,6 +184,7 @@ pub fn assemble(
         },
         scale: (scale != "full").then(|| scale.to_string()),
         split: spec.raw.split,
+        top5: spec.raw.top5,
         cells,
         paper,
     })
@@ -218,8 +230,13 @@ impl Table {
             Split::Test => "the test set",
             Split::Validation => "the held-out validation set",
         };
+        let metrics = if self.top5 {
+            "Top-1 accuracy (%) / top-5 accuracy (%) / ECE (15 bins)"
+        } else {
+            "Accuracy (%) / ECE (15 bins)"
+        };
         let mut s = format!(
-            "Accuracy (%) / ECE (15 bins) on {on}. Protocol: the last epoch of each run; \
+            "{metrics} on {on}. Protocol: the last epoch of each run; \
              mean ± sample standard deviation over seeds, with n shown where fewer seeds finished \
              than the recipe lists; best per column in bold (highest accuracy, lowest ECE).",
         );

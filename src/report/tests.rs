@@ -61,9 +61,38 @@ fn table() -> Table {
         note: None,
         scale: None,
         split: Split::Test,
+        top5: false,
         cells,
         paper,
     }
+}
+
+#[test]
+fn top5_is_shown_when_the_table_asks_for_it() {
+    let mut t = table();
+    let Some(Cell::Done(s)) = t.cells.get_mut(&("LS".to_string(), "B".to_string())) else {
+        panic!("a done cell");
+    };
+    s.top5_mean = Some(88.5);
+    assert!(Markdown
+        .render(&t)
+        .contains("| **61.00** ± 1.00 / **0.050** |"));
+    assert!(Csv.render(&t).contains(",88.5000,"));
+    t.top5 = true;
+    let md = Markdown.render(&t);
+    assert!(
+        md.contains("| **61.00** ± 1.00 / 88.50 / **0.050** |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("Top-1 accuracy (%) / top-5 accuracy (%) / ECE"),
+        "{md}"
+    );
+    let tex = Latex.render(&t);
+    assert!(
+        tex.contains("\\textbf{61.00} $\\pm$ 1.00 / 88.50 / \\textbf{0.050}"),
+        "{tex}"
+    );
 }
 
 #[test]
@@ -100,7 +129,7 @@ fn csv_has_one_row_per_cell() {
     assert!(lines[0].starts_with("table,row,column,status,n,seeds,acc_mean"));
     assert_eq!(
         lines[1],
-        "t,Vanilla,A,done,3,3,71.0000,1.0000,0.08000,0.01000,1.00000,0.50000,69.32,,0.070"
+        "t,Vanilla,A,done,3,3,71.0000,1.0000,0.08000,0.01000,1.00000,0.50000,,69.32,,0.070"
     );
     assert!(lines[2].starts_with("t,Vanilla,B,pending,0,3,"));
     assert!(lines[3].starts_with("t,LS,A,partial,2,3,69.5000"));

@@ -60,6 +60,36 @@ pub struct Transform {
     pub flip: bool,
     pub mean: [f64; 3],
     pub std: [f64; 3],
+    /// ImageNet's crops, from images of any size read from files: left out of the spec
+    /// when absent, so that the in-memory datasets keep their ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resized_crop: Option<ResizedCrop>,
+}
+
+/// torchvision's ImageNet transforms: for training `RandomResizedCrop(size, scale, ratio)`
+/// (then the flip of `Transform::flip`); for evaluation the shorter side resized to
+/// `resize`, then a centre crop of `size`. Resampling is bilinear with antialiasing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResizedCrop {
+    pub size: usize,
+    pub resize: usize,
+    /// The crop's area as a fraction of the image's, drawn uniformly from this range.
+    pub scale: [f64; 2],
+    /// The crop's width / height, drawn log-uniformly from this range.
+    pub ratio: [f64; 2],
+}
+
+impl ResizedCrop {
+    /// The standard transforms at crop side `size` (224 in the paper), the evaluation
+    /// resize scaled with it (256 at 224).
+    pub fn imagenet(size: usize) -> Self {
+        Self {
+            size,
+            resize: (size as f64 * 256.0 / 224.0).round() as usize,
+            scale: [0.08, 1.0],
+            ratio: [3.0 / 4.0, 4.0 / 3.0],
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -26,6 +26,8 @@ impl DatasetName {
 }
 
 /// The sides an STL-10 run may train at: the files' 96, or 96 divided by 2, 3 or 4.
+///
+/// (An ImageNet run's `resolution` is its crop side instead: 224 by default.)
 pub const STL10_RESOLUTIONS: [usize; 4] = [96, 48, 32, 24];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

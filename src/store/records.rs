@@ -118,6 +118,9 @@ pub struct Summary {
     pub val_nll: Option<f64>,
     #[serde(default)]
     pub val_brier: Option<f64>,
+    /// Top-5 accuracy on the test set (percent); empty in summaries written before it.
+    #[serde(default)]
+    pub top5: Option<f64>,
 }
 
 impl Summary {
@@ -132,6 +135,7 @@ impl Summary {
             ("nll", Some(self.nll), None),
             ("brier", Some(self.brier), Some(2.0)),
             ("val_accuracy", self.val_accuracy, Some(100.0)),
+            ("top5", self.top5, Some(100.0)),
             ("val_ece", self.val_ece, Some(1.0)),
             ("val_nll", self.val_nll, None),
             ("val_brier", self.val_brier, Some(2.0)),

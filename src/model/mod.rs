@@ -181,16 +181,17 @@ pub fn parameters_of(model: ModelName, classes: usize) -> anyhow::Result<usize> 
         .sum())
 }
 
+/// (name, dimensions) pairs of a model's variables.
+pub type Shapes = Vec<(String, Vec<usize>)>;
+
 /// The name and shape of every variable of `model` with `classes` outputs (buffers
 /// included), sorted by name. Nothing is initialised: a ResNet-50 costs no random draws.
-pub fn shapes(model: ModelName, classes: usize) -> Result<Vec<(String, Vec<usize>)>> {
+pub fn shapes(model: ModelName, classes: usize) -> Result<Shapes> {
     shapes_of(|vb| ResNet::new(model, classes, Kernels::CANDLE, vb))
 }
 
 /// The variables `build` asks its `VarBuilder` for, sorted by name.
-pub(crate) fn shapes_of<T>(
-    build: impl FnOnce(VarBuilder) -> Result<T>,
-) -> Result<Vec<(String, Vec<usize>)>> {
+pub(crate) fn shapes_of<T>(build: impl FnOnce(VarBuilder) -> Result<T>) -> Result<Shapes> {
     let recorder = Recorder::default();
     let vb = VarBuilder::from_backend(Box::new(recorder.clone()), DType::F32, Device::Cpu);
     build(vb)?;
@@ -201,7 +202,7 @@ pub(crate) fn shapes_of<T>(
 
 /// A variable source that hands out zeros and notes what was asked for.
 #[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<(String, Vec<usize>)>>>);
+struct Recorder(Arc<Mutex<Shapes>>);
 
 impl candle_nn::var_builder::SimpleBackend for Recorder {
     fn get(

@@ -1,9 +1,11 @@
 //! Teachers' weights: lecal's own `weights.safetensors`, or a PyTorch `.pth` in the layout
-//! of the public CIFAR ResNet code (a bare state dict or one under `state_dict`, with or
-//! without DataParallel's `module.` prefix). Loaded as plain tensors, so a teacher's
-//! forward pass records no autograd graph.
+//! of the public CIFAR ResNet code or, for ResNet-18/34/50, of torchvision (a bare state
+//! dict as torchvision publishes them, or one under `state_dict`, with or without
+//! DataParallel's `module.` prefix; BatchNorm's `num_batches_tracked` counters are
+//! dropped). Loaded as plain tensors, so a teacher's forward pass records no autograd
+//! graph.
 
-use super::{build_frozen, build_trainable, Kernels, ResNet};
+use super::{build_frozen, Kernels, ResNet};
 use crate::spec::ModelName;
 use anyhow::{bail, Context};
 use candle_core::{DType, Device, Tensor};
@@ -65,43 +67,48 @@ pub fn read(path: &Path) -> anyhow::Result<HashMap<String, Tensor>> {
 }
 
 /// Checks names and shapes against what `model` with `classes` outputs needs; the error
-/// names the first tensor that does not fit.
+/// names the file and the first tensor that does not fit.
 pub fn check(
     tensors: &HashMap<String, Tensor>,
     model: ModelName,
     classes: usize,
     path: &Path,
 ) -> anyhow::Result<()> {
-    let (_, vm) = build_trainable(model, classes, 0, Kernels::CANDLE, &Device::Cpu)?;
-    let expected = super::sorted_vars(&vm);
-    for (name, var) in &expected {
+    let expected = super::shapes(model, classes)?;
+    let what = format!("{} with {classes} classes", model.as_str());
+    check_shapes(tensors, &expected, &what, path)
+}
+
+/// `check` against the sorted (name, shape) list of `what`.
+pub(crate) fn check_shapes(
+    tensors: &HashMap<String, Tensor>,
+    expected: &[(String, Vec<usize>)],
+    what: &str,
+    path: &Path,
+) -> anyhow::Result<()> {
+    for (name, dims) in expected {
         match tensors.get(name) {
             None => bail!(
-                "{}: no tensor `{name}` (shape {:?}), which {} with {classes} classes needs; is it a checkpoint of that model?",
+                "{}: no tensor `{name}` (shape {dims:?}), which {what} needs; is it a checkpoint of that model?",
                 path.display(),
-                var.dims(),
-                model.as_str()
             ),
-            Some(t) if t.dims() != var.dims() => bail!(
-                "{}: tensor `{name}` has shape {:?}, {} with {classes} classes needs {:?}",
+            Some(t) if t.dims() != dims.as_slice() => bail!(
+                "{}: tensor `{name}` has shape {:?}, {what} needs {dims:?}",
                 path.display(),
                 t.dims(),
-                model.as_str(),
-                var.dims()
             ),
             _ => {}
         }
     }
     let mut extra: Vec<&String> = tensors
         .keys()
-        .filter(|k| !expected.iter().any(|(n, _)| n == *k))
+        .filter(|k| expected.binary_search_by(|(n, _)| n.cmp(k)).is_err())
         .collect();
     extra.sort();
     if let Some(name) = extra.first() {
         bail!(
-            "{}: tensor `{name}` is not a parameter of {}; is it a checkpoint of that model?",
+            "{}: tensor `{name}` is not a parameter of {what}; is it a checkpoint of that model?",
             path.display(),
-            model.as_str()
         );
     }
     Ok(())
@@ -127,6 +134,7 @@ pub fn load_teacher(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::build_trainable;
 
     fn fixture(name: &str) -> std::path::PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -231,6 +239,93 @@ mod tests {
         )
         .unwrap();
         assert_logits(&frozen, &expected, 1e-4, "after two steps");
+    }
+
+    /// The variables' names and shapes of a narrow ImageNet ResNet: base width `base`, 10
+    /// classes.
+    fn narrow_shapes(model: ModelName, base: usize) -> Vec<(String, Vec<usize>)> {
+        super::super::shapes_of(|vb| {
+            super::super::ImageNetResNet::with_base_width(model, base, 10, Kernels::CANDLE, vb)
+        })
+        .unwrap()
+    }
+
+    /// torchvision's own ResNet-18 and ResNet-50 at reduced width, saved as torchvision
+    /// publishes its weights (a bare state dict with `num_batches_tracked`), and their
+    /// eval-mode logits on sin(0.37·i), shape (2, 3, 64, 64) (scripts/make-imagenet-fixture.py).
+    #[test]
+    fn torchvision_state_dicts_load_and_reproduce_torchvisions_logits() {
+        let x: Vec<f32> = (0..2 * 3 * 64 * 64)
+            .map(|i| (i as f32 * 0.37).sin())
+            .collect();
+        let x = Tensor::from_vec(x, (2, 3, 64, 64), &Device::Cpu).unwrap();
+        for (model, base, stem) in [
+            (ModelName::Resnet18, 8, "imagenet-resnet18-w8"),
+            (ModelName::Resnet50, 4, "imagenet-resnet50-w4"),
+        ] {
+            let path = fixture(&format!("{stem}.pth"));
+            let tensors = read(&path).unwrap();
+            check_shapes(&tensors, &narrow_shapes(model, base), stem, &path).unwrap();
+            let vb = candle_nn::VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+            let net =
+                super::super::ImageNetResNet::with_base_width(model, base, 10, Kernels::LECAL, vb)
+                    .unwrap();
+            let expected = floats(&format!("{stem}.logits.csv"));
+            let got = net.forward_t(&x, false).unwrap();
+            let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let scale = expected.iter().fold(0f32, |m, e| m.max(e.abs()));
+            assert_eq!(got.len(), expected.len());
+            for (g, e) in got.iter().zip(&expected) {
+                assert!(
+                    (g - e).abs() <= 1e-4 * scale,
+                    "{stem}: {got:?} vs {expected:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_torchvision_state_dict_of_another_model_is_refused_by_name() {
+        let path = fixture("imagenet-resnet18-w8.pth");
+        let tensors = read(&path).unwrap();
+        // Full width: the first tensor in name order is already too narrow.
+        let e = check(&tensors, ModelName::Resnet18, 10, &path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("imagenet-resnet18-w8.pth")
+                && e.contains("`bn1.bias` has shape [8], resnet18 with 10 classes needs [64]"),
+            "{e}"
+        );
+        // A ResNet-18 read as a ResNet-50 of the same width.
+        let e = check_shapes(
+            &tensors,
+            &narrow_shapes(ModelName::Resnet50, 8),
+            "resnet50",
+            &path,
+        )
+        .unwrap_err()
+        .to_string();
+        // In name order the stem fits; the classifier comes next.
+        assert!(
+            e.contains("imagenet-resnet18-w8.pth")
+                && e.contains("`fc.weight` has shape [10, 64], resnet50 needs [10, 256]"),
+            "{e}"
+        );
+        // A truncated state dict names its first missing tensor.
+        let shapes = narrow_shapes(ModelName::Resnet18, 8);
+        let mut cut = tensors.clone();
+        cut.remove("layer3.1.bn2.running_var");
+        cut.remove("layer4.0.downsample.0.weight");
+        let e = check_shapes(&cut, &shapes, "resnet18", &path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(
+                "imagenet-resnet18-w8.pth: no tensor `layer3.1.bn2.running_var` (shape [32])"
+            ),
+            "{e}"
+        );
     }
 
     #[test]

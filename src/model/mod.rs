@@ -1,22 +1,56 @@
 //! The model zoo: CIFAR ResNets (He et al. 2016, "Deep Residual Learning for Image
 //! Recognition", section 4.2) with 1×1-convolution shortcuts, parameter names as in the
 //! public PyTorch CIFAR ResNet code (`conv1`, `bn1`, `layer1.0.conv1`, …,
-//! `layer2.0.shortcut.0`, `linear`), and weight initialisation from lecal's own seeded RNG.
+//! `layer2.0.shortcut.0`, `linear`); the ImageNet ResNet-18/34/50 of the same paper with
+//! torchvision's names (`layer2.0.downsample.0`, `fc`, …); and weight initialisation from
+//! lecal's own seeded RNG.
 
 mod batch_norm;
 pub mod checkpoint;
 mod conv;
+mod imagenet;
 pub mod kernels;
 mod resnet;
 
 pub use batch_norm::BatchNorm2d;
+pub use imagenet::ImageNetResNet;
 pub use kernels::{ConvChoice, ConvKernel, Kernels};
-pub use resnet::ResNet;
+pub use resnet::CifarResNet;
 
 use crate::rng::Rng;
 use crate::spec::ModelName;
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{DType, Device, Result, Shape, Tensor};
 use candle_nn::{VarBuilder, VarMap};
+use std::sync::{Arc, Mutex};
+
+/// Every model lecal trains: the family is fixed by the `ModelName` it is built for.
+#[derive(Debug, Clone)]
+pub enum ResNet {
+    Cifar(CifarResNet),
+    ImageNet(ImageNetResNet),
+}
+
+impl ResNet {
+    /// The model `model` for `classes` classes, running `kernels`.
+    pub fn new(model: ModelName, classes: usize, kernels: Kernels, vb: VarBuilder) -> Result<Self> {
+        if model.imagenet_layers().is_some() {
+            Ok(Self::ImageNet(ImageNetResNet::new(
+                model, classes, kernels, vb,
+            )?))
+        } else {
+            Ok(Self::Cifar(CifarResNet::new(model, classes, kernels, vb)?))
+        }
+    }
+
+    /// Logits of a normalised `(N, 3, H, W)` batch. `train` selects batch statistics
+    /// (and updates the running ones) in BatchNorm.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        match self {
+            Self::Cifar(net) => net.forward_t(x, train),
+            Self::ImageNet(net) => net.forward_t(x, train),
+        }
+    }
+}
 
 /// BatchNorm running statistics are buffers, not parameters: no gradient, no weight decay,
 /// not counted.
@@ -78,7 +112,8 @@ pub fn trainable_vars(varmap: &VarMap) -> Vec<(String, candle_core::Var)> {
 
 /// Initialises every variable in sorted name order from one seeded stream: conv weights
 /// Kaiming normal (fan_out, ReLU gain), BatchNorm weight 1 and bias 0, running mean 0 and
-/// variance 1, linear weight and bias uniform ±1/√fan_in (PyTorch's default).
+/// variance 1, the classifier's weight and bias uniform ±1/√fan_in (PyTorch's `Linear`
+/// default); torchvision's ResNet initialises the same way (`zero_init_residual=False`).
 pub fn init_weights(varmap: &VarMap, seed: u64) -> Result<()> {
     let mut rng = Rng::stream(seed, "init", &[]);
     for (name, var) in sorted_vars(varmap) {
@@ -93,12 +128,12 @@ pub fn init_weights(varmap: &VarMap, seed: u64) -> Result<()> {
             let fan_out = dims[0] * dims[2] * dims[3];
             let std = (2.0 / fan_out as f64).sqrt();
             (0..n).map(|_| (rng.normal() * std) as f32).collect()
-        } else if name.starts_with("linear.") {
+        } else if let Some(layer) = classifier(&name) {
             let fan_in = varmap
                 .data()
                 .lock()
                 .expect("varmap lock")
-                .get("linear.weight")
+                .get(&format!("{layer}.weight"))
                 .map_or(1, |w| w.dims()[1]);
             let bound = 1.0 / (fan_in as f64).sqrt();
             (0..n)
@@ -129,10 +164,70 @@ pub fn load_into(
     Ok(())
 }
 
-/// Parameter count of a model with `classes` outputs (built on the CPU to count).
+/// The classifier layer (`linear` of the CIFAR ResNets, `fc` of torchvision's) that
+/// `name` belongs to.
+fn classifier(name: &str) -> Option<&'static str> {
+    ["linear", "fc"]
+        .into_iter()
+        .find(|l| name.strip_prefix(l).is_some_and(|r| r.starts_with('.')))
+}
+
+/// Parameter count of a model with `classes` outputs, as PyTorch's `parameters()` counts.
 pub fn parameters_of(model: ModelName, classes: usize) -> anyhow::Result<usize> {
-    let (_, vm) = build_trainable(model, classes, 0, Kernels::CANDLE, &Device::Cpu)?;
-    Ok(parameter_count(&vm))
+    Ok(shapes(model, classes)?
+        .iter()
+        .filter(|(n, _)| !is_buffer(n))
+        .map(|(_, d)| d.iter().product::<usize>())
+        .sum())
+}
+
+/// (name, dimensions) pairs of a model's variables.
+pub type Shapes = Vec<(String, Vec<usize>)>;
+
+/// The name and shape of every variable of `model` with `classes` outputs (buffers
+/// included), sorted by name. Nothing is initialised: a ResNet-50 costs no random draws.
+pub fn shapes(model: ModelName, classes: usize) -> Result<Shapes> {
+    shapes_of(|vb| ResNet::new(model, classes, Kernels::CANDLE, vb))
+}
+
+/// The variables `build` asks its `VarBuilder` for, sorted by name.
+pub(crate) fn shapes_of<T>(build: impl FnOnce(VarBuilder) -> Result<T>) -> Result<Shapes> {
+    let recorder = Recorder::default();
+    let vb = VarBuilder::from_backend(Box::new(recorder.clone()), DType::F32, Device::Cpu);
+    build(vb)?;
+    let mut out = recorder.0.lock().expect("recorder lock").clone();
+    out.sort();
+    Ok(out)
+}
+
+/// A variable source that hands out zeros and notes what was asked for.
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Shapes>>);
+
+impl candle_nn::var_builder::SimpleBackend for Recorder {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        _: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> Result<Tensor> {
+        let t = Tensor::zeros(&s, dtype, dev)?;
+        self.0
+            .lock()
+            .expect("recorder lock")
+            .push((name.to_string(), s.dims().to_vec()));
+        Ok(t)
+    }
+
+    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> Result<Tensor> {
+        candle_core::bail!("no shape for `{name}`")
+    }
+
+    fn contains_tensor(&self, _: &str) -> bool {
+        false
+    }
 }
 
 /// Number of trainable parameters (buffers excluded), as PyTorch's `parameters()` counts.
@@ -223,5 +318,36 @@ mod tests {
         assert!(lin.iter().all(|x| x.abs() <= 0.125));
         assert!(v(&a, "bn1.weight").iter().all(|&x| x == 1.0));
         assert!(v(&a, "bn1.running_var").iter().all(|&x| x == 1.0));
+    }
+
+    /// torchvision's classifier `fc` is initialised as the CIFAR ResNets' `linear`.
+    #[test]
+    fn imagenet_classifier_gets_pytorchs_linear_init() {
+        let (_, vm) =
+            build_trainable(ModelName::Resnet18, 10, 3, Kernels::LECAL, &Device::Cpu).unwrap();
+        let s = snapshot(&vm);
+        let bound = 1.0 / 512f32.sqrt();
+        for name in ["fc.weight", "fc.bias"] {
+            let w = s[name].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert!(w.iter().all(|x| x.abs() <= bound), "{name}");
+            assert!(w.iter().any(|&x| x != w[0]), "{name}: {w:?}");
+        }
+        // Uniform on ±bound: standard deviation bound/√3.
+        let w = s["fc.weight"]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let std = (w.iter().map(|x| x * x).sum::<f32>() / w.len() as f32).sqrt();
+        let want = bound / 3f32.sqrt();
+        assert!((std - want).abs() < 0.05 * want, "{std} vs {want}");
+        // Kaiming fan_out on the stem: std √(2 / (64·7·7)).
+        let w = s["conv1.weight"]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let std = (w.iter().map(|x| x * x).sum::<f32>() / w.len() as f32).sqrt();
+        assert!((std - (2.0f32 / 3136.0).sqrt()).abs() < 0.002, "{std}");
     }
 }

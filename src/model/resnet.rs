@@ -61,15 +61,16 @@ impl BasicBlock {
     }
 }
 
+/// A CIFAR ResNet in the public PyTorch CIFAR ResNet code's layout.
 #[derive(Debug, Clone)]
-pub struct ResNet {
+pub struct CifarResNet {
     conv1: Conv2d,
     bn1: BatchNorm2d,
     stages: Vec<Vec<BasicBlock>>,
     linear: Linear,
 }
 
-impl ResNet {
+impl CifarResNet {
     pub const WIDTHS: [usize; 3] = [16, 32, 64];
 
     /// The model `model` for `classes` classes, running `kernels`.

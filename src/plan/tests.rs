@@ -452,8 +452,13 @@ fn issue_15_estimate_counts_a_shared_teacher_pass_once_per_cohort_batch() {
 
 #[test]
 fn issue_15_parameter_counts_match_the_built_models() {
-    for m in ModelName::CIFAR {
-        for k in [10, 100] {
+    let imagenet = [
+        ModelName::Resnet18,
+        ModelName::Resnet34,
+        ModelName::Resnet50,
+    ];
+    for m in ModelName::CIFAR.into_iter().chain(imagenet) {
+        for k in [10, 100, 1000] {
             let built = crate::model::parameters_of(m, k).unwrap() as u64;
             assert_eq!(parameters(m, k), built, "{} with {k} classes", m.as_str());
         }

@@ -84,6 +84,26 @@ impl ModelName {
             _ => return None,
         })
     }
+
+    /// The stages of an ImageNet ResNet as torchvision builds it, `None` for the CIFAR
+    /// models.
+    pub fn imagenet_layers(self) -> Option<ImagenetLayers> {
+        let (blocks, bottleneck) = match self {
+            Self::Resnet18 => ([2, 2, 2, 2], false),
+            Self::Resnet34 => ([3, 4, 6, 3], false),
+            Self::Resnet50 => ([3, 4, 6, 3], true),
+            _ => return None,
+        };
+        Some(ImagenetLayers { blocks, bottleneck })
+    }
+}
+
+/// Blocks per stage of an ImageNet ResNet (`layer1`..`layer4`), and whether they are
+/// Bottlenecks (else BasicBlocks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImagenetLayers {
+    pub blocks: [usize; 4],
+    pub bottleneck: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -275,12 +275,12 @@ fn an_invalid_recipe_set_fails_naming_the_file_and_writes_nothing() {
 }
 
 #[test]
-fn an_unimplemented_model_is_a_clear_error() {
+fn an_unknown_model_is_a_clear_error() {
     let d = tempfile::tempdir().unwrap();
     tiny(d.path());
     fs::write(
         d.path().join("recipes/tiny/ls.toml"),
-        recipe("Label smoothing", "smoothing", 2).replace("\"resnet8\"", "\"resnet50\""),
+        recipe("Label smoothing", "smoothing", 2).replace("\"resnet8\"", "\"resnet101\""),
     )
     .unwrap();
     lecal(d.path())
@@ -288,7 +288,8 @@ fn an_unimplemented_model_is_a_clear_error() {
         .assert()
         .failure()
         .stderr(predicate::str::contains("ls.toml"))
-        .stderr(predicate::str::contains("not implemented yet"));
+        .stderr(predicate::str::contains("resnet101"))
+        .stderr(predicate::str::contains("resnet50"));
 }
 
 #[test]
@@ -341,7 +342,11 @@ fn models_lists_the_parameter_counts_of_methods_md() {
         .stdout(predicate::str::contains("472,756"))
         .stdout(predicate::str::contains("667,188"))
         .stdout(predicate::str::contains("861,620"))
-        .stdout(predicate::str::contains("1,736,564"));
+        .stdout(predicate::str::contains("1,736,564"))
+        // torchvision's published counts at 1000 classes.
+        .stdout(predicate::str::contains("11,689,512"))
+        .stdout(predicate::str::contains("21,797,672"))
+        .stdout(predicate::str::contains("25,557,032"));
 }
 
 #[test]

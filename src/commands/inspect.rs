@@ -306,23 +306,26 @@ fn print_status(plan: &Plan, store: &Store) -> anyhow::Result<usize> {
 /// `lecal models`: the model zoo with parameter counts.
 pub fn models() -> anyhow::Result<()> {
     outln!(
-        "{:<10} {:>6} {:>14} {:>15}",
+        "{:<10} {:>6} {:>14} {:>15} {:>16}",
         "model",
         "depth",
         "params (K=10)",
-        "params (K=100)"
+        "params (K=100)",
+        "params (K=1000)"
     );
-    for m in ModelName::CIFAR {
+    for m in ModelName::CIFAR.into_iter().chain(ModelName::IMAGENET) {
         let count = |k| crate::model::parameters_of(m, k);
         outln!(
-            "{:<10} {:>6} {:>14} {:>15}",
+            "{:<10} {:>6} {:>14} {:>15} {:>16}",
             model_title(m),
-            m.cifar_depth().unwrap_or(0),
+            m.cifar_depth()
+                .unwrap_or_else(|| m.as_str()["resnet".len()..].parse().unwrap_or(0)),
             group(count(10)?),
-            group(count(100)?)
+            group(count(100)?),
+            group(count(1000)?)
         );
     }
-    outln!("CIFAR ResNets with 1x1-convolution shortcuts; ImageNet ResNet-18/34/50 are not implemented yet.");
+    outln!("CIFAR ResNets with 1x1-convolution shortcuts; ResNet18/34/50 in torchvision's layout (7x7 stem, max-pool, 4 stages; its state-dict names, so its published .pth files load as teachers).");
     Ok(())
 }
 

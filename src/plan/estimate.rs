@@ -21,11 +21,17 @@ pub struct Rates {
     pub source: String,
 }
 
-/// A CIFAR ResNet's cost relative to ResNet20's: its multiply-accumulates grow with its
-/// blocks per stage (41 / 70 / 98 / 126 / 253 M for ResNet20 / 32 / 44 / 56 / 110).
+/// A model's cost per 32×32 image relative to ResNet20's. A CIFAR ResNet's
+/// multiply-accumulates grow with its blocks per stage (41 / 70 / 98 / 126 / 253 M for
+/// ResNet20 / 32 / 44 / 56 / 110); torchvision's ResNet-18/34/50 take 1.82 / 3.67 / 4.11 G
+/// at 224×224, so 37 / 75 / 84 M at 32×32.
 fn relative_cost(m: ModelName) -> f64 {
-    let n = (m.cifar_depth().unwrap_or(20) - 2) / 6;
-    n as f64 / 3.0
+    match (m.cifar_depth(), m) {
+        (Some(depth), _) => ((depth - 2) / 6) as f64 / 3.0,
+        (None, ModelName::Resnet18) => 37.1 / 41.0,
+        (None, ModelName::Resnet34) => 74.9 / 41.0,
+        (None, _) => 83.9 / 41.0,
+    }
 }
 
 impl Rates {
@@ -52,7 +58,7 @@ impl Rates {
             forward: BTreeMap::new(),
             source,
         };
-        for m in ModelName::CIFAR {
+        for m in ModelName::CIFAR.into_iter().chain(ModelName::IMAGENET) {
             let t = scaled(train, m).expect("one rate at least");
             out.train.insert(m, t);
             out.forward.insert(m, scaled(forward, m).unwrap_or(3.0 * t));

@@ -183,16 +183,6 @@ fn resolve_recipe(r: &Recipe, scale: &Scale) -> Result<Resolved, Vec<RecipeError
     let mut errors = Vec::new();
     let raw = &r.raw;
     let model = *raw.student.get_ref();
-    if model.cifar_depth().is_none() {
-        errors.push(r.error(
-            raw.student.span(),
-            "student",
-            format!(
-                "model `{}` (ImageNet ResNet) is not implemented yet; implemented: the CIFAR ResNets 8, 14, 20, 32, 44, 56, 110",
-                model.as_str()
-            ),
-        ));
-    }
     let data = match data_spec(r, scale) {
         Ok(d) => Some(d),
         Err(e) => {
@@ -296,16 +286,6 @@ fn teacher(
     scale: &Scale,
 ) -> Result<(Vec<RunSpec>, Vec<TeacherRef>), RecipeError> {
     let span = r.raw.teachers.span();
-    if t.model.cifar_depth().is_none() {
-        return Err(r.error(
-            span,
-            "teachers.model",
-            format!(
-                "teacher model `{}` is not implemented yet",
-                t.model.as_str()
-            ),
-        ));
-    }
     if t.checkpoint.is_some() {
         if t.seeds.is_some() {
             return Err(r.error(

@@ -46,6 +46,8 @@ pub enum ModelName {
 }
 
 impl ModelName {
+    pub const IMAGENET: [ModelName; 3] = [Self::Resnet18, Self::Resnet34, Self::Resnet50];
+
     pub const CIFAR: [ModelName; 7] = [
         Self::Resnet8,
         Self::Resnet14,

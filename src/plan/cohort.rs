@@ -112,8 +112,10 @@ pub fn parameters(model: ModelName, classes: usize) -> u64 {
 
 /// Floats one image keeps for the backward pass of a training step: every layer's output
 /// (convolution, batch norm, activation) and its gradient, four per output element. A
-/// CIFAR ResNet's outputs per image are `(16 + 56n)·r²` at resolution `r`; an ImageNet
-/// ResNet's are scaled from ResNet-50's (about 25 M at 224×224).
+/// CIFAR ResNet's outputs per image are `(16 + 56n)·r²` at resolution `r`. For torchvision's
+/// ResNets the count is calibrated instead to PyTorch's training memory of ResNet-50 at
+/// 224×224, about 90 MB an image (some 22 GiB at batch 256), i.e. 5.6 M "outputs" of four
+/// floats; ResNet-18 and -34 take 0.4 and 0.6 of it.
 fn activations(model: ModelName, resolution: usize) -> u64 {
     let r2 = (resolution * resolution) as u64;
     let outputs = match model.cifar_depth() {
@@ -124,7 +126,7 @@ fn activations(model: ModelName, resolution: usize) -> u64 {
                 ModelName::Resnet34 => 0.6,
                 _ => 1.0,
             };
-            (25e6 * relative * r2 as f64 / (224.0 * 224.0)) as u64
+            (5.6e6 * relative * r2 as f64 / (224.0 * 224.0)) as u64
         }
     };
     4 * outputs

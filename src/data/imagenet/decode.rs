@@ -1,5 +1,5 @@
-//! Reading an image file into 8-bit RGB. JPEG decoding is zune-jpeg's (the fastest of the
-//! decoders measured for `lecal bench --parts imagenet-loader`, see BENCHMARKS.md);
+//! Reading an image file into 8-bit RGB. JPEG decoding is zune-jpeg's (pure Rust, SIMD
+//! IDCT and colour conversion; not yet measured against jpeg-decoder or libjpeg-turbo);
 //! grayscale and CMYK files come out as RGB, as PIL's `convert("RGB")` makes them for
 //! torchvision. Errors name the file.
 

@@ -5,6 +5,7 @@
 #
 #   BENCH_SECONDS=5   time each measurement for at least this long
 #   BENCH_DEVICE=cpu  or cuda:0 (with a CUDA build of lecal as LECAL)
+#   BENCH_PARTS=...   lecal bench --parts (default: all of them)
 #   LECAL=target/release/lecal
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,10 +30,14 @@ fi
 
 THREADS=$(nproc)
 echo "== lecal ($DEVICE, $THREADS threads)"
-"$LECAL" bench --device "$DEVICE" --baseline --min-seconds "$SECONDS_EACH" --csv "$OUT/lecal.csv"
+PARTS=()
+if [ -n "${BENCH_PARTS:-}" ]; then PARTS=(--parts "$BENCH_PARTS"); fi
+"$LECAL" bench --device "$DEVICE" --baseline --min-seconds "$SECONDS_EACH" --csv "$OUT/lecal.csv" \
+  --imagenet-dir "$OUT/imagenet" "${PARTS[@]}"
 echo "== PyTorch"
 TORCH_DEVICE=cpu
 case "$DEVICE" in cuda*) TORCH_DEVICE=cuda ;; esac
 "$PY" scripts/bench_pytorch.py --lecal "$OUT/lecal.csv" --markdown "$OUT/bench.md" \
-  --threads "$THREADS" --min-seconds "$SECONDS_EACH" --device "$TORCH_DEVICE"
+  --threads "$THREADS" --min-seconds "$SECONDS_EACH" --device "$TORCH_DEVICE" \
+  --imagenet-dir "$OUT/imagenet"
 echo "wrote $OUT/lecal.csv and $OUT/bench.md"

@@ -27,6 +27,12 @@ Batch 64, 32x32 RGB images, 100 classes, float32.
   crop+flip+normalise  one epoch over 2048 uint8 images in batches of 64: random crop with
                        4 pixels of zero padding, random horizontal flip, normalise.
   mixup/cutmix/ricap   32 times: copy a float batch, mix it.
+  imagenet-loader      one epoch over the generated JPEGs lecal wrote to --imagenet-dir
+                       (train/<class>/*.JPEG, about 400x350, quality 90): torchvision's
+                       ImageFolder with RandomResizedCrop(224), RandomHorizontalFlip(),
+                       ToTensor(), Normalize(ImageNet's mean and std), through a DataLoader
+                       (batch 64, shuffled, one worker process per thread, kept alive
+                       between epochs), as lecal's loader with one worker thread per core.
 
 The data measurements run on the CPU whatever --device says, as lecal's data pipeline does.
 """
@@ -212,7 +218,33 @@ def mix_step(name):
     return step, 32 * BATCH, cpu
 
 
-def make_step(what, device, models):
+def imagenet_loader_step(root, workers):
+    from torchvision import datasets, transforms
+
+    cpu = torch.device("cpu")
+    torch.manual_seed(0)
+    tf = transforms.Compose(
+        [
+            transforms.RandomResizedCrop(224),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        ]
+    )
+    ds = datasets.ImageFolder(os.path.join(root, "train"), tf)
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=64, shuffle=True, num_workers=workers, persistent_workers=workers > 0
+    )
+
+    def step():
+        for x, _ in loader:
+            out = x
+        return out
+
+    return step, len(ds), cpu
+
+
+def make_step(what, device, models, imagenet_dir=None, threads=1):
     """The step of one lecal `what`, or None when it is not measured here."""
     if what.startswith("train "):
         m = what[len("train ") :]
@@ -225,6 +257,8 @@ def make_step(what, device, models):
         return crop_flip_normalise_step()
     if what in ("mixup", "cutmix", "ricap"):
         return mix_step(what)
+    if what == "imagenet-loader" and imagenet_dir:
+        return imagenet_loader_step(imagenet_dir, threads)
     return None
 
 
@@ -289,6 +323,11 @@ def main():
         default="resnet20,resnet56,resnet110",
         help="models whose training step to time (those in the lecal CSV only)",
     )
+    p.add_argument(
+        "--imagenet-dir",
+        default="target/bench/imagenet",
+        help="the JPEG folder `lecal bench --parts imagenet-loader` wrote",
+    )
     a = p.parse_args()
 
     models = [m.strip() for m in a.models.split(",") if m.strip()]
@@ -328,7 +367,7 @@ def main():
         what = r["what"]
         if what in pytorch:
             continue
-        made = make_step(what, device, models)
+        made = make_step(what, device, models, a.imagenet_dir, a.threads)
         if made is None:
             pytorch[what] = None
             print(f"  {what:<22} not measured with PyTorch", file=sys.stderr, flush=True)
@@ -376,7 +415,8 @@ def main():
     md += [
         "",
         "Images per second (higher is better); ratio above 1: lecal is faster. "
-        "Batch 64, 32x32 RGB, 100 classes, float32.",
+        "Batch 64, 32x32 RGB, 100 classes, float32; imagenet-loader: JPEGs to 224x224 "
+        "training crops, batch 64, one worker per thread.",
         "",
         "| " + " | ".join(cols) + " |",
         "|" + "|".join([":---"] + ["---:"] * (len(cols) - 1)) + "|",

@@ -126,7 +126,7 @@ pub enum Command {
     },
     /// The model zoo with parameter counts for 10 and 100 classes.
     Models,
-    /// Datasets: `lecal data fetch cifar10|cifar100|stl10`.
+    /// Datasets: `lecal data fetch cifar10|cifar100|stl10`, `lecal data check imagenet`.
     #[command(subcommand)]
     Data(DataCommand),
     /// lecal's side of `make parity`: identical inputs and lecal's outputs for them, for
@@ -159,16 +159,23 @@ pub enum Command {
         #[arg(long, default_value_t = 5.0)]
         min_seconds: f64,
         /// Parts to time: train, teacher, data, cohort (Table 1's KD, SL, En-SL and KD-SL
-        /// rows at a small scale, run by run and as a cohort).
+        /// rows at a small scale, run by run and as a cohort), imagenet-loader (decoding
+        /// and the training transform of generated JPEGs with the loader on all cores).
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "train,teacher,data,cohort"
+            default_value = "train,teacher,data,cohort,imagenet-loader"
         )]
         parts: Vec<String>,
         /// Training images of each run of the cohort part (one epoch).
         #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(64..))]
         cohort_images: u32,
+        /// Generated JPEGs (about 400×350, quality 90) of the imagenet-loader part.
+        #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(8..))]
+        imagenet_images: u32,
+        /// Where the imagenet-loader part writes them (kept: a second run reuses them).
+        #[arg(long, default_value = "target/bench/imagenet")]
+        imagenet_dir: PathBuf,
         /// Write the measurements as CSV here.
         #[arg(long)]
         csv: Option<PathBuf>,
@@ -195,6 +202,15 @@ pub enum DataCommand {
         /// base address for every archive.
         #[arg(long)]
         url: Option<String>,
+    },
+    /// Check a dataset's folder: classes and images per split, every image decoded;
+    /// exits non-zero when anything is missing or unreadable.
+    Check {
+        /// imagenet.
+        name: String,
+        /// The dataset's folder (for imagenet the one holding train/ and val/).
+        #[arg(long)]
+        dir: PathBuf,
     },
 }
 
@@ -266,6 +282,9 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Data(DataCommand::Fetch { name, dir, url }) => {
             commands::data_fetch(&name, &dir, url.as_deref())?
         }
+        Command::Data(DataCommand::Check { name, dir }) => {
+            return commands::data_check(&name, &dir)
+        }
         Command::Submit { paths, args } => return commands::submit(&paths, args, &store),
         Command::Parity { dir, seeds } => crate::parity::dump(&dir, seeds)?,
         Command::Bench {
@@ -275,6 +294,8 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             min_seconds,
             parts,
             cohort_images,
+            imagenet_images,
+            imagenet_dir,
             csv,
             check,
             conv,
@@ -285,6 +306,8 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 min_seconds,
                 parts,
                 cohort_images: cohort_images as usize,
+                imagenet_images: imagenet_images as usize,
+                imagenet_dir,
                 csv,
                 check,
             };

@@ -4,6 +4,7 @@
 //! on a GPU against the same step on the CPU.
 
 pub mod cohort;
+pub mod imagenet;
 
 use crate::data::{mix, synthetic, transform};
 use crate::method;
@@ -38,10 +39,13 @@ pub struct Options {
     pub baseline: bool,
     /// Time each measurement for at least this long.
     pub min_seconds: f64,
-    /// Which parts to time: `train`, `teacher`, `data`, `cohort`.
+    /// Which parts to time: `train`, `teacher`, `data`, `cohort`, `imagenet-loader`.
     pub parts: Vec<String>,
     /// Training images of each run of the cohort part.
     pub cohort_images: usize,
+    /// Generated JPEGs of the `imagenet-loader` part, and where they are written.
+    pub imagenet_images: usize,
+    pub imagenet_dir: std::path::PathBuf,
 }
 
 /// Repeats `step` (one warm-up first) until `min_seconds` have passed, at least twice.
@@ -189,6 +193,10 @@ pub fn run(o: &Options) -> anyhow::Result<Vec<Measure>> {
                 (images as f64 / seconds, 1, seconds),
             );
         }
+    }
+    if part("imagenet-loader") {
+        let r = imagenet::measure(&o.imagenet_dir, o.imagenet_images, o.min_seconds)?;
+        push("imagenet-loader".into(), "lecal".into(), r);
     }
     if !part("data") {
         return Ok(out);

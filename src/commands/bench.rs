@@ -15,9 +15,13 @@ pub struct BenchOptions {
     pub min_seconds: f64,
     pub parts: Vec<String>,
     pub cohort_images: usize,
+    pub imagenet_images: usize,
+    pub imagenet_dir: PathBuf,
     pub csv: Option<PathBuf>,
     pub check: bool,
 }
+
+const PARTS: [&str; 5] = ["train", "teacher", "data", "cohort", "imagenet-loader"];
 
 /// `lecal bench`: throughput, or with `check` one step against the CPU.
 pub fn bench(
@@ -31,14 +35,16 @@ pub fn bench(
         min_seconds,
         parts,
         cohort_images,
+        imagenet_images,
+        imagenet_dir,
         csv,
         check,
     } = o;
-    if let Some(p) = parts
-        .iter()
-        .find(|p| !["train", "teacher", "data", "cohort"].contains(&p.as_str()))
-    {
-        bail!("--parts: unknown part `{p}`, expected train, teacher, data or cohort");
+    if let Some(p) = parts.iter().find(|p| !PARTS.contains(&p.as_str())) {
+        bail!(
+            "--parts: unknown part `{p}`, expected one of {}",
+            PARTS.join(", ")
+        );
     }
     align_thread_pools();
     if check && std::env::var_os("NVIDIA_TF32_OVERRIDE").is_none() {
@@ -73,6 +79,8 @@ pub fn bench(
         min_seconds,
         parts,
         cohort_images,
+        imagenet_images,
+        imagenet_dir,
     };
     let measures = crate::bench::run(&opts)?;
     if let Some(p) = csv {

@@ -1,4 +1,5 @@
-//! `lecal data fetch`: a dataset's official archive into the data folder, checked.
+//! `lecal data fetch`: a dataset's official archive into the data folder, checked;
+//! `lecal data check`: what is wrong with a dataset's folder.
 
 use crate::data::{self, fetch};
 use std::path::Path;
@@ -43,4 +44,42 @@ pub fn fetch(name: &str, dir: &Path, url: Option<&str>) -> anyhow::Result<()> {
         folder.display()
     );
     Ok(())
+}
+
+/// `lecal data check imagenet --dir DIR`: the report, and failure when anything is wrong.
+pub fn check(name: &str, dir: &Path) -> anyhow::Result<std::process::ExitCode> {
+    use data::imagenet::ValLayout;
+    anyhow::ensure!(
+        name == "imagenet",
+        "`lecal data check` knows imagenet, not `{name}`"
+    );
+    anyhow::ensure!(dir.is_dir(), "{} is not a folder (--dir)", dir.display());
+    let r = data::imagenet::check(dir);
+    outln!("{}:", r.root.display());
+    outln!("  classes       {}", r.classes);
+    outln!("  train images  {}", r.train_images);
+    let layout = match &r.val_layout {
+        ValLayout::ClassFolders => "in class folders".to_string(),
+        ValLayout::Flat { ground_truth } => format!("flat, labelled by {}", ground_truth.display()),
+        ValLayout::FlatUnlabelled => "flat, without ground truth".to_string(),
+    };
+    outln!("  val images    {} ({layout})", r.val_images);
+    if !r.unreadable.is_empty() {
+        outln!("  unreadable images: {}", r.unreadable.len());
+        for (p, why) in &r.unreadable {
+            outln!("    {}: {why}", p.display());
+        }
+    }
+    if !r.problems.is_empty() {
+        outln!("  problems: {}", r.problems.len());
+        for p in &r.problems {
+            outln!("    {p}");
+        }
+    }
+    if r.is_ok() {
+        outln!("  ok");
+        Ok(std::process::ExitCode::SUCCESS)
+    } else {
+        Ok(std::process::ExitCode::FAILURE)
+    }
 }

@@ -25,7 +25,7 @@ mod run;
 mod submit;
 
 pub use bench::{bench, BenchOptions};
-pub use data::fetch as data_fetch;
+pub use data::{check as data_check, fetch as data_fetch};
 pub use inspect::{models, plan, status, table, EstimateOptions};
 pub use run::{run, RunOptions};
 pub use submit::{submit, SubmitArgs};

@@ -5,6 +5,7 @@
 
 pub mod cifar;
 pub mod fetch;
+pub mod imagenet;
 pub mod mix;
 pub mod stl10;
 pub mod synthetic;

@@ -139,3 +139,108 @@ fn stl10_smoke_runs_through_plan_run_and_table() {
         "teacher and KD student at 32 px, one run at 96"
     );
 }
+
+#[test]
+fn imagenet_smoke_runs_through_plan_run_and_table_with_top5() {
+    use lecal::data::imagenet::synth;
+    let d = tempfile::tempdir().unwrap();
+    // ImageNet's 1000 classes, one small JPEG each for training and for validation (flat,
+    // labelled by val/labels.txt); smoke scale reads the first 512 and 256 of them.
+    let layout = synth::Layout {
+        classes: 1000,
+        train_per_class: 1,
+        val_per_class: 1,
+        flat_val: true,
+        width: 48,
+        height: 40,
+        quality: 85,
+    };
+    synth::write_folder(&d.path().join("data/imagenet"), &layout).unwrap();
+    let r = d.path().join("recipes/i");
+    fs::create_dir_all(&r).unwrap();
+    fs::write(
+        r.join("i.table.toml"),
+        "title = \"i\"\nrows = [\"Vanilla\", \"SL\"]\ncolumns = [\"ResNet18\"]\ntop5 = true\n",
+    )
+    .unwrap();
+    let cell = |row: &str, method: &str| {
+        format!(
+            "cell = {{ table = \"i\", row = \"{row}\", column = \"ResNet18\" }}\ndataset = \"imagenet\"\nresolution = 16\nschedule = {{ base = \"imagenet\", epochs = 1, milestones = [], batch = 64 }}\nstudent = \"resnet18\"\nseeds = [0]\nmethod = \"{method}\"\n"
+        )
+    };
+    fs::write(r.join("v.toml"), cell("Vanilla", "vanilla")).unwrap();
+    let sl = cell("SL", "sl") + "teachers = [ { model = \"resnet18\", seeds = [0] } ]\n";
+    fs::write(r.join("sl.toml"), sl).unwrap();
+    lecal(d.path())
+        .args(["run", "recipes/i", "--device", "cpu", "--scale", "smoke"])
+        .args(["--data-dir", "data"])
+        .assert()
+        .success();
+    let out = lecal(d.path())
+        .args(["table", "i", "--scale", "smoke"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let table = String::from_utf8(out).unwrap();
+    assert!(
+        table.contains("Top-1 accuracy (%) / top-5 accuracy (%) / ECE"),
+        "{table}"
+    );
+    for row in ["Vanilla", "SL"] {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(&format!("| {row} |")))
+            .unwrap();
+        let cell = line.split('|').nth(2).unwrap().trim();
+        let parts: Vec<f64> = cell
+            .split(" / ")
+            .map(|v| v.trim_matches('*').parse().unwrap())
+            .collect();
+        assert_eq!(parts.len(), 3, "top-1 / top-5 / ECE: {table}");
+        assert!(parts[1] >= parts[0], "top-5 is at least top-1: {table}");
+    }
+    for run in fs::read_dir(d.path().join("results/runs")).unwrap() {
+        let run = run.unwrap().path();
+        let spec = fs::read_to_string(run.join("run.toml")).unwrap();
+        assert!(spec.contains("[spec.transform.resized_crop]"), "{spec}");
+        assert!(spec.contains("size = 16"), "{spec}");
+        let summary = fs::read_to_string(run.join("summary.csv")).unwrap();
+        assert!(
+            summary.lines().next().unwrap().ends_with(",top5"),
+            "{summary}"
+        );
+    }
+}
+
+#[test]
+fn imagenet_without_its_folder_says_where_to_get_it() {
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path().join("recipes/i");
+    fs::create_dir_all(&r).unwrap();
+    fs::write(
+        r.join("i.table.toml"),
+        "title = \"i\"\nrows = [\"Vanilla\"]\ncolumns = [\"ResNet18\"]\n",
+    )
+    .unwrap();
+    fs::write(
+        r.join("v.toml"),
+        "cell = { table = \"i\", row = \"Vanilla\", column = \"ResNet18\" }\ndataset = \"imagenet\"\nstudent = \"resnet18\"\nseeds = [0]\n",
+    )
+    .unwrap();
+    lecal(d.path())
+        .args([
+            "run",
+            "recipes/i",
+            "--device",
+            "cpu",
+            "--data-dir",
+            "nowhere",
+        ])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("ImageNet data not found"))
+        .stderr(predicates::str::contains("lecal data check imagenet"));
+    assert!(!d.path().join("results").exists());
+}

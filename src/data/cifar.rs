@@ -121,6 +121,7 @@ pub fn read_file(
         height: 32,
         width: 32,
         classes: variant.classes(),
+        files: None,
     })
 }
 

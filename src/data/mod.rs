@@ -1,8 +1,10 @@
-//! Datasets as 8-bit images in memory, and the transforms that turn them into batches.
+//! Datasets as 8-bit images in memory, or as a list of image files (ImageNet, which does
+//! not fit in memory), and the transforms that turn them into batches.
 //!
-//! Images are stored channel-first (3×H×W bytes each), the layout of the CIFAR binary
-//! files, so a batch is a straight conversion to `f32` without transposes.
+//! Images in memory are stored channel-first (3×H×W bytes each), the layout of the CIFAR
+//! binary files, so a batch is a straight conversion to `f32` without transposes.
 
+pub mod batches;
 pub mod cifar;
 pub mod fetch;
 pub mod imagenet;
@@ -14,6 +16,7 @@ pub mod transform;
 use crate::spec::DataSpec;
 use crate::spec::DatasetName;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Images and labels of one split.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +27,9 @@ pub struct Dataset {
     pub height: usize,
     pub width: usize,
     pub classes: usize,
+    /// The image files, when the images are decoded as batches need them (`images` is
+    /// then empty, and `height` × `width` is the crop a batch holds).
+    pub files: Option<Arc<[imagenet::Sample]>>,
 }
 
 impl Dataset {
@@ -48,13 +54,20 @@ impl Dataset {
 
     /// The images at `idx`, in that order.
     pub fn subset(&self, idx: &[usize]) -> Dataset {
-        let mut images = Vec::with_capacity(idx.len() * self.image_size());
-        for &i in idx {
-            images.extend_from_slice(self.image(i));
+        let mut images = Vec::new();
+        if self.files.is_none() {
+            images.reserve(idx.len() * self.image_size());
+            for &i in idx {
+                images.extend_from_slice(self.image(i));
+            }
         }
         Dataset {
             images,
             labels: idx.iter().map(|&i| self.labels[i]).collect(),
+            files: self
+                .files
+                .as_ref()
+                .map(|f| idx.iter().map(|&i| f[i].clone()).collect()),
             ..*self
         }
     }
@@ -63,7 +76,11 @@ impl Dataset {
     pub fn truncate(&mut self, n: usize) {
         if n < self.len() {
             self.labels.truncate(n);
-            self.images.truncate(n * self.image_size());
+            if let Some(f) = &self.files {
+                self.files = Some(f[..n].into());
+            } else {
+                self.images.truncate(n * self.image_size());
+            }
         }
     }
 }
@@ -96,8 +113,62 @@ pub fn check_available(spec: &DataSpec, data_dir: &Path) -> anyhow::Result<()> {
         DatasetName::Cifar10 => cifar::check(data_dir, cifar::Variant::Cifar10),
         DatasetName::Cifar100 => cifar::check(data_dir, cifar::Variant::Cifar100),
         DatasetName::Stl10 => stl10::check(data_dir),
-        _ => Ok(()),
+        DatasetName::Imagenet => imagenet_present(data_dir),
+        DatasetName::Synthetic => Ok(()),
     }
+}
+
+/// ImageNet's folder: `<data>/imagenet/` with `train/` and `val/`.
+pub const IMAGENET_FOLDER: &str = "imagenet";
+
+fn imagenet_present(data_dir: &Path) -> anyhow::Result<()> {
+    let root = data_dir.join(IMAGENET_FOLDER);
+    let missing: Vec<String> = ["train", "val"]
+        .iter()
+        .map(|s| root.join(s))
+        .filter(|p| !p.is_dir())
+        .map(|p| p.display().to_string())
+        .collect();
+    anyhow::ensure!(
+        missing.is_empty(),
+        "ImageNet data not found: missing {}; ILSVRC2012 cannot be downloaded without an account: \
+         get it from https://image-net.org/ and lay it out as {}/train/<wnid>/*.JPEG and val/ \
+         (class folders, or flat with val/labels.txt or LOC_val_solution.csv), then run \
+         `lecal data check imagenet --dir {}`",
+        missing.join(", "),
+        root.display(),
+        root.display()
+    );
+    Ok(())
+}
+
+/// ImageNet's file lists: every image of `train/` and `val/` (the test split), labelled
+/// by the sorted class folders.
+fn load_imagenet(spec: &DataSpec, data_dir: &Path) -> anyhow::Result<Splits> {
+    imagenet_present(data_dir)?;
+    let root = data_dir.join(IMAGENET_FOLDER);
+    let found = imagenet::scan(&root)?;
+    anyhow::ensure!(
+        found.classes.len() == spec.classes,
+        "{}: {} classes in train/, ImageNet has {}; `lecal data check imagenet --dir {}` says what is there",
+        root.display(),
+        found.classes.len(),
+        spec.classes,
+        root.display()
+    );
+    let split = |samples: Vec<imagenet::Sample>| Dataset {
+        images: Vec::new(),
+        labels: samples.iter().map(|s| s.label).collect(),
+        height: spec.resolution,
+        width: spec.resolution,
+        classes: spec.classes,
+        files: Some(samples.into()),
+    };
+    Ok(Splits {
+        train: split(found.train),
+        test: split(found.val),
+        validation: None,
+    })
 }
 
 /// Loads the dataset a run asks for. CIFAR comes from `data_dir`; the synthetic dataset is
@@ -114,7 +185,7 @@ pub fn load(spec: &DataSpec, data_dir: &Path) -> anyhow::Result<Splits> {
         DatasetName::Cifar10 => cifar::load(data_dir, cifar::Variant::Cifar10)?,
         DatasetName::Cifar100 => cifar::load(data_dir, cifar::Variant::Cifar100)?,
         DatasetName::Stl10 => stl10::load(data_dir, spec.resolution)?,
-        other => anyhow::bail!("dataset `{}` is not implemented yet", other.as_str()),
+        DatasetName::Imagenet => load_imagenet(spec, data_dir)?,
     };
     if let Some(n) = spec.validation {
         anyhow::ensure!(

@@ -115,6 +115,7 @@ pub fn read_split(images: &Path, labels: &Path, n: usize, side: usize) -> anyhow
         height: side,
         width: side,
         classes: CLASSES,
+        files: None,
     })
 }
 

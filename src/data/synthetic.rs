@@ -97,6 +97,7 @@ fn split(spec: &SyntheticSpec, name: &str, n: usize, classes: usize, res: usize)
         height: res,
         width: res,
         classes,
+        files: None,
     }
 }
 

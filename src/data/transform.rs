@@ -137,6 +137,7 @@ mod tests {
             height: h,
             width: w,
             classes: 2,
+            files: None,
         }
     }
 

@@ -343,11 +343,17 @@ fn teacher(
             }],
         ));
     }
+    // A teacher trains on its cell's schedule family: `default` for CIFAR and STL-10 cells
+    // (the "+" rows' long schedule included), `imagenet` for ImageNet cells.
+    let family = |p: Option<SchedulePreset>| match p {
+        Some(SchedulePreset::Imagenet) => SchedulePreset::Imagenet,
+        _ => SchedulePreset::Default,
+    };
     let choice = match (&t.schedule, cell_schedule) {
         (Some(s), _) => s.clone(),
-        (None, ScheduleChoice::Preset(_)) => ScheduleChoice::Preset(SchedulePreset::Default),
+        (None, ScheduleChoice::Preset(p)) => ScheduleChoice::Preset(family(Some(*p))),
         (None, ScheduleChoice::Explicit(table)) => ScheduleChoice::Explicit(ScheduleTable {
-            base: Some(SchedulePreset::Default),
+            base: Some(family(table.base)),
             ..table.clone()
         }),
     };

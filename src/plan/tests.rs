@@ -240,6 +240,27 @@ fn bad_schedules_and_unimplemented_parts_are_errors_naming_the_file() {
     let small = &build(&s, &full()).unwrap().runs[0].spec;
     let crop = small.transform.resized_crop.as_ref().unwrap();
     assert_eq!((crop.size, crop.resize), (64, 73));
+    // An ImageNet cell's teachers train on the ImageNet schedule.
+    let (_d, s) = set(&[(
+        "r.toml",
+        &(t.replace("stl10", "imagenet")
+            .replace(
+                "schedule = { epochs = 2, milestones = [1] }",
+                "schedule = \"imagenet\"",
+            )
+            .replace("method = \"vanilla\"", "method = \"sl\"")
+            + "teachers = [ { model = \"resnet50\", seeds = [0] } ]\n"),
+    )]);
+    let p = build(&s, &full()).unwrap();
+    let teacher = p
+        .runs
+        .iter()
+        .find(|r| r.spec.model == ModelName::Resnet50)
+        .unwrap();
+    assert_eq!(
+        teacher.spec.schedule,
+        Schedule::preset(SchedulePreset::Imagenet)
+    );
     let (_d, s) = set(&[(
         "r.toml",
         &format!("{}resolution = 8\n", t.replace("stl10", "imagenet")),

@@ -18,7 +18,7 @@ use super::{
     argmax_rows, checkpoint_state, diverged, evaluate, restore, sgd, CandleTrainer, Outcome,
     RunSink, TeacherSource,
 };
-use crate::data::{mix, transform, Splits};
+use crate::data::{self, mix, Splits};
 use crate::interrupt::Interrupted;
 use crate::metrics::Evaluation;
 use crate::model;
@@ -281,6 +281,17 @@ impl CandleTrainer {
         let order = Rng::stream(seed, "order", &[epoch as u64]).permutation(train.len());
         // A last batch of one image is dropped: BatchNorm needs two.
         let batches: Vec<&[usize]> = order.chunks(batch).filter(|b| b.len() >= 2).collect();
+        // Made ahead of the steps when the images are decoded from files.
+        let mut made =
+            match data::batches::train(train, &batches, &lead.transform, seed, epoch, batch) {
+                Ok(m) => m,
+                Err(e) => {
+                    for s in students.drain(..) {
+                        ends.fail(s.index, s.sink, anyhow::anyhow!("epoch {epoch}: {e:#}"));
+                    }
+                    return Ok(());
+                }
+            };
         for (bi, idx) in batches.iter().enumerate() {
             if let Some(signal) = students.iter().find_map(|s| s.sink.stop_requested()) {
                 return Err(Stop::Signal(signal));
@@ -288,8 +299,18 @@ impl CandleTrainer {
             if students.is_empty() {
                 return Ok(());
             }
-            let mut xb =
-                transform::train_batch(train, idx, &lead.transform, seed, epoch, bi * batch);
+            let mut xb = match made.next() {
+                Some(Ok(xb)) => xb,
+                // Unreadable data is every member's own failure, not a halt.
+                Some(Err(e)) => {
+                    let why = format!("epoch {epoch}, batch {}: {e:#}", bi + 1);
+                    for s in students.drain(..) {
+                        ends.fail(s.index, s.sink, anyhow::anyhow!("{why}"));
+                    }
+                    return Ok(());
+                }
+                None => unreachable!("one made batch per batch of the epoch"),
+            };
             let labels: Vec<u16> = idx.iter().map(|&i| train.labels[i]).collect();
             // Every member and every teacher see the same mixed batch.
             let mut mix_rng = Rng::stream(seed, "mix", &[epoch as u64, bi as u64]);

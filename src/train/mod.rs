@@ -6,7 +6,7 @@ pub mod sgd;
 
 pub use cohort::{CohortStopped, Member};
 
-use crate::data::{self, transform, Splits};
+use crate::data::{self, Splits};
 use crate::metrics::{self, Evaluation};
 use crate::model;
 use crate::spec::RunSpec;
@@ -249,14 +249,13 @@ pub fn predict(
     device: &Device,
 ) -> anyhow::Result<Vec<f32>> {
     let mut out = Vec::with_capacity(ds.len() * ds.classes);
-    let mut start = 0;
-    while start < ds.len() {
-        let end = (start + EVAL_BATCH).min(ds.len());
-        let x = transform::test_batch(ds, start, end, t);
-        let x = Tensor::from_vec(x, (end - start, 3, ds.height, ds.width), device)?;
+    let per_image = 3 * ds.height * ds.width;
+    for x in data::batches::eval(ds, t, EVAL_BATCH)? {
+        let x = x?;
+        let n = x.len() / per_image;
+        let x = Tensor::from_vec(x, (n, 3, ds.height, ds.width), device)?;
         let logits = net.forward_t(&x, false)?;
         out.extend(logits.flatten_all()?.to_vec1::<f32>()?);
-        start = end;
     }
     Ok(out)
 }

@@ -132,8 +132,11 @@ impl Geometry {
         // The rows whose source row oh + r - pad lies inside the image.
         let lo = self.pad.saturating_sub(r).min(self.oh);
         let rows = lo..(self.h + self.pad).saturating_sub(r).clamp(lo, self.oh);
-        let q0 = ((rows.start * self.ow) as isize).max(-shift);
-        let q1 = ((rows.end * self.ow) as isize).min(hw - shift).max(q0);
+        // Clamped into the rows' range too: on a plane smaller than the kernel reaches (a
+        // 1×1 image under a 3×3 kernel), an offset may see nothing but padding.
+        let end = (rows.end * self.ow) as isize;
+        let q0 = ((rows.start * self.ow) as isize).max(-shift).min(end);
+        let q1 = end.min(hw - shift).max(q0);
         Some(Flat {
             shift,
             span: q0 as usize..q1 as usize,
@@ -175,9 +178,11 @@ fn im2col(x: &[f32], g: &Geometry, col: &mut [f32]) {
                 let row = (c * g.r + r) * g.s + s;
                 let dst = &mut col[row * ld..row * ld + ohw];
                 if let Some(f) = g.flat(r, s) {
-                    let src = (f.span.start as isize + f.shift) as usize;
                     dst[..f.span.start].fill(0.0);
-                    dst[f.span.clone()].copy_from_slice(&xc[src..src + f.span.len()]);
+                    if !f.span.is_empty() {
+                        let src = (f.span.start as isize + f.shift) as usize;
+                        dst[f.span.clone()].copy_from_slice(&xc[src..src + f.span.len()]);
+                    }
                     dst[f.span.end..].fill(0.0);
                     zero_edges(dst, g, f.rows, g.valid_cols(s));
                     continue;
@@ -222,6 +227,9 @@ fn col2im(col: &mut [f32], g: &Geometry, dx: &mut [MaybeUninit<f32>]) {
                 if let Some(f) = g.flat(r, s) {
                     // The wrapped columns add zero (they are not part of the sum).
                     zero_edges(src, g, f.rows, g.valid_cols(s));
+                    if f.span.is_empty() {
+                        continue;
+                    }
                     let at = (f.span.start as isize + f.shift) as usize;
                     let xs = &mut xc[at..at + f.span.len()];
                     for (a, b) in xs.iter_mut().zip(&src[f.span]) {

@@ -65,6 +65,12 @@ fn matches_candles_convolution_in_all_three_passes() {
         (3, 4, 5, 7, 6, (3, 3), 1, 1),
         (2, 3, 6, 6, 4, (5, 5), 1, 2),
         (2, 3, 4, 6, 5, (1, 3), 1, 1),
+        // The last stage of a ResNet-18 on 32×32 crops: 2×2 and 1×1 planes, where some
+        // kernel offsets see nothing but padding.
+        (2, 4, 1, 1, 3, (3, 3), 1, 1),
+        (2, 4, 2, 2, 3, (3, 3), 1, 1),
+        (2, 4, 2, 2, 3, (3, 3), 2, 1),
+        (2, 4, 1, 2, 3, (3, 3), 1, 1),
     ];
     let mut rng = Rng::new(11);
     for (n, c, h, wd, k, (kh, kw), stride, pad) in cases {

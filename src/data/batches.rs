@@ -1,0 +1,75 @@
+//! An epoch's batches and an evaluation's, whatever holds the images: made on demand from
+//! the bytes in memory, or decoded from files ahead of the trainer by worker threads
+//! (`imagenet::Loader`). Either way a batch depends only on the dataset, the transform,
+//! the seed, the epoch and the images' positions, never on threads or timing.
+
+use super::imagenet::{self, Loader, LoaderOptions};
+use super::{transform, Dataset};
+use crate::spec::Transform;
+
+/// Batches of normalised `3 × H × W` images, in order; an unreadable image is an error
+/// naming its file.
+pub type Batches<'a> = Box<dyn Iterator<Item = anyhow::Result<Vec<f32>>> + 'a>;
+
+/// The training batches `batches` (rows of `ds`, `batch` a full batch's size) of `epoch`.
+pub fn train<'a>(
+    ds: &'a Dataset,
+    batches: &[&'a [usize]],
+    t: &'a Transform,
+    seed: u64,
+    epoch: usize,
+    batch: usize,
+) -> anyhow::Result<Batches<'a>> {
+    let Some(files) = &ds.files else {
+        // Owned, so that the batches outlive the caller's list of them.
+        let memory: Vec<&'a [usize]> = batches.iter().copied().collect();
+        let memory = memory.into_iter().enumerate();
+        return Ok(Box::new(memory.map(move |(bi, idx)| {
+            Ok(transform::train_batch(ds, idx, t, seed, epoch, bi * batch))
+        })));
+    };
+    let crop = resized_crop(t)?;
+    let mut it = imagenet::Transform::train(crop.size, seed, epoch as u64);
+    (it.mean, it.std) = normalisation(t);
+    let rows = batches.iter().map(|b| b.to_vec()).collect();
+    let loader = Loader::new(files.clone(), rows, it, LoaderOptions::default());
+    Ok(Box::new(loader.map(|b| b.map(|b| b.images))))
+}
+
+/// The images of `ds` in order, `size` at a time, under the evaluation transform.
+pub fn eval<'a>(ds: &'a Dataset, t: &'a Transform, size: usize) -> anyhow::Result<Batches<'a>> {
+    let starts = (0..ds.len()).step_by(size.max(1));
+    let Some(files) = &ds.files else {
+        return Ok(Box::new(starts.map(move |s| {
+            Ok(transform::test_batch(ds, s, (s + size).min(ds.len()), t))
+        })));
+    };
+    let crop = resized_crop(t)?;
+    let mut it = imagenet::Transform::eval(crop.size, crop.resize);
+    (it.mean, it.std) = normalisation(t);
+    let rows = starts
+        .map(|s| (s..(s + size).min(ds.len())).collect())
+        .collect();
+    let loader = Loader::new(files.clone(), rows, it, LoaderOptions::default());
+    Ok(Box::new(loader.map(|b| b.map(|b| b.images))))
+}
+
+/// The crop of a dataset read from files; its scale and ratio ranges are torchvision's,
+/// which the loader implements.
+fn resized_crop(t: &Transform) -> anyhow::Result<&crate::spec::ResizedCrop> {
+    let crop = t.resized_crop.as_ref().ok_or_else(|| {
+        anyhow::anyhow!("images read from files need a resized crop in the run's transform")
+    })?;
+    let standard = crate::spec::ResizedCrop::imagenet(crop.size);
+    anyhow::ensure!(
+        crop.scale == standard.scale && crop.ratio == standard.ratio,
+        "only torchvision's RandomResizedCrop ranges (scale {:?}, ratio {:?}) are implemented",
+        standard.scale,
+        standard.ratio
+    );
+    Ok(crop)
+}
+
+fn normalisation(t: &Transform) -> ([f32; 3], [f32; 3]) {
+    (t.mean.map(|v| v as f32), t.std.map(|v| v as f32))
+}

@@ -22,7 +22,7 @@ pub fn train<'a>(
 ) -> anyhow::Result<Batches<'a>> {
     let Some(files) = &ds.files else {
         // Owned, so that the batches outlive the caller's list of them.
-        let memory: Vec<&'a [usize]> = batches.iter().copied().collect();
+        let memory: Vec<&'a [usize]> = batches.to_vec();
         let memory = memory.into_iter().enumerate();
         return Ok(Box::new(memory.map(move |(bi, idx)| {
             Ok(transform::train_batch(ds, idx, t, seed, epoch, bi * batch))

@@ -7,7 +7,7 @@ SCALE ?= full
 
 FUZZ_CASES ?= 100000
 
-.PHONY: build demo test test-slurm fuzz bench parity cuda table-cifar100 table-cifar10 table-stl10 plan-cifar100 lint clean-demo
+.PHONY: build demo test test-slurm fuzz bench parity cuda table-cifar100 table-cifar10 table-stl10 table-imagenet plan-cifar100 lint clean-demo
 
 build:
 	$(CARGO) build --release
@@ -61,6 +61,12 @@ table-stl10: build
 	$(LECAL) data fetch stl10 --dir $(DATA)
 	$(LECAL) run recipes/stl10 --device $(DEVICE) --data-dir $(DATA) --scale $(SCALE)
 	$(LECAL) table stl10 --scale $(SCALE)
+
+# ImageNet (ResNet-18/34/50; needs $(DATA)/imagenet, which cannot be fetched: see README).
+table-imagenet: build
+	$(LECAL) data check imagenet --dir $(DATA)/imagenet
+	$(LECAL) run recipes/imagenet --device $(DEVICE) --data-dir $(DATA) --scale $(SCALE)
+	$(LECAL) table imagenet --scale $(SCALE)
 
 plan-cifar100: build
 	$(LECAL) plan recipes/cifar100 --scale $(SCALE)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes the cell recipes of the paper's tables (recipes/cifar100, recipes/cifar10,
-recipes/stl10) and of
+recipes/stl10, recipes/imagenet) and of
 the demo (recipes/demo): one TOML file per table cell.
 
 The recipes are the source of truth and are committed; this script only keeps the many
@@ -72,6 +72,22 @@ def table1(dataset):
                 method, "resnet110", tseeds, aug))
 
 
+IMAGENET_STUDENTS = [18, 34, 50]
+
+
+def imagenet():
+    # Table 1's rows without the "+" ones (the long schedule is CIFAR's and STL-10's), with
+    # ResNet-18/34/50 students on the ImageNet schedule; the teachers are the table's own
+    # vanilla ResNet-50 runs, as the vanilla ResNet110 runs are on CIFAR.
+    for title, folder, method, tseeds, aug, sched in TABLE1_ROWS:
+        if sched != "default":
+            continue
+        for d in IMAGENET_STUDENTS:
+            write(ROOT / "imagenet" / "table1" / folder / f"resnet{d}.toml", cell(
+                "imagenet", title, f"ResNet{d}", "imagenet", '"imagenet"', f"resnet{d}",
+                [0, 1, 2], method, "resnet50", tseeds, aug))
+
+
 def table2():
     # Teacher ResNet110 -> students ResNet56 and ResNet110. The recipes repeat Table 1's
     # cells, so the planner maps them onto the same runs: Table 2 trains nothing extra.
@@ -114,5 +130,6 @@ if __name__ == "__main__":
     table1("cifar100")
     table1("cifar10")
     table1("stl10")
+    imagenet()
     table2()
     demo()

@@ -197,6 +197,57 @@ fn truncated_and_foreign_files_are_errors_naming_the_file() {
     assert!(e.contains("a.JPEG"), "{e}");
 }
 
+#[test]
+fn bytes_after_the_image_are_fine_and_a_thumbnail_does_not_hide_a_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("b.JPEG");
+    synth::write_jpeg(&p, 60, 50, 4, 90).unwrap();
+    let good = std::fs::read(&p).unwrap();
+    let want = load(&p).unwrap();
+    // Trailing bytes after the end-of-image marker, as some cameras write.
+    std::fs::write(&p, [&good[..], &[0u8; 300][..]].concat()).unwrap();
+    assert_eq!(load(&p).unwrap(), want);
+    // An APP1 segment holding a thumbnail's markers (its own scan and end of image) in
+    // front of the image: a cut in the image's scan is still found.
+    let thumb = [0xFF, 0xD8, 0xFF, 0xDA, 0x00, 0x02, 1, 2, 3, 0xFF, 0xD9];
+    let mut app1 = vec![0xFF, 0xE1];
+    app1.extend(((thumb.len() + 2) as u16).to_be_bytes());
+    app1.extend(thumb);
+    let with_thumb = [&good[..2], &app1[..], &good[2..]].concat();
+    std::fs::write(&p, &with_thumb).unwrap();
+    assert_eq!(load(&p).unwrap(), want);
+    std::fs::write(&p, &with_thumb[..with_thumb.len() - 40]).unwrap();
+    let e = format!("{:#}", load(&p).unwrap_err());
+    assert!(e.contains("b.JPEG") && e.contains("truncated"), "{e}");
+}
+
+#[test]
+fn a_png_named_jpeg_is_read_by_its_content() {
+    use zune_core::bit_depth::BitDepth;
+    use zune_core::colorspace::ColorSpace;
+    use zune_core::options::EncoderOptions;
+    let (w, h) = (7usize, 5usize);
+    let rgba: Vec<u8> = (0..w * h * 4).map(|i| (i * 37 % 251) as u8).collect();
+    let mut bytes = Vec::new();
+    let options = EncoderOptions::new(w, h, ColorSpace::RGBA, BitDepth::Eight);
+    zune_png::PngEncoder::new(&rgba, options)
+        .encode(&mut bytes)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("n02105855_2933.JPEG");
+    std::fs::write(&p, &bytes).unwrap();
+    let img = load(&p).unwrap();
+    assert_eq!((img.width, img.height), (w, h));
+    let rgb: Vec<u8> = rgba.chunks(4).flat_map(|p| [p[0], p[1], p[2]]).collect();
+    assert_eq!(img.pixels, rgb, "alpha dropped, colours kept");
+    std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+    let e = format!("{:#}", load(&p).unwrap_err());
+    assert!(
+        e.contains("n02105855_2933.JPEG") && e.contains("PNG"),
+        "{e}"
+    );
+}
+
 fn labels_of(s: &[Sample], root: &Path) -> Vec<(String, u16)> {
     s.iter()
         .map(|x| {

@@ -17,14 +17,14 @@ PY=${BENCH_PYTHON:-.bench-venv/bin/python}
 OUT=target/bench
 mkdir -p "$OUT"
 
-if ! "$PY" -c "import torch" 2>/dev/null; then
+if ! "$PY" -c "import torch, torchvision" 2>/dev/null; then
   if [ -n "${BENCH_PYTHON:-}" ]; then
     echo "BENCH_PYTHON=$BENCH_PYTHON has no PyTorch" >&2
     exit 1
   fi
-  echo "installing PyTorch 2.11 into .bench-venv (once)"
+  echo "installing PyTorch 2.11 and torchvision 0.26 into .bench-venv (once)"
   python3 -m venv .bench-venv
-  .bench-venv/bin/pip install -q "torch==2.11.0"
+  .bench-venv/bin/pip install -q "torch==2.11.0" "torchvision==0.26.0"
   PY=.bench-venv/bin/python
 fi
 

@@ -1,7 +1,8 @@
 //! The `imagenet-loader` part of `lecal bench`: training-pipeline images per second on
 //! generated JPEG files (decode, RandomResizedCrop 224, flip, normalise) with the loader
 //! on every core; `scripts/bench_pytorch.py` times torchvision's `ImageFolder` and
-//! `DataLoader` on the same files.
+//! `DataLoader` on the same files. Beside it, the JPEG decoders lecal could use, each on
+//! one thread over the same files: zune-jpeg (the one the loader uses) and jpeg-decoder.
 
 use crate::data::imagenet::{self, synth, Loader, LoaderOptions, Transform};
 use crate::rng::Rng;
@@ -60,4 +61,36 @@ pub fn measure(dir: &Path, images: usize, min_seconds: f64) -> anyhow::Result<(f
         }
         Ok(())
     })
+}
+
+/// Images per second, repetitions and seconds, as `bench::time` gives them.
+type Timed = (f64, usize, f64);
+
+/// Decoding alone, one thread, over `dir/train`'s files (read into memory first): images
+/// per second of each candidate decoder, as (decoder, `bench::time`'s result).
+pub fn decoders(
+    dir: &Path,
+    images: usize,
+    min_seconds: f64,
+) -> anyhow::Result<Vec<(&'static str, Timed)>> {
+    prepare(dir, images)?;
+    let files = imagenet::survey(dir)
+        .train
+        .iter()
+        .map(|s| std::fs::read(&s.path).with_context(|| format!("reading {}", s.path.display())))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let zune = super::time(min_seconds, files.len(), || {
+        for f in &files {
+            std::hint::black_box(imagenet::decode_jpeg(f)?);
+        }
+        Ok(())
+    })?;
+    let jd = super::time(min_seconds, files.len(), || {
+        for f in &files {
+            let mut d = jpeg_decoder::Decoder::new(f.as_slice());
+            std::hint::black_box(d.decode().context("jpeg-decoder")?);
+        }
+        Ok(())
+    })?;
+    Ok(vec![("zune-jpeg", zune), ("jpeg-decoder", jd)])
 }

@@ -197,6 +197,9 @@ pub fn run(o: &Options) -> anyhow::Result<Vec<Measure>> {
     if part("imagenet-loader") {
         let r = imagenet::measure(&o.imagenet_dir, o.imagenet_images, o.min_seconds)?;
         push("imagenet-loader".into(), "lecal".into(), r);
+        for (decoder, r) in imagenet::decoders(&o.imagenet_dir, o.imagenet_images, o.min_seconds)? {
+            push("imagenet-decode 1 thread".into(), decoder.into(), r);
+        }
     }
     if !part("data") {
         return Ok(out);

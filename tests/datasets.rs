@@ -41,6 +41,42 @@ fn write_stl10(data: &Path, written: [usize; 2]) {
     }
 }
 
+/// Trains the recipes in `recipes/<name>` at smoke scale on the data in `data/`, and
+/// returns the Markdown of table `name`.
+fn smoke_table(dir: &Path, name: &str) -> String {
+    lecal(dir)
+        .args(["run", &format!("recipes/{name}"), "--device", "cpu"])
+        .args(["--scale", "smoke", "--data-dir", "data"])
+        .assert()
+        .success();
+    let out = lecal(dir)
+        .args(["table", name, "--scale", "smoke"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    String::from_utf8(out).unwrap()
+}
+
+/// The cells of `row` in a Markdown table, its title first.
+fn cells(table: &str, row: &str) -> Vec<String> {
+    let line = table.lines().find(|l| l.starts_with(&format!("| {row} |")));
+    let line = line.unwrap_or_else(|| panic!("no row {row} in {table}"));
+    line.split('|')
+        .map(|c| c.trim().to_string())
+        .filter(|c| !c.is_empty())
+        .collect()
+}
+
+/// The numbers of a cell ("acc / ECE" or "top-1 / top-5 / ECE"), bold marks removed;
+/// `None` when the cell holds anything else.
+fn numbers(cell: &str) -> Option<Vec<f64>> {
+    cell.split(" / ")
+        .map(|v| v.trim_matches('*').parse().ok())
+        .collect()
+}
+
 fn recipe(row: &str, column: &str, resolution: Option<usize>, method: &str) -> String {
     let mut r = format!(
         "cell = {{ table = \"s\", row = \"{row}\", column = \"{column}\" }}\ndataset = \"stl10\"\nschedule = {{ epochs = 1, milestones = [] }}\nstudent = \"resnet8\"\nseeds = [0]\nmethod = \"{method}\"\n"
@@ -76,38 +112,12 @@ fn stl10_smoke_runs_through_plan_run_and_table() {
         recipe("Vanilla", "96 px", None, "vanilla"),
     )
     .unwrap();
-    let args = ["--scale", "smoke", "--data-dir", "data"];
-    lecal(d.path())
-        .args(["run", "recipes/s", "--device", "cpu"])
-        .args(args)
-        .assert()
-        .success();
-    let out = lecal(d.path())
-        .args(["table", "s", "--scale", "smoke"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let table = String::from_utf8(out).unwrap();
-    let cells = |row: &str| -> Vec<String> {
-        let line = table.lines().find(|l| l.starts_with(&format!("| {row} |")));
-        let line = line.unwrap_or_else(|| panic!("no row {row} in {table}"));
-        line.split('|')
-            .map(|c| c.trim().to_string())
-            .filter(|c| !c.is_empty())
-            .collect()
-    };
+    let table = smoke_table(d.path(), "s");
     // Measured "accuracy / ECE" where a recipe asks for a cell, a dash where none does.
-    let measured = |c: &str| {
-        c.split(" / ")
-            .all(|v| v.trim_matches('*').parse::<f64>().is_ok())
-    };
-    let (v, k) = (cells("Vanilla"), cells("KD"));
-    assert!(
-        measured(&v[1]) && measured(&v[2]) && measured(&k[1]),
-        "{table}"
-    );
+    let (v, k) = (cells(&table, "Vanilla"), cells(&table, "KD"));
+    for c in [&v[1], &v[2], &k[1]] {
+        assert_eq!(numbers(c).map(|n| n.len()), Some(2), "{table}");
+    }
     assert_eq!(k[2], "—", "{table}");
     // The spec of each run records the side it trained at and the crop padding that goes
     // with it; the runs at 32 px and 96 px are distinct.
@@ -171,35 +181,15 @@ fn imagenet_smoke_runs_through_plan_run_and_table_with_top5() {
     fs::write(r.join("v.toml"), cell("Vanilla", "vanilla")).unwrap();
     let sl = cell("SL", "sl") + "teachers = [ { model = \"resnet18\", seeds = [0] } ]\n";
     fs::write(r.join("sl.toml"), sl).unwrap();
-    lecal(d.path())
-        .args(["run", "recipes/i", "--device", "cpu", "--scale", "smoke"])
-        .args(["--data-dir", "data"])
-        .assert()
-        .success();
-    let out = lecal(d.path())
-        .args(["table", "i", "--scale", "smoke"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let table = String::from_utf8(out).unwrap();
+    let table = smoke_table(d.path(), "i");
     assert!(
         table.contains("Top-1 accuracy (%) / top-5 accuracy (%) / ECE"),
         "{table}"
     );
     for row in ["Vanilla", "SL"] {
-        let line = table
-            .lines()
-            .find(|l| l.starts_with(&format!("| {row} |")))
-            .unwrap();
-        let cell = line.split('|').nth(2).unwrap().trim();
-        let parts: Vec<f64> = cell
-            .split(" / ")
-            .map(|v| v.trim_matches('*').parse().unwrap())
-            .collect();
-        assert_eq!(parts.len(), 3, "top-1 / top-5 / ECE: {table}");
-        assert!(parts[1] >= parts[0], "top-5 is at least top-1: {table}");
+        let n = numbers(&cells(&table, row)[1]).unwrap_or_default();
+        assert_eq!(n.len(), 3, "top-1 / top-5 / ECE: {table}");
+        assert!(n[1] >= n[0], "top-5 is at least top-1: {table}");
     }
     for run in fs::read_dir(d.path().join("results/runs")).unwrap() {
         let run = run.unwrap().path();

@@ -194,6 +194,18 @@ fn bad_schedules_and_unimplemented_parts_are_errors_naming_the_file() {
     let (_d, s) = set(&[("r.toml", &t)]);
     let e = build(&s, &full()).unwrap_err().to_string();
     assert!(e.contains("r.toml") && e.contains("milestone 3"), "{e}");
+    // Augmentation parameters default as in methods.md.
+    let t = VANILLA.replace(
+        "seeds = [0, 1]",
+        "seeds = [0]\naugment = { kind = \"ricap\" }",
+    );
+    let (_d, s) = set(&[("r.toml", &t)]);
+    let spec = &build(&s, &full()).unwrap().runs[0].spec;
+    assert_eq!(spec.augment, AugmentSpec::Ricap { beta: 0.3 });
+}
+
+#[test]
+fn stl10_imagenet_and_torchvision_models_plan_with_their_transforms() {
     // torchvision's ResNets plan on any dataset, as teachers too.
     let t = VANILLA.replace("\"resnet8\"", "\"resnet18\"")
         + "teachers = [ { model = \"resnet50\", seeds = [0] } ]\nmethod = \"sl\"\n";
@@ -267,14 +279,6 @@ fn bad_schedules_and_unimplemented_parts_are_errors_naming_the_file() {
     )]);
     let e = build(&s, &full()).unwrap_err().to_string();
     assert!(e.contains("16 to 512 pixels"), "{e}");
-    // Augmentation parameters default as in methods.md.
-    let t = VANILLA.replace(
-        "seeds = [0, 1]",
-        "seeds = [0]\naugment = { kind = \"ricap\" }",
-    );
-    let (_d, s) = set(&[("r.toml", &t)]);
-    let spec = &build(&s, &full()).unwrap().runs[0].spec;
-    assert_eq!(spec.augment, AugmentSpec::Ricap { beta: 0.3 });
 }
 
 #[test]

@@ -10,17 +10,7 @@ fn present(name: &str, dir: &Path) -> anyhow::Result<()> {
     match name {
         "cifar10" => check(dir, Variant::Cifar10),
         "cifar100" => check(dir, Variant::Cifar100),
-        _ => {
-            let folder = dir.join("stl10_binary");
-            for f in ["train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin"] {
-                anyhow::ensure!(
-                    folder.join(f).is_file(),
-                    "{} is missing",
-                    folder.join(f).display()
-                );
-            }
-            Ok(())
-        }
+        _ => data::stl10::check(dir),
     }
 }
 

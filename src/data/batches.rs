@@ -29,11 +29,9 @@ pub fn train<'a>(
         })));
     };
     let crop = resized_crop(t)?;
-    let mut it = imagenet::Transform::train(crop.size, seed, epoch as u64);
-    (it.mean, it.std) = normalisation(t);
+    let it = imagenet::Transform::train(crop.size, seed, epoch as u64);
     let rows = batches.iter().map(|b| b.to_vec()).collect();
-    let loader = Loader::new(files.clone(), rows, it, LoaderOptions::default());
-    Ok(Box::new(loader.map(|b| b.map(|b| b.images))))
+    Ok(from_files(files, rows, it, t))
 }
 
 /// The images of `ds` in order, `size` at a time, under the evaluation transform.
@@ -45,13 +43,24 @@ pub fn eval<'a>(ds: &'a Dataset, t: &'a Transform, size: usize) -> anyhow::Resul
         })));
     };
     let crop = resized_crop(t)?;
-    let mut it = imagenet::Transform::eval(crop.size, crop.resize);
-    (it.mean, it.std) = normalisation(t);
+    let it = imagenet::Transform::eval(crop.size, crop.resize);
     let rows = starts
         .map(|s| (s..(s + size).min(ds.len())).collect())
         .collect();
+    Ok(from_files(files, rows, it, t))
+}
+
+/// The batches `rows` of `files`, decoded ahead by the loader under `it` with the run's
+/// normalisation.
+fn from_files<'a>(
+    files: &std::sync::Arc<[imagenet::Sample]>,
+    rows: Vec<Vec<usize>>,
+    mut it: imagenet::Transform,
+    t: &Transform,
+) -> Batches<'a> {
+    (it.mean, it.std) = (t.mean.map(|v| v as f32), t.std.map(|v| v as f32));
     let loader = Loader::new(files.clone(), rows, it, LoaderOptions::default());
-    Ok(Box::new(loader.map(|b| b.map(|b| b.images))))
+    Box::new(loader.map(|b| b.map(|b| b.images)))
 }
 
 /// The crop of a dataset read from files; its scale and ratio ranges are torchvision's,
@@ -68,8 +77,4 @@ fn resized_crop(t: &Transform) -> anyhow::Result<&crate::spec::ResizedCrop> {
         standard.ratio
     );
     Ok(crop)
-}
-
-fn normalisation(t: &Transform) -> ([f32; 3], [f32; 3]) {
-    (t.mean.map(|v| v as f32), t.std.map(|v| v as f32))
 }

@@ -1,5 +1,5 @@
 //! Reading an image file into 8-bit RGB. JPEG decoding is zune-jpeg's (pure Rust, SIMD
-//! IDCT and colour conversion; not yet measured against jpeg-decoder or libjpeg-turbo);
+//! IDCT and colour conversion; `make bench` times it beside jpeg-decoder);
 //! grayscale and CMYK files come out as RGB, as PIL's `convert("RGB")` makes them for
 //! torchvision. A file is read by its content, as PIL opens it: ILSVRC2012's training set
 //! holds a PNG named `.JPEG` (`n02105855_2933.JPEG`), decoded by zune-png. Errors name

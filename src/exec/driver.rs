@@ -1,8 +1,8 @@
 //! A unit of work (a cohort: one run or several that train together) from start to end,
 //! each run through its `RunDir`: the provenance record, resuming from a checkpoint, each
-//! epoch's checkpoint and row, the failure record, the evaluation, the summary, and
-//! `done.toml` (last: it marks the run done). Also a done teacher trained again for its
-//! missing weights.
+//! epoch's checkpoint and row, the failure record, the evaluation and its logits, the
+//! summary, and `done.toml` (last: it marks the run done). Also a done teacher trained
+//! again for its missing weights.
 
 use super::backend::{Job, JobKind};
 use super::{halt_of, lock, message, Progress};
@@ -181,6 +181,7 @@ impl StoreSink<'_> {
         let wall: f64 = outcome.epochs.iter().map(|e| e.seconds).sum();
         let last = outcome.epochs.last().expect("at least one epoch");
         dir.write_evaluation(&outcome.last)?;
+        dir.write_logits(&outcome.last, outcome.validation.as_ref())?;
         self.record.provenance.finished_unix = Some(now_unix());
         self.record.provenance.wall_seconds = Some(wall);
         dir.write_record(&self.record)?;

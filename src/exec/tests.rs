@@ -114,6 +114,7 @@ fn trains_pending_runs_once_and_writes_their_files() {
         store::SUMMARY,
         store::RELIABILITY,
         store::PREDICTIONS,
+        store::LOGITS,
     ] {
         assert!(run_dir.join(f).is_file(), "{f}");
     }

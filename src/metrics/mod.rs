@@ -1,7 +1,11 @@
 //! Test-set metrics of `methods.md`: top-1 accuracy (%), ECE with 15 equal-width bins
 //! (Guo et al. 2017, a sample falls in bin m when lo < confidence ≤ hi, reported as a
 //! fraction), NLL, the Brier score (summed over classes, averaged over samples), and the
-//! per-bin numbers for reliability diagrams.
+//! per-bin numbers for reliability diagrams. The other calibration measures, and
+//! temperature scaling, are in `calibration`, computed from the logits an `Evaluation`
+//! keeps.
+
+pub mod calibration;
 
 pub const ECE_BINS: usize = 15;
 
@@ -35,6 +39,10 @@ pub struct Evaluation {
     pub brier: f64,
     pub bins: Vec<Bin>,
     pub predictions: Vec<Prediction>,
+    /// The row-major `n × classes` logits evaluated, for the run's stored logits (every
+    /// measure of `calibration` is computed again from them).
+    pub logits: Vec<f32>,
+    pub classes: usize,
 }
 
 /// The bin of a confidence in (0, 1]: bin m holds (m/M, (m+1)/M].
@@ -146,6 +154,8 @@ pub fn evaluate(logits: &[f32], labels: &[u16], classes: usize) -> Evaluation {
         brier: brier / nf,
         bins,
         predictions,
+        logits: logits.to_vec(),
+        classes,
     }
 }
 

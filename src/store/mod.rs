@@ -12,9 +12,11 @@
 
 pub mod checkpoint;
 pub mod lock;
+mod logits;
 mod records;
 mod run_dir;
 
+pub use logits::{read_logits, SplitLogits, StoredLogits};
 pub use records::*;
 pub use run_dir::{RunDir, Weights};
 

@@ -59,6 +59,8 @@ pub const RELIABILITY: &str = "reliability.csv";
 pub const PREDICTIONS: &str = "predictions.csv";
 pub const FAILED: &str = "failed.toml";
 pub const WEIGHTS: &str = "weights.safetensors";
+/// The final test (and validation) logits, f16 (`logits.rs`): a result, committed.
+pub const LOGITS: &str = "logits.safetensors";
 /// The cluster job a run was submitted in (`lecal submit`): not a result, never vouched
 /// for by the done record, and not committed.
 pub const SLURM: &str = "slurm.toml";

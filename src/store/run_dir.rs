@@ -6,6 +6,8 @@
 //! <results>/runs/<id>/summary.csv       the reported (last-epoch) numbers; present = done
 //! <results>/runs/<id>/reliability.csv   ECE bins of the last epoch
 //! <results>/runs/<id>/predictions.csv   per-sample label, prediction, confidence
+//! <results>/runs/<id>/logits.safetensors  the last epoch's test (and validation) logits,
+//!                                       f16 (`logits.rs`)
 //! <results>/runs/<id>/done.toml         written last: marks the run done, vouches for
 //!                                       its files by size and SHA-256
 //! <results>/runs/<id>/failed.toml       why the last attempt failed
@@ -20,17 +22,31 @@
 
 use super::checkpoint::{self, Found};
 use super::lock::{self, Acquired};
+use super::logits::{self, read_logits, StoredLogits};
 use super::records::{self, *};
 use super::{remove_temporaries, write_atomic, RunState, WriteError};
 use crate::metrics::Evaluation;
 use std::path::{Path, PathBuf};
 
-/// Format of `done.toml`.
-const DONE_FORMAT: u32 = 1;
+/// Format of the `done.toml` this lecal writes. Format 2 vouches for the logits too.
+/// Format 1, written before runs kept their logits, still marks its run done: its files
+/// are what the record says, and training it again would rewrite committed results; such
+/// a run only has no logits to compute the calibration measures from (`RunDir::logits`
+/// says so). A format-2 record without the logits is damage, like any vouched file.
+const DONE_FORMAT: u32 = 2;
 
 /// The files a done record vouches for besides the weights (which are not committed, so
-/// a missing weights file is not damage).
-const VOUCHED: [&str; 5] = [RUN, EPOCHS, SUMMARY, RELIABILITY, PREDICTIONS];
+/// a missing weights file is not damage). The logits are results like the CSV files:
+/// fixed by the spec and seed, written before the done record, committed.
+const VOUCHED: [&str; 6] = [RUN, EPOCHS, SUMMARY, RELIABILITY, PREDICTIONS, LOGITS];
+
+/// The files a done record of `format` must vouch for.
+fn vouched(format: u32) -> &'static [&'static str] {
+    match format {
+        1 => &VOUCHED[..5],
+        _ => &VOUCHED,
+    }
+}
 
 /// The weights of a done run, as its done record finds them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,7 +189,7 @@ impl RunDir {
             Ok(t) => t,
         };
         match toml::from_str::<DoneRecord>(&text) {
-            Ok(r) if r.id == self.id && r.format == DONE_FORMAT => Ok(Some(r)),
+            Ok(r) if r.id == self.id && (1..=DONE_FORMAT).contains(&r.format) => Ok(Some(r)),
             Ok(r) if r.id != self.id => Err(format!(
                 "{} is the done record of run {}",
                 path.display(),
@@ -200,7 +216,7 @@ impl RunDir {
             }
             Self::check_hash(&path, want)?;
         }
-        for name in VOUCHED {
+        for &name in vouched(rec.format) {
             if !rec.files.contains_key(name) {
                 return Err(format!(
                     "{}: no entry for {name}",
@@ -328,6 +344,32 @@ impl RunDir {
         records::write_evaluation(&self.path, e)
     }
 
+    /// `logits.safetensors`: the last epoch's test logits and, where the run holds out a
+    /// validation split, its validation logits.
+    pub fn write_logits(&self, test: &Evaluation, val: Option<&Evaluation>) -> anyhow::Result<()> {
+        let bytes = logits::encode_evaluations(test, val)?;
+        write_atomic(&self.file(LOGITS), &bytes)
+    }
+
+    /// The stored logits of a done run. A run done before runs kept their logits has none:
+    /// the error says so.
+    pub fn logits(&self) -> anyhow::Result<StoredLogits> {
+        let path = self.file(LOGITS);
+        if !path.exists() {
+            if let Ok(Some(rec)) = self.done_record() {
+                if !rec.files.contains_key(LOGITS) {
+                    anyhow::bail!(
+                        "{} is missing: run {} was done before runs kept their logits; \
+                         remove its folder to train it again",
+                        path.display(),
+                        self.id
+                    );
+                }
+            }
+        }
+        read_logits(&path)
+    }
+
     /// Where the final weights are (a teacher's students read them from there).
     pub fn weights_path(&self) -> PathBuf {
         self.file(WEIGHTS)
@@ -391,7 +433,7 @@ mod tests {
     fn done_run(root: &Path) -> RunDir {
         let r = RunDir::new("run-a", root.join("run-a"));
         r.create().unwrap();
-        for f in [RUN, EPOCHS, RELIABILITY, PREDICTIONS, WEIGHTS] {
+        for f in [RUN, EPOCHS, RELIABILITY, PREDICTIONS, LOGITS, WEIGHTS] {
             std::fs::write(r.file(f), format!("{f}\n")).unwrap();
         }
         r.write_summary(&Summary {
@@ -439,5 +481,53 @@ mod tests {
         assert_ne!(r.state(), RunState::Done);
         std::fs::write(r.file(DONE), "id = ").unwrap();
         assert!(matches!(r.state(), RunState::Damaged(w) if w.contains("malformed")));
+    }
+
+    #[test]
+    fn a_done_record_of_format_1_needs_no_logits_and_one_of_format_2_does() {
+        let d = tempfile::tempdir().unwrap();
+        let r = done_run(d.path());
+        std::fs::remove_file(r.file(LOGITS)).unwrap();
+        assert!(
+            matches!(r.state(), RunState::Damaged(w) if w.contains("logits.safetensors is missing"))
+        );
+        // A run done before runs kept their logits: format 1, no entry for them.
+        let mut rec = r.done_record().unwrap().unwrap();
+        rec.format = 1;
+        rec.files.remove(LOGITS);
+        write_toml(&r.file(DONE), &rec).unwrap();
+        assert_eq!(r.state(), RunState::Done);
+        let e = format!("{:#}", r.logits().unwrap_err());
+        assert!(e.contains("was done before runs kept their logits"), "{e}");
+        rec.format = 2;
+        write_toml(&r.file(DONE), &rec).unwrap();
+        assert!(matches!(r.state(), RunState::Damaged(w) if w.contains("no entry for logits")));
+        rec.format = 3;
+        write_toml(&r.file(DONE), &rec).unwrap();
+        assert!(matches!(r.state(), RunState::Damaged(w) if w.contains("format 3")));
+    }
+
+    #[test]
+    fn an_evaluations_logits_are_written_and_read_back() {
+        let d = tempfile::tempdir().unwrap();
+        let r = RunDir::new("run-a", d.path().join("run-a"));
+        r.create().unwrap();
+        let test = crate::metrics::evaluate(&[2.0, 0.5, -1.0, 0.0, 3.0, 1.0], &[0, 2], 3);
+        let val = crate::metrics::evaluate(&[0.0, 1.0, 0.25], &[1], 3);
+        r.write_logits(&test, Some(&val)).unwrap();
+        let got = r.logits().unwrap();
+        // Each row less its largest (all exact in f16).
+        assert_eq!(got.test.logits, [0.0, -1.5, -3.0, -3.0, 0.0, -2.0]);
+        assert_eq!(
+            (got.test.labels.as_slice(), got.test.classes),
+            (&[0u16, 2][..], 3)
+        );
+        let v = got.validation.unwrap();
+        assert_eq!(
+            (v.logits.as_slice(), v.labels.as_slice()),
+            (&[-1.0, 0.0, -0.75][..], &[1u16][..])
+        );
+        r.write_logits(&test, None).unwrap();
+        assert_eq!(r.logits().unwrap().validation, None);
     }
 }

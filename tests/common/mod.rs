@@ -49,6 +49,7 @@ pub fn results(dir: &Path, runs: usize) -> BTreeMap<String, Vec<u8>> {
                     "summary.csv",
                     "reliability.csv",
                     "predictions.csv",
+                    "logits.safetensors",
                     "weights.safetensors",
                     "slurm.toml"
                 ]
@@ -61,6 +62,7 @@ pub fn results(dir: &Path, runs: usize) -> BTreeMap<String, Vec<u8>> {
             "weights.safetensors",
             "predictions.csv",
             "reliability.csv",
+            "logits.safetensors",
         ] {
             out.insert(format!("{id}/{f}"), fs::read(run.join(f)).unwrap());
         }
@@ -71,7 +73,7 @@ pub fn results(dir: &Path, runs: usize) -> BTreeMap<String, Vec<u8>> {
             .collect();
         out.insert(format!("{id}/epochs.csv"), epochs.into_bytes());
     }
-    assert_eq!(out.len(), 5 * runs, "{runs} runs of five files");
+    assert_eq!(out.len(), 6 * runs, "{runs} runs of six files");
     out
 }
 

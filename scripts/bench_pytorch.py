@@ -33,6 +33,8 @@ Batch 64, 32x32 RGB images, 100 classes, float32.
                        ToTensor(), Normalize(ImageNet's mean and std), through a DataLoader
                        (batch 64, shuffled, one worker process per thread, kept alive
                        between epochs), as lecal's loader with one worker thread per core.
+  imagenet-decode 1 thread  the same files, in memory, decoded to RGB by PIL
+                       (libjpeg-turbo), what ImageFolder reads with, on one thread.
 
 The data measurements run on the CPU whatever --device says, as lecal's data pipeline does.
 """
@@ -244,6 +246,29 @@ def imagenet_loader_step(root, workers):
     return step, len(ds), cpu
 
 
+def pil_decode_step(root):
+    """PIL's decode (libjpeg-turbo), what torchvision's ImageFolder reads with, one thread,
+    over the same files held in memory as lecal's decoder rows."""
+    import io
+
+    from PIL import Image
+
+    train = os.path.join(root, "train")
+    files = []
+    for c in sorted(os.listdir(train)):
+        for f in sorted(os.listdir(os.path.join(train, c))):
+            with open(os.path.join(train, c, f), "rb") as fh:
+                files.append(fh.read())
+
+    def step():
+        for b in files:
+            im = Image.open(io.BytesIO(b)).convert("RGB")
+            im.load()
+        return im
+
+    return step, len(files), torch.device("cpu")
+
+
 def make_step(what, device, models, imagenet_dir=None, threads=1):
     """The step of one lecal `what`, or None when it is not measured here."""
     if what.startswith("train "):
@@ -259,6 +284,8 @@ def make_step(what, device, models, imagenet_dir=None, threads=1):
         return mix_step(what)
     if what == "imagenet-loader" and imagenet_dir:
         return imagenet_loader_step(imagenet_dir, threads)
+    if what == "imagenet-decode 1 thread" and imagenet_dir:
+        return pil_decode_step(imagenet_dir)
     return None
 
 

@@ -209,8 +209,8 @@ fn other_formats_and_damaged_files_are_errors_naming_the_file() {
     }
 }
 
-/// Five leaf classes, one training image each; six flat validation images labelled
-/// `ids` by the ground truth written (not yet placed: the caller puts it in a devkit).
+/// Five leaf classes, one training image each, and six flat validation images; returns
+/// their ground truth (IDs 1, 4, 2, 5, 3, 1), which the caller puts in a devkit.
 fn flat_folder(root: &Path) -> String {
     for s in expected().iter().filter(|s| s.num_children == 0) {
         let dir = root.join("train").join(&s.wnid);

@@ -8,7 +8,11 @@
 //!
 //! - `<root>/val/labels.txt`: lines `ILSVRC2012_val_00000001.JPEG n01751748`;
 //! - `<root>/LOC_val_solution.csv`: Kaggle's file, `ImageId,PredictionString` rows whose
-//!   first token is the wnid (`ILSVRC2012_val_00000001,n01751748 43 23 ...`).
+//!   first token is the wnid (`ILSVRC2012_val_00000001,n01751748 43 23 ...`);
+//! - the official devkit, `<root>/ILSVRC2012_devkit_t12/` extracted or the archive
+//!   `<root>/ILSVRC2012_devkit_t12.tar.gz`: its `data/ILSVRC2012_validation_ground_truth.txt`
+//!   gives each image's ILSVRC2012_ID, which its `data/meta.mat` maps to the wnid
+//!   (`devkit.rs`).
 //!
 //! Everything is listed sorted, so the same folder always gives the same indices, and
 //! nothing is skipped silently: a file that is not a JPEG, an empty class, an image
@@ -170,7 +174,7 @@ fn ground_truth(root: &Path) -> anyhow::Result<Option<(PathBuf, BTreeMap<String,
         }
         return Ok(Some((csv, map)));
     }
-    Ok(None)
+    super::devkit::ground_truth(root)
 }
 
 /// The sorted images of both splits with their labels, and every problem found.
@@ -248,11 +252,14 @@ fn flat_val(
     let Some((gt_path, map)) = gt else {
         problems.push(format!(
             "{} holds images without class folders and no ground truth: provide {} (lines \
-             `ILSVRC2012_val_00000001.JPEG n01751748`) or Kaggle's {} in {}",
+             `ILSVRC2012_val_00000001.JPEG n01751748`), or in {} Kaggle's {}, ILSVRC2012's \
+             devkit {} or its extracted folder {}/",
             dir.display(),
             dir.join(LABELS_TXT).display(),
+            root.display(),
             KAGGLE_CSV,
-            root.display()
+            super::DEVKIT_ARCHIVE,
+            super::DEVKIT_DIR,
         ));
         return ValLayout::FlatUnlabelled;
     };

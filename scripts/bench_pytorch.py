@@ -35,6 +35,8 @@ Batch 64, 32x32 RGB images, 100 classes, float32.
                        between epochs), as lecal's loader with one worker thread per core.
   imagenet-decode 1 thread  the same files, in memory, decoded to RGB by PIL
                        (libjpeg-turbo), what ImageFolder reads with, on one thread.
+  imagenet-resize 1 thread  the same images, decoded first, resized by PIL (antialiased
+                       bilinear) to a shorter side of 256, as Resize(256), on one thread.
 
 The data measurements run on the CPU whatever --device says, as lecal's data pipeline does.
 """
@@ -269,6 +271,30 @@ def pil_decode_step(root):
     return step, len(files), torch.device("cpu")
 
 
+def pil_resize_step(root):
+    """PIL's antialiased bilinear resize to a shorter side of 256, as torchvision's
+    Resize(256) on a PIL image, one thread, over the same files decoded first."""
+    from PIL import Image
+
+    train = os.path.join(root, "train")
+    images = []
+    for c in sorted(os.listdir(train)):
+        for f in sorted(os.listdir(os.path.join(train, c))):
+            im = Image.open(os.path.join(train, c, f)).convert("RGB")
+            im.load()
+            w, h = im.size
+            # torchvision's size rule: the shorter side to 256, the other floored.
+            size = (256, int(256 * h / w)) if w <= h else (int(256 * w / h), 256)
+            images.append((im, size))
+
+    def step():
+        for im, size in images:
+            out = im.resize(size, Image.BILINEAR)
+        return out
+
+    return step, len(images), torch.device("cpu")
+
+
 def make_step(what, device, models, imagenet_dir=None, threads=1):
     """The step of one lecal `what`, or None when it is not measured here."""
     if what.startswith("train "):
@@ -286,6 +312,8 @@ def make_step(what, device, models, imagenet_dir=None, threads=1):
         return imagenet_loader_step(imagenet_dir, threads)
     if what == "imagenet-decode 1 thread" and imagenet_dir:
         return pil_decode_step(imagenet_dir)
+    if what == "imagenet-resize 1 thread" and imagenet_dir:
+        return pil_resize_step(imagenet_dir)
     return None
 
 

@@ -2,7 +2,10 @@
 //! generated JPEG files (decode, RandomResizedCrop 224, flip, normalise) with the loader
 //! on every core; `scripts/bench_pytorch.py` times torchvision's `ImageFolder` and
 //! `DataLoader` on the same files. Beside it, the JPEG decoders lecal could use, each on
-//! one thread over the same files: zune-jpeg (the one the loader uses) and jpeg-decoder.
+//! one thread over the same files: zune-jpeg (the one the loader uses) and jpeg-decoder;
+//! and the resizers: lecal's Pillow-exact one (the loader's) and fast_image_resize's
+//! bilinear convolution, each on one thread over the same decoded images, with how far the
+//! latter's pixels are from Pillow's.
 
 use crate::data::imagenet::{self, synth, Loader, LoaderOptions, Transform};
 use crate::rng::Rng;
@@ -93,4 +96,71 @@ pub fn decoders(
         Ok(())
     })?;
     Ok(vec![("zune-jpeg", zune), ("jpeg-decoder", jd)])
+}
+
+/// Resizing alone, one thread: every image of `dir/train` (decoded first) to a shorter
+/// side of 256, antialiased bilinear, as torchvision's `Resize(256)` (the evaluation
+/// transform's first step). Returns (resizer, result, largest difference of a byte from
+/// Pillow's, i.e. from lecal's Pillow-exact resize, over all images).
+pub fn resizers(
+    dir: &Path,
+    images: usize,
+    min_seconds: f64,
+) -> anyhow::Result<Vec<(&'static str, Timed, u8)>> {
+    use fast_image_resize as fir;
+    prepare(dir, images)?;
+    let decoded = imagenet::survey(dir)
+        .train
+        .iter()
+        .map(|s| imagenet::load(&s.path))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let sizes: Vec<(usize, usize)> = decoded
+        .iter()
+        .map(|im| imagenet::resized_size(im.width, im.height, 256))
+        .collect();
+    let exact = |im: &imagenet::Rgb, (w, h): (usize, usize)| {
+        imagenet::resize(im, (0, 0, im.width, im.height), w, h, (0, 0, w, h))
+    };
+    let mut resizer = fir::Resizer::new();
+    let options = fir::ResizeOptions::new()
+        .resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::Bilinear));
+    let mut fast = |im: &imagenet::Rgb, (w, h): (usize, usize)| -> anyhow::Result<Vec<u8>> {
+        let src = fir::images::ImageRef::new(
+            im.width as u32,
+            im.height as u32,
+            &im.pixels,
+            fir::PixelType::U8x3,
+        )?;
+        let mut dst = fir::images::Image::new(w as u32, h as u32, fir::PixelType::U8x3);
+        resizer.resize(&src, &mut dst, &options)?;
+        Ok(dst.into_vec())
+    };
+    let mut worst = 0u8;
+    for (im, &size) in decoded.iter().zip(&sizes) {
+        let (a, b) = (exact(im, size).pixels, fast(im, size)?);
+        anyhow::ensure!(a.len() == b.len(), "fast_image_resize gave another size");
+        worst = worst.max(
+            a.iter()
+                .zip(&b)
+                .map(|(x, y)| x.abs_diff(*y))
+                .max()
+                .unwrap_or(0),
+        );
+    }
+    let lecal = super::time(min_seconds, decoded.len(), || {
+        for (im, &size) in decoded.iter().zip(&sizes) {
+            std::hint::black_box(exact(im, size));
+        }
+        Ok(())
+    })?;
+    let fir_timed = super::time(min_seconds, decoded.len(), || {
+        for (im, &size) in decoded.iter().zip(&sizes) {
+            std::hint::black_box(fast(im, size)?);
+        }
+        Ok(())
+    })?;
+    Ok(vec![
+        ("Pillow-exact (lecal's)", lecal, 0),
+        ("fast_image_resize", fir_timed, worst),
+    ])
 }

@@ -200,6 +200,12 @@ pub fn run(o: &Options) -> anyhow::Result<Vec<Measure>> {
         for (decoder, r) in imagenet::decoders(&o.imagenet_dir, o.imagenet_images, o.min_seconds)? {
             push("imagenet-decode 1 thread".into(), decoder.into(), r);
         }
+        for (resizer, r, worst) in
+            imagenet::resizers(&o.imagenet_dir, o.imagenet_images, o.min_seconds)?
+        {
+            let name = format!("{resizer}, max |Δ| {worst} from Pillow");
+            push("imagenet-resize 1 thread".into(), name, r);
+        }
     }
     if !part("data") {
         return Ok(out);

@@ -247,7 +247,7 @@ fn verdicts_set_the_runs_against_the_papers_values() {
         "{md}"
     );
     assert!(
-        md.contains("| KD < Vanilla (ECE) | 1 of 1 columns | no results yet |"),
+        md.contains("| ECE: KD < Vanilla | 1 of 1 columns | no results yet |"),
         "{md}"
     );
     let tables = d.path().join("results/tables");

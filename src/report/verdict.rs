@@ -250,11 +250,11 @@ pub fn rule_text() -> String {
 
 fn ordering_text(o: &Ordering) -> String {
     let m = match o.measure {
-        Measure::Acc => "accuracy",
+        Measure::Acc => "Accuracy",
         Measure::Ece => "ECE",
     };
     let op = if o.below { "<" } else { ">" };
-    format!("{} {op} {} ({m})", o.first, o.second)
+    format!("{m}: {} {op} {}", o.first, o.second)
 }
 
 pub fn markdown(v: &Verdicts, t: &Table) -> String {

@@ -197,11 +197,11 @@ fn a_tables_verdicts_counts_and_orderings() {
     );
     assert!(md.contains("within 1 pp of accuracy / 0.02 of ECE"), "{md}");
     assert!(
-        md.contains("| LS < Vanilla (ECE) | 2 of 2 columns | holds (1 of 1 columns) |"),
+        md.contains("| ECE: LS < Vanilla | 2 of 2 columns | holds (1 of 1 columns) |"),
         "{md}"
     );
     assert!(
-        md.contains("| LS > Vanilla (accuracy) | 0 of 2 columns | fails in A (0 of 1 columns) |"),
+        md.contains("| Accuracy: LS > Vanilla | 0 of 2 columns | fails in A (0 of 1 columns) |"),
         "{md}"
     );
     assert!(

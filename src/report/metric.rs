@@ -170,9 +170,10 @@ impl View {
         !m.in_summary() || (self.ts && m.scaled())
     }
 
-    /// Whether a run's logits are read.
+    /// Whether a run's logits are read: for a measure computed from them, and with `--ts`
+    /// always, for the temperature the CSV reports.
     pub fn needs_logits(&self) -> bool {
-        self.metrics.iter().any(|&m| self.from_logits(m))
+        self.ts || self.metrics.iter().any(|&m| self.from_logits(m))
     }
 }
 
@@ -206,7 +207,7 @@ fn run_numbers(
             ),
         };
         let m = measured.scores();
-        if view.metrics.iter().any(|x| !x.in_summary() && !view.ts) {
+        if !view.ts && view.metrics.iter().any(|x| !x.in_summary()) {
             raw = Some(calibration::calibration(m, 1.0));
         }
         if view.ts {
@@ -378,9 +379,11 @@ mod tests {
             (v.label(), v.needs_logits()),
             ("accuracy-ece-ts".into(), true)
         );
-        // Scaling keeps the ranking: accuracy and top-5 after it are the summary's.
+        // Scaling keeps the ranking: accuracy and top-5 after it are the summary's, though
+        // T is still fitted, for the CSV.
         let v = View::new(&[Metric::Accuracy, Metric::Top5], true);
-        assert!(!v.needs_logits());
+        assert!(!v.from_logits(Metric::Accuracy) && !v.from_logits(Metric::Top5));
+        assert!(v.needs_logits());
     }
 
     #[test]

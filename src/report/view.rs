@@ -127,10 +127,7 @@ fn listed(items: &[&str]) -> String {
 pub fn protocol_text(t: &MetricTable) -> String {
     let v = &t.view;
     let titles: Vec<&str> = v.metrics.iter().map(|m| m.title()).collect();
-    let mut what = titles.join(" / ");
-    if let Some(first) = what.get(..1) {
-        what = first.to_uppercase() + &what[1..];
-    }
+    let what = upper_first(&titles.join(" / "));
     let mut s = format!(
         "{what} on {}{}. Protocol: the last epoch of each run; mean ± sample standard \
          deviation over seeds, with n shown where fewer seeds finished than the recipe lists; \

@@ -4,6 +4,7 @@
 use crate::commands::{self, BenchOptions, RunOptions};
 use crate::device::DeviceChoice;
 use crate::model::ConvChoice;
+use crate::report;
 use crate::store::Store;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -106,6 +107,27 @@ pub enum Command {
         /// full, quick or smoke: shrink epochs and data (scaled runs get their own ids).
         #[arg(long, default_value = "full")]
         scale: String,
+        /// The measures each cell shows, comma-separated. `accuracy,ece` is the table's own
+        /// layout (<name>.md, .csv, .tex); any other list is written as
+        /// <name>.<metrics>.md and .csv. Measures summary.csv lacks come from each run's
+        /// stored logits.
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "accuracy,ece",
+            value_name = "METRIC"
+        )]
+        metric: Vec<report::Metric>,
+        /// Each measure after temperature scaling ("+TS"): T fitted on each run's
+        /// validation split where it holds one out, otherwise two-fold cross-fitted on the
+        /// test set (even and odd positions).
+        #[arg(long)]
+        ts: bool,
+        /// The reproduction against the paper's values: Δaccuracy and ΔECE per cell with a
+        /// verdict from the seeds, and the table spec's orderings (<name>.verdicts.md, .csv).
+        #[arg(long, conflicts_with_all = ["metric", "ts"])]
+        verdicts: bool,
     },
     /// Count and list done, partial, pending and failed runs.
     Status {
@@ -269,7 +291,17 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             table,
             recipes,
             scale,
-        } => commands::table(&table, &recipes, &scale, &store)?,
+            metric,
+            ts,
+            verdicts,
+        } => {
+            let view = if verdicts {
+                commands::TableView::Verdicts
+            } else {
+                commands::TableView::Cells(report::View::new(&metric, ts))
+            };
+            commands::table(&table, &recipes, &scale, &view, &store)?
+        }
         Command::Status { paths, scale } => {
             let paths = if paths.is_empty() {
                 vec![PathBuf::from("recipes")]

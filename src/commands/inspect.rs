@@ -187,8 +187,23 @@ fn find_table_spec(name: &str, recipes: &Path) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("no table spec `{want}` under {}", recipes.display()))
 }
 
+/// What `lecal table` shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TableView {
+    /// The table's own layout, or other measures (`--metric`, `--ts`).
+    Cells(report::View),
+    /// The reproduction against the paper's values (`--verdicts`).
+    Verdicts,
+}
+
 /// `lecal table`: a table from its recipes and the results, written and printed.
-pub fn table(name: &str, recipes: &Path, scale: &str, store: &Store) -> anyhow::Result<()> {
+pub fn table(
+    name: &str,
+    recipes: &Path,
+    scale: &str,
+    view: &TableView,
+    store: &Store,
+) -> anyhow::Result<()> {
     let spec_path = find_table_spec(name, recipes)?;
     let dir = spec_path.parent().unwrap_or(Path::new(".")).to_path_buf();
     let (set, plan) = load_plan(&[dir], scale)?;
@@ -198,9 +213,43 @@ pub fn table(name: &str, recipes: &Path, scale: &str, store: &Store) -> anyhow::
         .find(|t| t.path == spec_path)
         .cloned()
         .map_or_else(|| recipe::load_table(&spec_path), Ok)?;
-    let table = report::assemble(&spec, &plan, store, scale)?;
-    let written = report::write(&table, store)?;
-    out!("{}", report::Exporter::render(&report::Markdown, &table));
+    let (written, shown) = match view {
+        TableView::Cells(v) if v.is_standard() => {
+            let table = report::assemble(&spec, &plan, store, scale)?;
+            let md = report::Exporter::render(&report::Markdown, &table);
+            (report::write(&table, store)?, md)
+        }
+        TableView::Cells(v) => {
+            let t = report::assemble_view(&spec, &plan, store, scale, v)?;
+            let md = report::view::markdown(&t);
+            let files = [("md", md.clone()), ("csv", report::view::csv(&t))];
+            let label = v.label();
+            (
+                report::write_files(&t.table, Some(&label), &files, store)?,
+                md,
+            )
+        }
+        TableView::Verdicts => {
+            let table = report::assemble(&spec, &plan, store, scale)?;
+            let orderings: Vec<_> = spec
+                .raw
+                .orderings
+                .iter()
+                .map(|o| o.get_ref().clone())
+                .collect();
+            let v = report::verdict::assess(&table, &orderings)?;
+            let md = report::verdict::markdown(&v, &table);
+            let files = [
+                ("md", md.clone()),
+                ("csv", report::verdict::csv(&v, &table)),
+            ];
+            (
+                report::write_files(&table, Some("verdicts"), &files, store)?,
+                md,
+            )
+        }
+    };
+    out!("{shown}");
     for p in written {
         eprintln!("wrote {}", p.display());
     }

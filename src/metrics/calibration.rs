@@ -24,7 +24,8 @@
 //!
 //! Temperature scaling (Guo et al. 2017) is the post-hoc baseline: one T > 0 fitted on the
 //! validation split, minimising its NLL of softmax(z/T), then applied to the test logits
-//! (`assess`).
+//! (`assess`). A run without a validation split is scaled by two-fold cross-fitting on
+//! the measured split itself (`cross_fit`, `temperature_scaled`).
 
 use super::{bin_of, ece, ECE_BINS};
 
@@ -217,6 +218,12 @@ pub fn classwise_ece(s: Scores, bins: usize) -> f64 {
 /// bins where there are bins.
 pub fn calibration(s: Scores, t: f64) -> Calibration {
     let beta = 1.0 / t;
+    calibration_at(s, |_| beta)
+}
+
+/// Every measure of `s`, sample i at inverse temperature `beta(i)`: the pooled measures of
+/// samples scaled by different temperatures (`cross_fit`).
+fn calibration_at(s: Scores, beta: impl Fn(usize) -> f64) -> Calibration {
     let n = s.len();
     let nf = n.max(1) as f64;
     let mut p = vec![0f64; s.classes];
@@ -226,6 +233,7 @@ pub fn calibration(s: Scores, t: f64) -> Calibration {
     for i in 0..n {
         let z = s.row(i);
         let y = s.labels[i] as usize;
+        let beta = beta(i);
         let log_norm = softmax(z, beta, &mut p);
         let m = z.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
         nll += log_norm - (z[y] as f64 - m) * beta;
@@ -331,6 +339,90 @@ pub fn assess(test: Scores, val: Option<Scores>) -> Assessment {
         raw: calibration(test, 1.0),
         temperature,
         scaled: temperature.map(|t| calibration(test, t)),
+    }
+}
+
+/// Temperature scaling cross-fitted on a split that no held-out split accompanies (Ashukha
+/// et al. 2020, "Pitfalls of in-domain uncertainty estimation and ensembling in deep
+/// learning": "test-time cross-validation"), so that no sample is measured at a
+/// temperature fitted on itself.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CrossFit {
+    /// T fitted on the even positions (0, 2, 4, …) and T fitted on the odd ones.
+    pub temperatures: [f64; 2],
+    /// The measures of the whole split, pooled: each sample at the temperature fitted on
+    /// the other half.
+    pub scaled: Calibration,
+}
+
+impl CrossFit {
+    /// The two temperatures' mean.
+    pub fn temperature(&self) -> f64 {
+        0.5 * (self.temperatures[0] + self.temperatures[1])
+    }
+}
+
+/// Two folds by position, even and odd: a fixed rule that depends on nothing but the
+/// order of the split, and one that keeps both halves alike where a split is stored
+/// sorted by class (ImageNet's validation folders), which halves by first and second
+/// half would not. T is fitted on each fold (`fit_temperature`) and applied to the
+/// other; the measures are then computed once on the pooled n samples rather than
+/// averaged over the two halves: binned measures (ECE and its kin) are not averages of
+/// per-half values, and pooling keeps the bins as full as the unscaled measures', so
+/// the two compare like for like. A fold with no sample (a split of one) fits T = 1.
+pub fn cross_fit(s: Scores) -> CrossFit {
+    let fit = |parity: usize| {
+        let at = (parity..s.len()).step_by(2);
+        let logits: Vec<f32> = at.clone().flat_map(|i| s.row(i).iter().copied()).collect();
+        let labels: Vec<u16> = at.map(|i| s.labels[i]).collect();
+        fit_temperature(Scores::new(&logits, &labels, s.classes))
+    };
+    let temperatures = [fit(0), fit(1)];
+    let beta = [1.0 / temperatures[0], 1.0 / temperatures[1]];
+    CrossFit {
+        temperatures,
+        scaled: calibration_at(s, |i| beta[1 - i % 2]),
+    }
+}
+
+/// Where a temperature was fitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fit {
+    /// On the run's held-out validation split, applied to the measured split.
+    Validation,
+    /// Two-fold on the measured split itself (`cross_fit`).
+    CrossFit,
+}
+
+/// A split's measures after temperature scaling.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scaled {
+    pub fit: Fit,
+    /// The fitted temperature (with `Fit::CrossFit`, the mean of the two).
+    pub temperature: f64,
+    pub scaled: Calibration,
+}
+
+/// `measured` after temperature scaling: T fitted on `held_out` where there is one (a
+/// split apart from the measured one), cross-fitted on `measured` itself otherwise.
+pub fn temperature_scaled(measured: Scores, held_out: Option<Scores>) -> Scaled {
+    match held_out.filter(|v| !v.is_empty()) {
+        Some(v) => {
+            let t = fit_temperature(v);
+            Scaled {
+                fit: Fit::Validation,
+                temperature: t,
+                scaled: calibration(measured, t),
+            }
+        }
+        None => {
+            let c = cross_fit(measured);
+            Scaled {
+                fit: Fit::CrossFit,
+                temperature: c.temperature(),
+                scaled: c.scaled,
+            }
+        }
     }
 }
 

@@ -270,6 +270,7 @@ pub fn load_table(path: &Path) -> Result<TableSpec, RecipeError> {
         for (key, used) in [
             ("paper", !raw.paper.is_empty()),
             ("cited", !raw.cited.is_empty()),
+            ("orderings", !raw.orderings.is_empty()),
         ] {
             if used {
                 let msg = "the paper's numbers are on the test set; a table of the validation \
@@ -296,11 +297,35 @@ pub fn load_table(path: &Path) -> Result<TableSpec, RecipeError> {
             return Err(RecipeError::at_key(path, &source, &key, msg));
         }
     }
+    check_orderings(path, &source, &raw)?;
     Ok(TableSpec {
         name,
         path: path.to_path_buf(),
         raw,
     })
+}
+
+/// Each ordering compares two different rows of the table.
+fn check_orderings(path: &Path, source: &str, raw: &RawTableSpec) -> Result<(), RecipeError> {
+    for o in &raw.orderings {
+        let ord = o.get_ref();
+        let unknown = [&ord.first, &ord.second]
+            .into_iter()
+            .find(|r| !raw.rows.contains(r));
+        let msg = match unknown {
+            Some(row) => format!("row `{row}` is not in `rows`"),
+            None if ord.first == ord.second => format!("`{}` is compared with itself", ord.first),
+            None => continue,
+        };
+        return Err(RecipeError::at_span(
+            path,
+            source,
+            o.span(),
+            Some("orderings"),
+            msg,
+        ));
+    }
+    Ok(())
 }
 
 fn parse_preset(path: &Path, source: &str) -> Result<MethodFields, RecipeError> {

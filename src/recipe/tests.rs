@@ -267,3 +267,45 @@ fn a_results_folder_among_the_recipes_is_not_read_as_recipes() {
     let dir = folder(&[("run.toml", VANILLA)]);
     assert_eq!(load(&[dir.path().to_path_buf()]).unwrap().recipes.len(), 1);
 }
+
+#[test]
+fn orderings_name_rows_of_the_table_a_comparison_and_a_measure() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("x.table.toml");
+    let head = "title = \"x\"\nrows = [\"a\", \"b\"]\ncolumns = [\"c\"]\n";
+    fs::write(
+        &p,
+        format!(
+            "{head}orderings = [[\"a\", \"<\", \"b\", \"ece\"], [\"b\", \">\", \"a\", \"acc\"]]\n"
+        ),
+    )
+    .unwrap();
+    let t = load_table(&p).unwrap();
+    let o: Vec<&Ordering> = t.raw.orderings.iter().map(|o| o.get_ref()).collect();
+    assert_eq!((o[0].below, o[0].measure), (true, Measure::Ece));
+    assert_eq!(
+        (&*o[1].first, o[1].below, o[1].measure),
+        ("b", false, Measure::Acc)
+    );
+    for (bad, says) in [
+        (
+            "[[\"a\", \"<\", \"z\", \"ece\"]]",
+            "row `z` is not in `rows`",
+        ),
+        (
+            "[[\"a\", \"<\", \"a\", \"ece\"]]",
+            "`a` is compared with itself",
+        ),
+        (
+            "[[\"a\", \"<=\", \"b\", \"ece\"]]",
+            "unknown comparison `<=`",
+        ),
+        ("[[\"a\", \"<\", \"b\", \"nll\"]]", "unknown measure `nll`"),
+        ("[[\"a\", \"<\", \"b\"]]", "4"),
+    ] {
+        fs::write(&p, format!("{head}orderings = {bad}\n")).unwrap();
+        let e = load_table(&p).unwrap_err();
+        assert!(e.to_string().contains(says), "{bad}: {e}");
+        assert_eq!(e.at.map(|a| a.0), Some(4), "{bad}: {e}");
+    }
+}

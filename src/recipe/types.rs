@@ -306,6 +306,63 @@ pub struct RawTableSpec {
     /// Show top-5 accuracy beside top-1 in each cell (ImageNet's tables).
     #[serde(default)]
     pub top5: bool,
+    /// Orderings of the paper's rows that the reproduction should keep, checked in every
+    /// column by `lecal table --verdicts`: `["KD-SL", "<", "Vanilla", "ece"]`.
+    #[serde(default)]
+    pub orderings: Vec<Spanned<Ordering>>,
+}
+
+/// "`first`'s `measure` is below (or above) `second`'s", in every column.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "[String; 4]")]
+pub struct Ordering {
+    pub first: String,
+    pub below: bool,
+    pub second: String,
+    pub measure: Measure,
+}
+
+/// A number the paper publishes for each cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    Acc,
+    Ece,
+}
+
+impl Measure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Measure::Acc => "acc",
+            Measure::Ece => "ece",
+        }
+    }
+}
+
+impl TryFrom<[String; 4]> for Ordering {
+    type Error = String;
+
+    fn try_from([first, op, second, measure]: [String; 4]) -> Result<Self, String> {
+        let below = match op.as_str() {
+            "<" => true,
+            ">" => false,
+            _ => return Err(format!("unknown comparison `{op}`, expected `<` or `>`")),
+        };
+        let measure = match measure.as_str() {
+            "acc" => Measure::Acc,
+            "ece" => Measure::Ece,
+            _ => {
+                return Err(format!(
+                    "unknown measure `{measure}`, expected `acc` or `ece`"
+                ))
+            }
+        };
+        Ok(Ordering {
+            first,
+            below,
+            second,
+            measure,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -41,7 +41,7 @@ fn cell_text(c: &Cell, bold_acc: bool, bold_ece: bool, top5: bool) -> String {
     }
 }
 
-fn header(t: &Table, first: &str) -> String {
+pub(super) fn header(t: &Table, first: &str) -> String {
     let mut s = format!("| {first} |");
     for c in &t.columns {
         s.push_str(&format!(" {c} |"));

@@ -1,13 +1,19 @@
 //! Tables: gather the finished runs of each cell of a table spec, reduce them to
-//! mean ± sample std over seeds, and export in the paper's layout.
+//! mean ± sample std over seeds, and export in the paper's layout; other measures of the
+//! same cells, before or after temperature scaling (`metric`, `view`); the reproduction
+//! checked against the paper's values (`verdict`).
 
 mod csv;
 mod latex;
 mod markdown;
+pub mod metric;
+pub mod verdict;
+pub mod view;
 
 pub use self::csv::Csv;
 pub use latex::Latex;
 pub use markdown::Markdown;
+pub use metric::{assemble_view, Metric, MetricTable, View};
 
 use crate::plan::Plan;
 use crate::recipe::{CellRef, PaperValue, Split, TableSpec};
@@ -97,7 +103,11 @@ pub fn cell_stats(seeds: usize, done: &[store::Summary]) -> Cell {
 }
 
 /// A run's summary with its numbers on `split`.
-fn on_split(s: store::Summary, split: Split, cell: &CellRef) -> anyhow::Result<store::Summary> {
+pub(super) fn on_split(
+    s: store::Summary,
+    split: Split,
+    cell: &CellRef,
+) -> anyhow::Result<store::Summary> {
     if split == Split::Test {
         return Ok(s);
     }
@@ -258,14 +268,30 @@ pub trait Exporter {
 /// Writes `<tables>/<name>.md`, `.csv` and `.tex`; returns their paths.
 pub fn write(t: &Table, store: &Store) -> anyhow::Result<Vec<std::path::PathBuf>> {
     let exporters: [&dyn Exporter; 3] = [&Markdown, &Csv, &Latex];
-    let stem = match &t.scale {
-        Some(s) => format!("{}.{s}", t.name),
-        None => t.name.clone(),
-    };
+    let files: Vec<(&str, String)> = exporters
+        .iter()
+        .map(|e| (e.extension(), e.render(t)))
+        .collect();
+    write_files(t, None, &files, store)
+}
+
+/// Writes each (extension, text) of `files` as `<tables>/<name>[.<scale>][.<view>].<ext>`;
+/// returns their paths.
+pub fn write_files(
+    t: &Table,
+    view: Option<&str>,
+    files: &[(&str, String)],
+    store: &Store,
+) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let stem = [Some(t.name.as_str()), t.scale.as_deref(), view]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(".");
     let mut out = Vec::new();
-    for e in exporters {
-        let p = store.tables_dir().join(format!("{stem}.{}", e.extension()));
-        store::write_atomic(&p, e.render(t).as_bytes())?;
+    for (ext, text) in files {
+        let p = store.tables_dir().join(format!("{stem}.{ext}"));
+        store::write_atomic(&p, text.as_bytes())?;
         out.push(p);
     }
     Ok(out)

@@ -177,3 +177,93 @@ KD & -- & -- \\\\
         "a\\textbackslash{}b\\textasciitilde{}c\\textasciicircum{}d\\#e"
     );
 }
+
+/// `table()` in a view of NLL and MCE after temperature scaling, cross-fitted, with a
+/// cited row.
+fn view_table() -> MetricTable {
+    use crate::metrics::calibration::Fit;
+    use metric::ViewCell;
+    let mut t = table();
+    let k = |r: &str, c: &str| (r.to_string(), c.to_string());
+    t.cells
+        .insert(k("KD", "A"), Cell::Cited(t.paper[&k("Vanilla", "A")]));
+    let cell = |n, nll: (f64, Option<f64>), mce: (f64, Option<f64>), t: f64| ViewCell {
+        seeds: 3,
+        n,
+        values: vec![Some(nll), Some(mce)],
+        temperature: Some(t),
+        fits: [Fit::CrossFit].into(),
+    };
+    let mut cells = BTreeMap::new();
+    cells.insert(
+        k("Vanilla", "A"),
+        cell(3, (1.2345, Some(0.01)), (0.2, Some(0.05)), 1.5),
+    );
+    cells.insert(k("LS", "A"), cell(2, (1.1, Some(0.02)), (0.25, None), 0.9));
+    cells.insert(
+        k("LS", "B"),
+        cell(3, (2.0, Some(0.0)), (0.3, Some(0.1)), 1.25),
+    );
+    MetricTable {
+        table: t,
+        view: View::new(&[Metric::Nll, Metric::Mce], true),
+        cells,
+    }
+}
+
+#[test]
+fn a_view_shows_its_measures_with_the_best_in_bold_and_says_how_t_was_fitted() {
+    use crate::metrics::calibration::Fit;
+    let mt = view_table();
+    let md = view::markdown(&mt);
+    let expected = "\
+# Title
+
+| Method | A | B |
+|:--|:-:|:-:|
+| Vanilla | 1.234 ± 0.010 / **0.200** ± 0.050 | pending |
+| LS | **1.100** ± 0.020 / 0.250 (n=2) | **2.000** ± 0.000 / **0.300** ± 0.100 |
+| KD | — | — |
+";
+    assert!(md.starts_with(expected), "{md}");
+    assert!(
+        md.contains("NLL / MCE (15 bins) on the test set, after temperature scaling."),
+        "{md}"
+    );
+    assert!(
+        md.contains("NLL and MCE (15 bins) from each run's stored logits"),
+        "{md}"
+    );
+    assert!(
+        md.contains("no run holds out a validation split, so each run's T is cross-fitted on the test set as Ashukha et al. (2020) do"),
+        "{md}"
+    );
+    assert!(!md.contains("Published in the paper"), "{md}");
+    let csv = view::csv(&mt);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "table,row,column,status,n,seeds,nll_mean,nll_std,mce_mean,mce_std,t_mean,ts_fit"
+    );
+    assert_eq!(
+        lines[1],
+        "t,Vanilla,A,done,3,3,1.23450,0.01000,0.20000,0.05000,1.5000,cross-fit"
+    );
+    assert_eq!(lines[2], "t,Vanilla,B,pending,0,3,,,,,,");
+    assert_eq!(lines[5], "t,KD,A,cited,0,0,,,,,,");
+    // Accuracy and ECE of a cited row are the paper's; after scaling, its ECE is unknown.
+    let mut mt = mt;
+    mt.view = View::new(&[Metric::Accuracy, Metric::Ece], true);
+    for c in mt.cells.values_mut() {
+        c.values = vec![Some((71.0, None)), Some((0.05, None))];
+        c.fits = [Fit::Validation].into();
+    }
+    let md = view::markdown(&mt);
+    assert!(md.contains("| KD | 69.32 / — (cited) | — |"), "{md}");
+    assert!(
+        md.contains("one T per run, fitted on its held-out validation split"),
+        "{md}"
+    );
+    mt.view = View::new(&[Metric::Accuracy, Metric::Ece], false);
+    assert!(view::markdown(&mt).contains("| KD | 69.32 / 0.070 (cited) | — |"));
+}

@@ -216,3 +216,57 @@ fn the_suite_agrees_with_the_summary_metrics_and_scaling_keeps_the_predictions()
     let a = assess(s, None);
     assert_eq!((a.temperature, a.scaled), (None, None));
 }
+
+#[test]
+fn cross_fitting_measures_each_half_at_the_other_halfs_temperature() {
+    // Eight samples of two classes, interleaved: the even positions have logits (1, −1)
+    // (margin 2), the odd ones (0.5, −0.5) (margin 1); in each half three of four are
+    // right (class 0), the last one (positions 6 and 7) wrong.
+    let z: Vec<f32> = (0..8)
+        .flat_map(|i| if i % 2 == 0 { [1.0, -1.0] } else { [0.5, -0.5] })
+        .collect();
+    let y = [0u16, 0, 0, 0, 0, 0, 1, 1];
+    let s = Scores::new(&z, &y, 2);
+    // Each half alone: σ(margin/T) = 3/4 at T = margin / ln 3 (as in
+    // `temperature_scaling_finds_the_analytic_temperature`).
+    let c = cross_fit(s);
+    let ln3 = 3f64.ln();
+    close(c.temperatures[0], 2.0 / ln3, 1e-6);
+    close(c.temperatures[1], 1.0 / ln3, 1e-6);
+    close(c.temperature(), 1.5 / ln3, 1e-6);
+    // Swapped: the even samples at T = 1/ln 3 have confidence σ(2 ln 3) = 9/10; the odd
+    // ones at T = 2/ln 3 have σ(ln 3 / 2) = √3 / (1 + √3) = 0.633975.
+    let odd = 3f64.sqrt() / (1.0 + 3f64.sqrt());
+    // Pooled: 0.9 (bin 13) and 0.634 (bin 9) hold four samples each, three right:
+    // ECE = ½·|0.75 − 0.9| + ½·|0.75 − 0.633975| = 0.075 + 0.0580127 = 0.1330127.
+    let m = c.scaled;
+    close(m.accuracy, 75.0, 1e-9);
+    close(m.ece, 0.5 * 0.15 + 0.5 * (0.75 - odd), 1e-6);
+    close(m.ece, 0.1330127, 1e-6);
+    close(m.mce, 0.15, 1e-6);
+    // NLL: (3·(−ln 0.9) − ln 0.1 + 3·(−ln 0.634) − ln 0.366) / 8.
+    let nll = (-3.0 * 0.9f64.ln() - 0.1f64.ln() - 3.0 * odd.ln() - (1.0 - odd).ln()) / 8.0;
+    close(m.nll, nll, 1e-6);
+    // Brier: a right sample at confidence c scores 2(1 − c)², a wrong one 2c².
+    let brier =
+        (3.0 * 2.0 * 0.01 + 2.0 * 0.81 + 3.0 * 2.0 * (1.0 - odd).powi(2) + 2.0 * odd * odd) / 8.0;
+    close(m.brier, brier, 1e-6);
+    // The policy: a held-out split is fitted on and applied; without one, cross-fitting.
+    let t = temperature_scaled(s, None);
+    assert_eq!(
+        (t.fit, t.temperature, t.scaled),
+        (Fit::CrossFit, c.temperature(), m)
+    );
+    let (vz, vy) = constant(2.0, 3, 4);
+    let t = temperature_scaled(s, Some(Scores::new(&vz, &vy, 2)));
+    close(t.temperature, 4.0 / ln3, 1e-6);
+    assert_eq!(t.fit, Fit::Validation);
+    assert_eq!(t.scaled, calibration(s, t.temperature));
+    // A split of one sample: the odd fold is empty and fits T = 1.
+    let one = cross_fit(Scores::new(&z[..2], &y[..1], 2));
+    assert_eq!(one.temperatures, [T_MIN, 1.0]);
+    assert_eq!(
+        one.scaled,
+        calibration(Scores::new(&z[..2], &y[..1], 2), 1.0)
+    );
+}

@@ -68,12 +68,29 @@ pub const SLURM: &str = "slurm.toml";
 /// are not committed) is trained again, leaving the committed files alone.
 pub const REBUILD: &str = "rebuild";
 
-/// Where and how a run was produced.
+/// Where and how a run was produced: what `lecal show` prints and a reviewer reads. Not
+/// part of the run's id, and left out of every byte-for-byte comparison of results. The
+/// fields added after the first records are `serde(default)`: older run.toml files read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Provenance {
     pub lecal_version: String,
     pub candle_version: String,
+    /// The commit lecal was built from (`unknown` outside a git checkout). Records written
+    /// before `git_dirty` end it with `-dirty` instead.
     pub git_commit: String,
+    /// Whether lecal's tracked files differed from `git_commit` when it was built.
+    #[serde(default)]
+    pub git_dirty: bool,
+    /// SHA-256 of the Cargo.lock lecal was built with: every dependency's exact version.
+    #[serde(default)]
+    pub cargo_lock_sha256: String,
+    /// The run's seed (also in its spec), where a reader of provenance looks for it.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// The CPU threads of the attempt that wrote this record (its slot's share of the
+    /// process's threads with `--jobs` or `--devices`).
+    #[serde(default)]
+    pub threads: Option<usize>,
     pub device: String,
     /// Whether the device promises that rerunning gives bit-identical numbers.
     pub bitwise_repeatable: bool,
@@ -88,6 +105,29 @@ pub struct Provenance {
     /// The machine of the attempt that wrote this record.
     #[serde(default)]
     pub host: String,
+    /// What the device is, beyond `device` (last: a TOML table after the values).
+    #[serde(default)]
+    pub device_details: DeviceDetails,
+}
+
+/// The device a run trained on: the processor's or GPU's name, and on CUDA the versions
+/// of the driver and libraries. Absent where unknown (the CUDA ones on the CPU).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeviceDetails {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The CUDA version the driver supports (`cuDriverGetVersion`), e.g. `13.0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cuda_driver: Option<String>,
+    /// The CUDA runtime libraries loaded: NVRTC's version (candle links no cudart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cuda_runtime: Option<String>,
+    /// The CUDA toolkit (nvcc) candle's kernels were compiled with when lecal was built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cuda_toolkit: Option<String>,
+    /// The cuDNN library loaded (builds with the `cudnn` feature).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cudnn: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -320,6 +320,42 @@ mod tests {
     }
 
     #[test]
+    fn provenance_written_before_its_newer_fields_still_reads() {
+        let old = r#"
+lecal_version = "0.1.0"
+candle_version = "0.11.1"
+git_commit = "abc-dirty"
+device = "cpu (4 threads)"
+bitwise_repeatable = true
+cells = ["t/Vanilla/ResNet8 seed 0"]
+started_unix = 1
+finished_unix = 2
+wall_seconds = 1.5
+"#;
+        let p: Provenance = toml::from_str(old).unwrap();
+        assert_eq!((p.git_dirty, p.seed, p.threads), (false, None, None));
+        assert_eq!(p.cargo_lock_sha256, "");
+        assert_eq!(p.device_details, DeviceDetails::default());
+        // Written and read back with the new fields.
+        let p = Provenance {
+            seed: Some(3),
+            threads: Some(4),
+            device_details: DeviceDetails {
+                name: Some("cpu x".into()),
+                cuda_driver: Some("13.0".into()),
+                ..DeviceDetails::default()
+            },
+            ..p
+        };
+        let text = toml::to_string(&p).unwrap();
+        assert!(
+            text.contains("[device_details]\nname = \"cpu x\"\ncuda_driver = \"13.0\"\n"),
+            "{text}"
+        );
+        assert_eq!(toml::from_str::<Provenance>(&text).unwrap(), p);
+    }
+
+    #[test]
     fn files_written_before_the_validation_columns_still_read() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("summary.csv");

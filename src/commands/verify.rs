@@ -82,7 +82,11 @@ pub fn verify(paths: &[PathBuf], o: VerifyOptions, store: &Store) -> anyhow::Res
         cells: plan.cells.clone(),
     };
     if sub.runs.iter().any(|r| trains(&r.id)) {
-        execute(&set, &sub, o.run, &scratch)?;
+        let code = execute(&set, &sub, o.run, &scratch)?;
+        // Stopped by a signal: nothing to judge (`execute` said so).
+        if crate::interrupt::requested().is_some() {
+            return Ok(code);
+        }
     }
     let checked: Vec<&PlannedRun> = plan
         .runs
@@ -118,7 +122,7 @@ fn report(
     for r in checked {
         let (word, detail) = match teachers.blocked.get(&r.id) {
             Some(why) => ("NOT VERIFIED", why.clone()),
-            None => judge(store, scratch, &r.id),
+            None => judge(store, scratch, r),
         };
         *counts.entry(word).or_default() += 1;
         if !matches!(word, "identical" | "within tolerance") {
@@ -294,14 +298,14 @@ fn provide(
     Ok(())
 }
 
-/// The verdict on run `id`: a word and what it rests on.
-fn judge(store: &Store, scratch: &Store, id: &str) -> (&'static str, String) {
-    let (committed, fresh) = (store.run(id), scratch.run(id));
+/// The verdict on run `r`: a word and what it rests on.
+fn judge(store: &Store, scratch: &Store, r: &PlannedRun) -> (&'static str, String) {
+    let (committed, fresh) = (store.run(&r.id), scratch.run(&r.id));
     let state = fresh.state();
     if state != RunState::Done {
         let why = match (&state, fresh.failure()) {
             (_, Some(f)) => format!("failed in epoch {}: {}", f.epoch, f.reason),
-            (s, None) => s.label(0),
+            (s, None) => s.label(r.spec.schedule.epochs),
         };
         return (
             "NOT VERIFIED",

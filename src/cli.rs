@@ -1,7 +1,7 @@
 //! The command line: clap types, converted once into typed options, and one call into
 //! `commands` per subcommand.
 
-use crate::commands::{self, BenchOptions, RunOptions};
+use crate::commands::{self, BenchOptions, RunOptions, VerifyOptions};
 use crate::device::DeviceChoice;
 use crate::model::ConvChoice;
 use crate::report;
@@ -136,6 +136,41 @@ pub enum Command {
         /// full, quick or smoke: shrink epochs and data (scaled runs get their own ids).
         #[arg(long, default_value = "full")]
         scale: String,
+    },
+    /// One run: its state, numbers, files, failure, resolved spec and provenance.
+    Show {
+        /// A run id, a unique prefix of one (or of the hash that ends it), or a run folder.
+        run: String,
+    },
+    /// Train a sample of the committed runs again in a scratch folder (one seed per cell)
+    /// and compare them with their committed results: identical on the CPU, within a
+    /// tolerance on a GPU. Exits non-zero when a run does not match.
+    Verify {
+        /// Recipe files or folders whose runs are in the results folder.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Verify at most this many runs (spread over the plan, or chosen by --seed).
+        #[arg(long, value_parser = parse_sample, value_name = "N")]
+        sample: Option<usize>,
+        /// Choose the runs of a capped --sample by this seed.
+        #[arg(long, requires = "sample")]
+        seed: Option<u64>,
+        /// The scratch results folder (new or empty; default: a new folder under
+        /// target/verify/ beside the results folder, removed when every run matches).
+        #[arg(long)]
+        scratch: Option<PathBuf>,
+        /// auto, cpu or cuda:N.
+        #[arg(long, default_value = "auto")]
+        device: DeviceChoice,
+        /// The --scale the committed runs were trained at.
+        #[arg(long, default_value = "full")]
+        scale: String,
+        /// Folder holding the datasets.
+        #[arg(long, default_value = "data", env = "LECAL_DATA")]
+        data_dir: PathBuf,
+        /// The convolution: auto (lecal's on the CPU, candle's on CUDA), lecal, candle.
+        #[arg(long, value_enum, default_value = "auto", env = "LECAL_CONV")]
+        conv: ConvChoice,
     },
     /// Submit the runs that are not done to Slurm: one batch job per cohort (or run),
     /// each after its teachers' jobs; returns at once.
@@ -318,6 +353,37 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             return commands::data_check(&name, &dir)
         }
         Command::Submit { paths, args } => return commands::submit(&paths, args, &store),
+        Command::Show { run } => commands::show(&run, &store)?,
+        Command::Verify {
+            paths,
+            sample,
+            seed,
+            scratch,
+            device,
+            scale,
+            data_dir,
+            conv,
+        } => {
+            let run = RunOptions {
+                conv,
+                device,
+                devices: None,
+                scale,
+                data_dir,
+                jobs: None,
+                retry_failed: false,
+                cohort_memory: Some(16 << 30),
+                only: None,
+                job_step: false,
+            };
+            let opts = VerifyOptions {
+                sample,
+                seed,
+                scratch,
+                run,
+            };
+            return commands::verify(&paths, opts, &store);
+        }
         Command::Parity { dir, seeds } => crate::parity::dump(&dir, seeds)?,
         Command::Bench {
             device,
@@ -353,5 +419,12 @@ fn parse_jobs(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err(format!("`{s}` is not a number of runs at once: 1 or more")),
+    }
+}
+
+fn parse_sample(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("`{s}` is not a number of runs: 1 or more")),
     }
 }

@@ -1,5 +1,7 @@
-//! `--device auto|cpu|cuda:N`, and what a device promises about repeatability.
+//! `--device auto|cpu|cuda:N`, what a device promises about repeatability, and what a
+//! run's provenance records about it (name; on CUDA the driver's and libraries' versions).
 
+use crate::store::DeviceDetails;
 use anyhow::bail;
 use candle_core::Device;
 
@@ -132,4 +134,77 @@ pub fn describe(d: &Device) -> String {
 /// CPU runs are bitwise repeatable; GPU kernels (atomics, algorithm choice) may not be.
 pub fn bitwise_repeatable(d: &Device) -> bool {
     matches!(d, Device::Cpu)
+}
+
+/// The device's name and, on CUDA, the versions a run's provenance records. Nothing fails
+/// here: what cannot be read is left out.
+pub fn details(d: &Device) -> DeviceDetails {
+    match d {
+        Device::Cpu => DeviceDetails {
+            name: cpu_name(),
+            ..DeviceDetails::default()
+        },
+        #[cfg(feature = "cuda")]
+        Device::Cuda(c) => cuda::details(c),
+        _ => DeviceDetails::default(),
+    }
+}
+
+/// The processor's model name (Linux: `/proc/cpuinfo`).
+fn cpu_name() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("model name")?.split_once(':'))
+        .map(|(_, name)| name.trim().to_string())
+        .filter(|n| !n.is_empty())
+}
+
+#[cfg(feature = "cuda")]
+mod cuda {
+    use super::DeviceDetails;
+    use candle_core::cuda::cudarc;
+
+    /// cudarc links the driver, NVRTC and (with `cudnn`) cuDNN dynamically: the binary
+    /// does not start without them, so these calls cannot miss a library.
+    pub fn details(c: &candle_core::CudaDevice) -> DeviceDetails {
+        let mut driver: std::ffi::c_int = 0;
+        // SAFETY: cuDriverGetVersion writes one int through the pointer it is given.
+        let driver = unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut driver) }
+            .result()
+            .ok()
+            .map(|_| format!("{}.{}", driver / 1000, driver % 1000 / 10));
+        let (mut major, mut minor): (std::ffi::c_int, std::ffi::c_int) = (0, 0);
+        // SAFETY: nvrtcVersion writes one int through each pointer it is given.
+        let runtime = unsafe { cudarc::nvrtc::sys::nvrtcVersion(&mut major, &mut minor) }
+            .result()
+            .ok()
+            .map(|_| format!("{major}.{minor}"));
+        let toolkit = Some(env!("LECAL_CUDA_TOOLKIT").to_string()).filter(|t| !t.is_empty());
+        DeviceDetails {
+            name: c.cuda_stream().context().name().ok(),
+            cuda_driver: driver,
+            cuda_runtime: runtime,
+            cuda_toolkit: toolkit,
+            cudnn: cudnn(),
+        }
+    }
+
+    /// cuDNN's version as major.minor.patch (9.x encodes it as M*10000 + m*100 + p, 8.x as
+    /// M*1000 + m*100 + p).
+    #[cfg(feature = "cudnn")]
+    fn cudnn() -> Option<String> {
+        let v = cudarc::cudnn::result::get_version();
+        let major_unit = if v >= 90000 { 10000 } else { 1000 };
+        Some(format!(
+            "{}.{}.{}",
+            v / major_unit,
+            v % major_unit / 100,
+            v % 100
+        ))
+    }
+
+    #[cfg(not(feature = "cudnn"))]
+    fn cudnn() -> Option<String> {
+        None
+    }
 }

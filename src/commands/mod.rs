@@ -22,13 +22,17 @@ mod data;
 mod estimate;
 mod inspect;
 mod run;
+mod show;
 mod submit;
+mod verify;
 
 pub use bench::{bench, BenchOptions};
 pub use data::{check as data_check, fetch as data_fetch};
 pub use inspect::{models, plan, status, table, EstimateOptions, TableView};
 pub use run::{run, RunOptions};
+pub use show::show;
 pub use submit::{submit, SubmitArgs};
+pub use verify::{verify, VerifyOptions};
 
 use crate::plan::{self, Plan, Scale};
 use crate::recipe::{self, RecipeSet};

@@ -36,15 +36,27 @@ pub fn run(
 ) -> anyhow::Result<std::process::ExitCode> {
     align_thread_pools();
     let (set, plan) = load_plan(paths, &o.scale)?;
+    execute(&set, &plan, o, store)
+}
+
+/// Checks what the selected runs of `plan` need, then trains them into `store` (`lecal
+/// run` after loading the plan; `lecal verify` into its scratch folder). Call
+/// `align_thread_pools` before anything starts a thread pool.
+pub(super) fn execute(
+    set: &crate::recipe::RecipeSet,
+    plan: &plan::Plan,
+    o: RunOptions,
+    store: &Store,
+) -> anyhow::Result<std::process::ExitCode> {
     // What will train, decided where the executor decides it.
     if let Some(only) = &o.only {
         if let Some(id) = only.iter().find(|id| plan.get(id).is_none()) {
             bail!("--only: run {id} is not in the plan of these recipes");
         }
     }
-    let pending = exec::select(&plan, store, o.retry_failed, o.only.as_ref()).train;
+    let pending = exec::select(plan, store, o.retry_failed, o.only.as_ref()).train;
     let mut checked = std::collections::BTreeSet::new();
-    let hashed = hashed_at_load(&set);
+    let hashed = hashed_at_load(set);
     for r in &pending {
         crate::data::check_available(&r.spec.data, &o.data_dir)?;
         check_teacher_checkpoints(r, &hashed, &mut checked)?;
@@ -76,8 +88,8 @@ pub fn run(
         .iter()
         .map(|(n, t)| (n.clone(), t as &dyn crate::train::Trainer))
         .collect();
-    let report = exec::execute_on(&plan, store, named, Progress::new(slots), opts);
-    Ok(tell(&plan, &report, o.job_step))
+    let report = exec::execute_on(plan, store, named, Progress::new(slots), opts);
+    Ok(tell(plan, &report, o.job_step))
 }
 
 /// Says how the invocation went (runs trained, failed, stopped, and why) and gives the

@@ -2,7 +2,7 @@
 //! on one of its slots and says how each of its runs ended. The scheduler has already
 //! decided the unit is ready and taken its runs' locks, which travel with the jobs.
 
-use super::driver::{self, Driver};
+use super::driver::Driver;
 use super::Progress;
 use crate::plan::{Plan, PlannedRun};
 use crate::store::lock::RunLock;
@@ -66,7 +66,6 @@ impl<'a> InProcess<'a> {
         trainers: Vec<(String, &'a dyn Trainer)>,
         jobs: usize,
     ) -> Self {
-        let commit = driver::git_commit();
         let drivers: Vec<(String, Driver)> = trainers
             .into_iter()
             .map(|(name, trainer)| {
@@ -74,7 +73,6 @@ impl<'a> InProcess<'a> {
                     plan,
                     store,
                     trainer,
-                    commit: commit.clone(),
                 };
                 (name, d)
             })

@@ -22,8 +22,6 @@ pub(super) struct Driver<'a> {
     pub plan: &'a Plan,
     pub store: &'a Store,
     pub trainer: &'a dyn Trainer,
-    /// lecal's commit, for the provenance record.
-    pub commit: String,
 }
 
 impl Driver<'_> {
@@ -115,7 +113,7 @@ impl Driver<'_> {
     }
 
     /// run.toml of a new attempt; one that resumes keeps the first attempt's start and
-    /// its list of resumes.
+    /// its list of resumes. Called on the slot's thread pool: its threads are the run's.
     fn record(&self, dir: &RunDir, run: &PlannedRun) -> RunRecord {
         let (device, repeatable) = self.trainer.device();
         let earlier = dir.record();
@@ -125,7 +123,12 @@ impl Driver<'_> {
             provenance: Provenance {
                 lecal_version: env!("CARGO_PKG_VERSION").into(),
                 candle_version: env!("LECAL_CANDLE_VERSION").into(),
-                git_commit: self.commit.clone(),
+                git_commit: env!("LECAL_GIT_COMMIT").into(),
+                git_dirty: env!("LECAL_GIT_DIRTY") == "true",
+                cargo_lock_sha256: env!("LECAL_CARGO_LOCK_SHA256").into(),
+                seed: Some(run.spec.seed),
+                threads: Some(rayon::current_num_threads()),
+                device_details: self.trainer.device_details(),
                 device,
                 bitwise_repeatable: repeatable,
                 cells: run
@@ -314,30 +317,6 @@ impl RunSink for StoreSink<'_> {
             self.failure_unwritten = Some(e);
         }
         self.lock = None;
-    }
-}
-
-/// lecal's commit, with `-dirty` when tracked files have changes.
-pub fn git_commit() -> String {
-    let out = |args: &[&str]| {
-        std::process::Command::new("git")
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    match out(&["rev-parse", "HEAD"]) {
-        Some(c) if !c.is_empty() => {
-            let dirty = out(&["status", "--porcelain", "--untracked-files=no"])
-                .is_some_and(|s| !s.is_empty());
-            if dirty {
-                format!("{c}-dirty")
-            } else {
-                c
-            }
-        }
-        _ => "unknown".into(),
     }
 }
 

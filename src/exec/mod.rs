@@ -26,7 +26,7 @@ mod select;
 pub mod slurm;
 
 pub use backend::{Backend, InProcess, Job, JobKind};
-pub use driver::{git_commit, teacher_sources};
+pub use driver::teacher_sources;
 pub use progress::Progress;
 pub use select::{select, Selection};
 

@@ -124,6 +124,21 @@ pub fn try_lock(run_dir: &Path) -> anyhow::Result<Acquired> {
     }
 }
 
+/// Whether a live process holds the lock of `run_dir`, and who (`Some(None)`: one that
+/// has not written its details yet), without taking it or writing anything: a shared
+/// lock on a read-only handle, released at once, fails only while the lock is held.
+pub fn holder(run_dir: &Path) -> Option<Option<Holder>> {
+    let mut file = File::open(run_dir.join(LOCK)).ok()?;
+    match file.try_lock_shared() {
+        Ok(()) => {
+            let _ = file.unlock();
+            None
+        }
+        Err(TryLockError::WouldBlock) => Some(read_holder(&mut file)),
+        Err(TryLockError::Error(_)) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,8 +156,10 @@ mod tests {
             Acquired::Busy(Some(h)) => assert_eq!(h.pid, std::process::id()),
             other => panic!("{other:?}"),
         }
+        assert_eq!(holder(d.path()).unwrap().unwrap().pid, std::process::id());
         drop(lock);
         assert!(!d.path().join(LOCK).exists());
+        assert_eq!(holder(d.path()), None);
         assert!(matches!(
             try_lock(d.path()).unwrap(),
             Acquired::Held {
@@ -161,6 +178,8 @@ mod tests {
             started_unix: 1,
         };
         std::fs::write(d.path().join(LOCK), toml::to_string(&dead).unwrap()).unwrap();
+        // Its file is there, but nobody holds it.
+        assert_eq!(holder(d.path()), None);
         match try_lock(d.path()).unwrap() {
             Acquired::Held { took_over, .. } => assert_eq!(took_over, Some(dead)),
             other => panic!("{other:?}"),

@@ -7,15 +7,22 @@
 //! <results>/tables/<table>.md, .csv
 //! ```
 //!
+//! `audit.rs` reads a run folder for `lecal show` and `lecal verify` (its entries, its
+//! result files, a live holder) and copies a done run; `compare.rs` says whether two
+//! copies of a run's results agree.
+//!
 //! It imports no stage that writes into it (`train`, `exec`) and not the planner: what it
 //! stores is defined here (`records.rs`) or on the spec floor.
 
+mod audit;
 pub mod checkpoint;
+pub mod compare;
 pub mod lock;
 mod logits;
 mod records;
 mod run_dir;
 
+pub use audit::Entry;
 pub use logits::{read_logits, SplitLogits, StoredLogits};
 pub use records::*;
 pub use run_dir::{RunDir, Weights};

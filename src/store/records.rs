@@ -68,12 +68,29 @@ pub const SLURM: &str = "slurm.toml";
 /// are not committed) is trained again, leaving the committed files alone.
 pub const REBUILD: &str = "rebuild";
 
-/// Where and how a run was produced.
+/// Where and how a run was produced: what `lecal show` prints and a reviewer reads. Not
+/// part of the run's id, and left out of every byte-for-byte comparison of results. The
+/// fields added after the first records are `serde(default)`: older run.toml files read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Provenance {
     pub lecal_version: String,
     pub candle_version: String,
+    /// The commit lecal was built from (`unknown` outside a git checkout). Records written
+    /// before `git_dirty` end it with `-dirty` instead.
     pub git_commit: String,
+    /// Whether lecal's tracked files differed from `git_commit` when it was built.
+    #[serde(default)]
+    pub git_dirty: bool,
+    /// SHA-256 of the Cargo.lock lecal was built with: every dependency's exact version.
+    #[serde(default)]
+    pub cargo_lock_sha256: String,
+    /// The run's seed (also in its spec), where a reader of provenance looks for it.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// The CPU threads of the attempt that wrote this record (its slot's share of the
+    /// process's threads with `--jobs` or `--devices`).
+    #[serde(default)]
+    pub threads: Option<usize>,
     pub device: String,
     /// Whether the device promises that rerunning gives bit-identical numbers.
     pub bitwise_repeatable: bool,
@@ -88,6 +105,29 @@ pub struct Provenance {
     /// The machine of the attempt that wrote this record.
     #[serde(default)]
     pub host: String,
+    /// What the device is, beyond `device` (last: a TOML table after the values).
+    #[serde(default)]
+    pub device_details: DeviceDetails,
+}
+
+/// The device a run trained on: the processor's or GPU's name, and on CUDA the versions
+/// of the driver and libraries. Absent where unknown (the CUDA ones on the CPU).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeviceDetails {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The CUDA version the driver supports (`cuDriverGetVersion`), e.g. `13.0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cuda_driver: Option<String>,
+    /// The CUDA runtime libraries loaded: NVRTC's version (candle links no cudart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cuda_runtime: Option<String>,
+    /// The CUDA toolkit (nvcc) candle's kernels were compiled with when lecal was built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cuda_toolkit: Option<String>,
+    /// The cuDNN library loaded (builds with the `cudnn` feature).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cudnn: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -277,6 +317,42 @@ mod tests {
         assert!(r.is_err());
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
         assert_eq!(std::fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn provenance_written_before_its_newer_fields_still_reads() {
+        let old = r#"
+lecal_version = "0.1.0"
+candle_version = "0.11.1"
+git_commit = "abc-dirty"
+device = "cpu (4 threads)"
+bitwise_repeatable = true
+cells = ["t/Vanilla/ResNet8 seed 0"]
+started_unix = 1
+finished_unix = 2
+wall_seconds = 1.5
+"#;
+        let p: Provenance = toml::from_str(old).unwrap();
+        assert_eq!((p.git_dirty, p.seed, p.threads), (false, None, None));
+        assert_eq!(p.cargo_lock_sha256, "");
+        assert_eq!(p.device_details, DeviceDetails::default());
+        // Written and read back with the new fields.
+        let p = Provenance {
+            seed: Some(3),
+            threads: Some(4),
+            device_details: DeviceDetails {
+                name: Some("cpu x".into()),
+                cuda_driver: Some("13.0".into()),
+                ..DeviceDetails::default()
+            },
+            ..p
+        };
+        let text = toml::to_string(&p).unwrap();
+        assert!(
+            text.contains("[device_details]\nname = \"cpu x\"\ncuda_driver = \"13.0\"\n"),
+            "{text}"
+        );
+        assert_eq!(toml::from_str::<Provenance>(&text).unwrap(), p);
     }
 
     #[test]

@@ -80,7 +80,7 @@ impl RunDir {
         &self.path
     }
 
-    fn file(&self, name: &str) -> PathBuf {
+    pub(super) fn file(&self, name: &str) -> PathBuf {
         self.path.join(name)
     }
 
@@ -181,7 +181,7 @@ impl RunDir {
     }
 
     /// `done.toml`, when there is one; `Err` when it is there but unreadable.
-    fn done_record(&self) -> Result<Option<DoneRecord>, String> {
+    pub(super) fn done_record(&self) -> Result<Option<DoneRecord>, String> {
         let path = self.file(DONE);
         let text = match std::fs::read_to_string(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

@@ -100,6 +100,10 @@ pub trait Trainer: Sync {
     }
     /// The device as recorded in run.toml, and whether it promises bitwise repeatability.
     fn device(&self) -> (String, bool);
+    /// The device's name and, on CUDA, its driver's and libraries' versions, for run.toml.
+    fn device_details(&self) -> crate::store::DeviceDetails {
+        crate::store::DeviceDetails::default()
+    }
 }
 
 /// The real trainer, on a candle device.
@@ -280,6 +284,10 @@ impl Trainer for CandleTrainer {
             crate::device::describe(&self.device),
             crate::device::bitwise_repeatable(&self.device),
         )
+    }
+
+    fn device_details(&self) -> crate::store::DeviceDetails {
+        crate::device::details(&self.device)
     }
 
     fn train_cohort(&self, members: Vec<Member>) -> Vec<anyhow::Result<Outcome>> {

@@ -107,6 +107,20 @@ pub enum Command {
         #[arg(long, default_value = "full")]
         scale: String,
     },
+    /// Write a table's report into <results>/report/<name>/: one self-contained HTML page
+    /// (index.html) with the table, a reliability diagram and learning curves per cell, the
+    /// accuracy-against-ECE scatter, the protocol and the runs' provenance; the plots also
+    /// as SVG files beside it.
+    Report {
+        /// A table name (found as <name>.table.toml under --recipes) or a table spec file.
+        table: String,
+        /// Where to look for table specs by name.
+        #[arg(long, default_value = "recipes")]
+        recipes: PathBuf,
+        /// full, quick or smoke: shrink epochs and data (scaled runs get their own ids).
+        #[arg(long, default_value = "full")]
+        scale: String,
+    },
     /// Count and list done, partial, pending and failed runs.
     Status {
         /// Recipes whose runs to report (default: every recipe under recipes/).
@@ -270,6 +284,11 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             recipes,
             scale,
         } => commands::table(&table, &recipes, &scale, &store)?,
+        Command::Report {
+            table,
+            recipes,
+            scale,
+        } => commands::report(&table, &recipes, &scale, &store)?,
         Command::Status { paths, scale } => {
             let paths = if paths.is_empty() {
                 vec![PathBuf::from("recipes")]

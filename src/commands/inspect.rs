@@ -1,5 +1,5 @@
-//! `lecal plan`, `status`, `table` and `models`: what the recipes ask for and where the
-//! results stand.
+//! `lecal plan`, `status`, `table`, `report` and `models`: what the recipes ask for and
+//! where the results stand.
 
 use super::load_plan;
 use crate::plan::{model_title, Plan, PlannedRun};
@@ -187,8 +187,14 @@ fn find_table_spec(name: &str, recipes: &Path) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("no table spec `{want}` under {}", recipes.display()))
 }
 
-/// `lecal table`: a table from its recipes and the results, written and printed.
-pub fn table(name: &str, recipes: &Path, scale: &str, store: &Store) -> anyhow::Result<()> {
+/// A table from its spec (found by name under `recipes`, or a spec file), the plan of the
+/// recipes beside the spec, and the results.
+fn assemble(
+    name: &str,
+    recipes: &Path,
+    scale: &str,
+    store: &Store,
+) -> anyhow::Result<(report::Table, Plan)> {
     let spec_path = find_table_spec(name, recipes)?;
     let dir = spec_path.parent().unwrap_or(Path::new(".")).to_path_buf();
     let (set, plan) = load_plan(&[dir], scale)?;
@@ -198,11 +204,30 @@ pub fn table(name: &str, recipes: &Path, scale: &str, store: &Store) -> anyhow::
         .find(|t| t.path == spec_path)
         .cloned()
         .map_or_else(|| recipe::load_table(&spec_path), Ok)?;
-    let table = report::assemble(&spec, &plan, store, scale)?;
+    Ok((report::assemble(&spec, &plan, store, scale)?, plan))
+}
+
+/// `lecal table`: a table from its recipes and the results, written and printed.
+pub fn table(name: &str, recipes: &Path, scale: &str, store: &Store) -> anyhow::Result<()> {
+    let (table, _) = assemble(name, recipes, scale, store)?;
     let written = report::write(&table, store)?;
     out!("{}", report::Exporter::render(&report::Markdown, &table));
     for p in written {
         eprintln!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
+/// `lecal report`: a table's report (the table, plots of every cell, protocol and
+/// provenance) as one HTML page and its plots as SVG files.
+pub fn report(name: &str, recipes: &Path, scale: &str, store: &Store) -> anyhow::Result<()> {
+    let (table, plan) = assemble(name, recipes, scale, store)?;
+    let written = report::write_report(&table, &plan, store)?;
+    for note in &written.notes {
+        eprintln!("note: a plot is missing: {note}");
+    }
+    if let Some(index) = written.files.last() {
+        outln!("wrote {} ({} files)", index.display(), written.files.len());
     }
     Ok(())
 }

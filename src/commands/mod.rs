@@ -26,7 +26,7 @@ mod submit;
 
 pub use bench::{bench, BenchOptions};
 pub use data::{check as data_check, fetch as data_fetch};
-pub use inspect::{models, plan, status, table, EstimateOptions};
+pub use inspect::{models, plan, report, status, table, EstimateOptions};
 pub use run::{run, RunOptions};
 pub use submit::{submit, SubmitArgs};
 

@@ -1,13 +1,19 @@
 //! Tables: gather the finished runs of each cell of a table spec, reduce them to
-//! mean ± sample std over seeds, and export in the paper's layout.
+//! mean ± sample std over seeds, and export in the paper's layout; and a table's report
+//! (`page.rs`): one self-contained HTML page with the table, plots of every cell
+//! (`plot/`), the protocol and the runs' provenance.
 
 mod csv;
+mod html;
 mod latex;
 mod markdown;
+mod page;
+pub mod plot;
 
 pub use self::csv::Csv;
 pub use latex::Latex;
 pub use markdown::Markdown;
+pub use page::{write_report, Written, INDEX};
 
 use crate::plan::Plan;
 use crate::recipe::{CellRef, PaperValue, Split, TableSpec};
@@ -191,6 +197,22 @@ pub fn assemble(
 }
 
 impl Table {
+    /// The name its files take: `<name>`, or `<name>.<scale>` for a scaled table.
+    pub fn stem(&self) -> String {
+        match &self.scale {
+            Some(s) => format!("{}.{s}", self.name),
+            None => self.name.clone(),
+        }
+    }
+
+    /// The `lecal report` command line that writes this table's report.
+    pub fn report_command(&self) -> String {
+        match &self.scale {
+            Some(s) => format!("lecal report {} --scale {s}", self.name),
+            None => format!("lecal report {}", self.name),
+        }
+    }
+
     pub fn get(&self, row: &str, col: &str) -> &Cell {
         self.cells
             .get(&(row.to_string(), col.to_string()))
@@ -258,10 +280,7 @@ pub trait Exporter {
 /// Writes `<tables>/<name>.md`, `.csv` and `.tex`; returns their paths.
 pub fn write(t: &Table, store: &Store) -> anyhow::Result<Vec<std::path::PathBuf>> {
     let exporters: [&dyn Exporter; 3] = [&Markdown, &Csv, &Latex];
-    let stem = match &t.scale {
-        Some(s) => format!("{}.{s}", t.name),
-        None => t.name.clone(),
-    };
+    let stem = t.stem();
     let mut out = Vec::new();
     for e in exporters {
         let p = store.tables_dir().join(format!("{stem}.{}", e.extension()));

@@ -2,7 +2,7 @@
 //! per epoch, on the training batches and on the split the table reports, each the mean
 //! over the seeds with a band from the lowest to the highest seed.
 
-use super::{colour, err, padded, svg, DrawResult, FONT};
+use super::{colour, err, legend, padded, svg, Chart, DrawResult, FONT};
 use crate::store::EpochRecord;
 use plotters::prelude::*;
 use std::collections::BTreeMap;
@@ -121,7 +121,7 @@ fn panel(
     y_desc: &str,
     curves: [(&Curve, &str); 2],
     clip: Option<(f64, f64)>,
-    legend: SeriesLabelPosition,
+    at: SeriesLabelPosition,
 ) -> DrawResult {
     let bounds: Vec<(f64, f64)> = curves.iter().filter_map(|(c, _)| c.bounds()).collect();
     let lo = bounds.iter().map(|b| b.0).reduce(f64::min).unwrap_or(0.0);
@@ -159,42 +159,45 @@ fn panel(
         .draw()
         .map_err(err)?;
     for (i, (curve, name)) in curves.iter().enumerate() {
-        let c = colour(i);
-        let pts = &curve.points;
-        if pts.iter().any(|p| p.3 > p.2) {
-            let upper = pts.iter().map(|p| (p.0 as f64, p.3));
-            let lower = pts.iter().rev().map(|p| (p.0 as f64, p.2));
-            chart
-                .draw_series(std::iter::once(Polygon::new(
-                    upper.chain(lower).collect::<Vec<_>>(),
-                    c.mix(0.18),
-                )))
-                .map_err(err)?;
-        }
+        draw_curve(&mut chart, curve, name, colour(i))?;
+    }
+    legend(&mut chart, at)?;
+    Ok(())
+}
+
+/// A curve's band (where the seeds differ), its mean, and its points while few.
+fn draw_curve<'a, 'b: 'a>(
+    chart: &mut Chart<'a, 'b>,
+    curve: &Curve,
+    name: &str,
+    c: RGBColor,
+) -> DrawResult {
+    let pts = &curve.points;
+    if pts.iter().any(|p| p.3 > p.2) {
+        let upper = pts.iter().map(|p| (p.0 as f64, p.3));
+        let lower = pts.iter().rev().map(|p| (p.0 as f64, p.2));
         chart
-            .draw_series(LineSeries::new(
-                pts.iter().map(|p| (p.0 as f64, p.1)),
-                c.stroke_width(2),
-            ))
-            .map_err(err)?
-            .label(*name)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], c.stroke_width(2)));
-        if pts.len() <= MARKED_EPOCHS {
-            chart
-                .draw_series(
-                    pts.iter()
-                        .map(|p| Circle::new((p.0 as f64, p.1), 2, c.filled())),
-                )
-                .map_err(err)?;
-        }
+            .draw_series(std::iter::once(Polygon::new(
+                upper.chain(lower).collect::<Vec<_>>(),
+                c.mix(0.18),
+            )))
+            .map_err(err)?;
     }
     chart
-        .configure_series_labels()
-        .position(legend)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.3))
-        .label_font((FONT, 11))
-        .draw()
-        .map_err(err)?;
+        .draw_series(LineSeries::new(
+            pts.iter().map(|p| (p.0 as f64, p.1)),
+            c.stroke_width(2),
+        ))
+        .map_err(err)?
+        .label(name)
+        .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], c.stroke_width(2)));
+    if pts.len() <= MARKED_EPOCHS {
+        chart
+            .draw_series(
+                pts.iter()
+                    .map(|p| Circle::new((p.0 as f64, p.1), 2, c.filled())),
+            )
+            .map_err(err)?;
+    }
     Ok(())
 }

@@ -67,6 +67,25 @@ fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
+/// A chart on linear axes, as every plot here draws.
+type Chart<'a, 'b> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// The legend of a chart's labelled series, in a box at `at`.
+fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, at: SeriesLabelPosition) -> DrawResult {
+    chart
+        .configure_series_labels()
+        .position(at)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .label_font((FONT, 11))
+        .draw()
+        .map_err(err)
+}
+
 /// `lo..hi` widened by `pad` of its span on each side, and to at least `min_span`, so that
 /// points do not sit on the frame and a single value still has an axis.
 fn padded(lo: f64, hi: f64, pad: f64, min_span: f64) -> (f64, f64) {

@@ -3,7 +3,7 @@
 //! non-empty bin, the gap to the bin's mean confidence shaded, the diagonal of perfect
 //! calibration, and below it the share of images per bin.
 
-use super::{err, svg, DrawResult, FONT};
+use super::{err, legend, svg, DrawResult, FONT};
 use crate::metrics::{self, Bin, ECE_BINS};
 use plotters::prelude::*;
 
@@ -94,15 +94,24 @@ impl Reliability {
                 )
             }))
             .map_err(err)?
-            .label("gap to confidence")
+            .label("gap to mean confidence")
             .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], GAP.mix(0.3).filled()));
-        // Thin white edges keep neighbouring bars apart.
+        // Thin white edges keep neighbouring bars apart; red ones outline the gaps, which
+        // lie over the bars where accuracy exceeds confidence.
         chart
             .draw_series(
                 used().map(|b| {
                     Rectangle::new([(b.lo, 0.0), (b.hi, b.accuracy)], WHITE.stroke_width(1))
                 }),
             )
+            .map_err(err)?;
+        chart
+            .draw_series(used().filter(|b| b.accuracy != b.confidence).map(|b| {
+                Rectangle::new(
+                    [(b.lo, b.accuracy), (b.hi, b.confidence)],
+                    GAP.mix(0.7).stroke_width(1),
+                )
+            }))
             .map_err(err)?;
         chart
             .draw_series(DashedLineSeries::new(
@@ -112,14 +121,7 @@ impl Reliability {
                 BLACK.mix(0.6).stroke_width(1),
             ))
             .map_err(err)?;
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .label_font((FONT, 11))
-            .draw()
-            .map_err(err)?;
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
         self.draw_counts(&bottom)
     }
 

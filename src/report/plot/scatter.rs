@@ -144,8 +144,8 @@ fn draw_points(
     Ok(())
 }
 
-/// The marker of a column: a circle, square, triangle or diamond (repeated), filled or
-/// hollow, at one point. An element of its own because plotters' composed elements are
+/// The marker of a column: a circle, square, triangle, diamond, inverted triangle or plus
+/// (repeated past six columns), filled or hollow, at one point. An element of its own because plotters' composed elements are
 /// each of their own type, and its boxed ones only draw on a `'static` backend.
 struct Marker<C> {
     at: C,
@@ -187,11 +187,26 @@ impl<C, DB: DrawingBackend> Drawable<DB> for Marker<C> {
             true => self.colour.stroke_width(2),
             false => self.colour.filled(),
         };
-        let offsets: &[(i32, i32)] = match self.shape % 4 {
+        let offsets: &[(i32, i32)] = match self.shape % 6 {
             0 => return backend.draw_circle((x, y), 5, &style, !self.hollow),
             1 => return backend.draw_rect((x - 4, y - 4), (x + 4, y + 4), &style, !self.hollow),
             2 => &[(0, -6), (6, 4), (-6, 4)],
-            _ => &[(0, -6), (6, 0), (0, 6), (-6, 0)],
+            3 => &[(0, -6), (6, 0), (0, 6), (-6, 0)],
+            4 => &[(0, 6), (6, -4), (-6, -4)],
+            _ => &[
+                (-2, -6),
+                (2, -6),
+                (2, -2),
+                (6, -2),
+                (6, 2),
+                (2, 2),
+                (2, 6),
+                (-2, 6),
+                (-2, 2),
+                (-6, 2),
+                (-6, -2),
+                (-2, -2),
+            ],
         };
         let corners = offsets.iter().map(|(dx, dy)| (x + dx, y + dy));
         match self.hollow {
@@ -227,7 +242,9 @@ fn draw_legend(
         }
     }
     entries.push(None);
-    entries.push(Some((0, grey, false, "this reproduction")));
+    if marks.iter().any(|m| !m.published) {
+        entries.push(Some((0, grey, false, "this reproduction")));
+    }
     if marks.iter().any(|m| m.published) {
         entries.push(Some((0, grey, true, "the paper (or cited)")));
     }

@@ -72,7 +72,16 @@ fn a_reliability_diagram_has_a_bar_per_non_empty_bin_at_its_accuracy() {
     assert_eq!(bottom(1), bottom(2));
     // The gap of the half-right bin (confidence 0.5 = accuracy) is none; bins 4 and 14
     // have one each.
-    assert_eq!(elements(&svg, "rect", "#CC0000").len(), 2 + 1, "{svg}");
+    assert_eq!(
+        elements(&svg, "rect", &hex(reliability::GAP)).len(),
+        2 + 1,
+        "{svg}"
+    );
+    assert_eq!(
+        elements(&svg, "rect", "stroke=\"#CC0000\"").len(),
+        2,
+        "{svg}"
+    );
     // The counts below: a bar per non-empty bin.
     assert_eq!(elements(&svg, "rect", &hex(reliability::COUNT)).len(), 3);
 }

@@ -190,3 +190,35 @@ fn a_table_with_nothing_done_still_renders() {
     assert_eq!(fs::read_dir(&dir).unwrap().count(), 2);
     assert!(!d.path().join("results/runs").exists());
 }
+
+#[test]
+fn a_validation_table_plots_the_validation_images() {
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path().join("recipes/tiny");
+    fs::create_dir_all(&r).unwrap();
+    fs::write(
+        r.join("tiny.table.toml"),
+        "title = \"Tiny\"\nsplit = \"validation\"\nrows = [\"Vanilla\"]\ncolumns = [\"ResNet8\"]\n",
+    )
+    .unwrap();
+    fs::write(
+        r.join("vanilla.toml"),
+        recipe("Vanilla", "vanilla", "[0]") + "validation = 16\n",
+    )
+    .unwrap();
+    ok(common::lecal(d.path())
+        .args(["run", "recipes/tiny", "--device", "cpu"])
+        .output()
+        .unwrap());
+    ok(common::lecal(d.path())
+        .args(["report", "tiny"])
+        .output()
+        .unwrap());
+    let dir = d.path().join("results/report/tiny");
+    // The 16 held-out images, not the 40 test images, from the stored validation logits.
+    let reliability = fs::read_to_string(dir.join("r1c1-vanilla-resnet8-reliability.svg")).unwrap();
+    assert!(reliability.contains("16 images of 1 run"), "{reliability}");
+    let curves = fs::read_to_string(dir.join("r1c1-vanilla-resnet8-curves.svg")).unwrap();
+    assert!(curves.contains("\nvalidation\n"), "{curves}");
+    assert!(!curves.contains("\ntest\n"), "{curves}");
+}

@@ -150,8 +150,10 @@ impl Reliability {
             .x_label_formatter(&|x| format!("{x:.1}"))
             .y_label_formatter(&|y| format!("{:.0}%", y * 100.0))
             .x_desc(format!(
-                "confidence ({} images of {} runs)",
-                self.images, self.runs
+                "confidence ({} images of {} run{})",
+                self.images,
+                self.runs,
+                if self.runs == 1 { "" } else { "s" }
             ))
             .label_style((FONT, 11))
             .axis_desc_style((FONT, 12))

@@ -14,10 +14,12 @@ build:
 
 $(LECAL): build
 
-# The whole pipeline on the built-in synthetic data, on the CPU, in minutes.
+# The whole pipeline on the built-in synthetic data, on the CPU, in minutes: the table,
+# then its report (results/report/demo/index.html, plots and provenance).
 demo: build
 	$(LECAL) run recipes/demo --device cpu
 	$(LECAL) table demo
+	$(LECAL) report demo
 
 test:
 	$(CARGO) test --all-targets
@@ -49,24 +51,29 @@ table-cifar100: build
 	$(LECAL) run recipes/cifar100 --device $(DEVICE) --data-dir $(DATA) --scale $(SCALE)
 	$(LECAL) table cifar100 --scale $(SCALE)
 	$(LECAL) table cifar100-comparison --scale $(SCALE)
+	$(LECAL) report cifar100 --scale $(SCALE)
+	$(LECAL) report cifar100-comparison --scale $(SCALE)
 
 # CIFAR-10 (Table 1's layout), fetched into $(DATA) when missing.
 table-cifar10: build
 	$(LECAL) data fetch cifar10 --dir $(DATA)
 	$(LECAL) run recipes/cifar10 --device $(DEVICE) --data-dir $(DATA) --scale $(SCALE)
 	$(LECAL) table cifar10 --scale $(SCALE)
+	$(LECAL) report cifar10 --scale $(SCALE)
 
 # STL-10 (Table 1's layout, at 96x96), fetched into $(DATA) when missing.
 table-stl10: build
 	$(LECAL) data fetch stl10 --dir $(DATA)
 	$(LECAL) run recipes/stl10 --device $(DEVICE) --data-dir $(DATA) --scale $(SCALE)
 	$(LECAL) table stl10 --scale $(SCALE)
+	$(LECAL) report stl10 --scale $(SCALE)
 
 # ImageNet (ResNet-18/34/50; needs $(DATA)/imagenet, which cannot be fetched: see README).
 table-imagenet: build
 	$(LECAL) data check imagenet --dir $(DATA)/imagenet
 	$(LECAL) run recipes/imagenet --device $(DEVICE) --data-dir $(DATA) --scale $(SCALE)
 	$(LECAL) table imagenet --scale $(SCALE)
+	$(LECAL) report imagenet --scale $(SCALE)
 
 plan-cifar100: build
 	$(LECAL) plan recipes/cifar100 --scale $(SCALE)
@@ -75,9 +82,9 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
-# Forget the demo's runs (they are not committed) so that `make demo` trains again.
+# Forget the demo's runs and report (they are not committed) so that `make demo` trains again.
 clean-demo:
-	rm -rf results/runs/synthetic-*
+	rm -rf results/runs/synthetic-* results/report/demo
 
 # The Slurm tests on a single-node cluster started here (as root, Debian): installs and
 # starts it, runs tests/slurm.rs, stops it.

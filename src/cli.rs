@@ -129,6 +129,20 @@ pub enum Command {
         #[arg(long, conflicts_with_all = ["metric", "ts"])]
         verdicts: bool,
     },
+    /// Write a table's report into <results>/report/<name>/: one self-contained HTML page
+    /// (index.html) with the table, a reliability diagram and learning curves per cell, the
+    /// accuracy-against-ECE scatter, the protocol and the runs' provenance; the plots also
+    /// as SVG files beside it.
+    Report {
+        /// A table name (found as <name>.table.toml under --recipes) or a table spec file.
+        table: String,
+        /// Where to look for table specs by name.
+        #[arg(long, default_value = "recipes")]
+        recipes: PathBuf,
+        /// full, quick or smoke: shrink epochs and data (scaled runs get their own ids).
+        #[arg(long, default_value = "full")]
+        scale: String,
+    },
     /// Count and list done, partial, pending and failed runs.
     Status {
         /// Recipes whose runs to report (default: every recipe under recipes/).
@@ -337,6 +351,11 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             };
             commands::table(&table, &recipes, &scale, &view, &store)?
         }
+        Command::Report {
+            table,
+            recipes,
+            scale,
+        } => commands::report(&table, &recipes, &scale, &store)?,
         Command::Status { paths, scale } => {
             let paths = if paths.is_empty() {
                 vec![PathBuf::from("recipes")]

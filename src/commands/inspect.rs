@@ -1,5 +1,5 @@
-//! `lecal plan`, `status`, `table` and `models`: what the recipes ask for and where the
-//! results stand.
+//! `lecal plan`, `status`, `table`, `report` and `models`: what the recipes ask for and
+//! where the results stand.
 
 use super::load_plan;
 use crate::plan::{model_title, Plan, PlannedRun};
@@ -187,6 +187,40 @@ fn find_table_spec(name: &str, recipes: &Path) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("no table spec `{want}` under {}", recipes.display()))
 }
 
+/// A table's spec (found by name under `recipes`, or a spec file) and the plan of the
+/// recipes beside it.
+fn spec_and_plan(
+    name: &str,
+    recipes: &Path,
+    scale: &str,
+) -> anyhow::Result<(recipe::TableSpec, Plan)> {
+    let spec_path = find_table_spec(name, recipes)?;
+    let dir = spec_path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let (set, plan) = load_plan(&[dir], scale)?;
+    let spec = set
+        .tables
+        .values()
+        .find(|t| t.path == spec_path)
+        .cloned()
+        .map_or_else(|| recipe::load_table(&spec_path), Ok)?;
+    Ok((spec, plan))
+}
+
+/// `lecal report`: a table's report (the table, plots of every cell, protocol and
+/// provenance) as one HTML page and its plots as SVG files.
+pub fn report(name: &str, recipes: &Path, scale: &str, store: &Store) -> anyhow::Result<()> {
+    let (spec, plan) = spec_and_plan(name, recipes, scale)?;
+    let table = report::assemble(&spec, &plan, store, scale)?;
+    let written = report::write_report(&table, &plan, store)?;
+    for note in &written.notes {
+        eprintln!("note: a plot is missing: {note}");
+    }
+    if let Some(index) = written.files.last() {
+        outln!("wrote {} ({} files)", index.display(), written.files.len());
+    }
+    Ok(())
+}
+
 /// What `lecal table` shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TableView {
@@ -204,15 +238,7 @@ pub fn table(
     view: &TableView,
     store: &Store,
 ) -> anyhow::Result<()> {
-    let spec_path = find_table_spec(name, recipes)?;
-    let dir = spec_path.parent().unwrap_or(Path::new(".")).to_path_buf();
-    let (set, plan) = load_plan(&[dir], scale)?;
-    let spec = set
-        .tables
-        .values()
-        .find(|t| t.path == spec_path)
-        .cloned()
-        .map_or_else(|| recipe::load_table(&spec_path), Ok)?;
+    let (spec, plan) = spec_and_plan(name, recipes, scale)?;
     let (written, shown) = match view {
         TableView::Cells(v) if v.is_standard() => {
             let table = report::assemble(&spec, &plan, store, scale)?;

@@ -28,7 +28,7 @@ mod verify;
 
 pub use bench::{bench, BenchOptions};
 pub use data::{check as data_check, fetch as data_fetch};
-pub use inspect::{models, plan, status, table, EstimateOptions, TableView};
+pub use inspect::{models, plan, report, status, table, EstimateOptions, TableView};
 pub use run::{run, RunOptions};
 pub use show::show;
 pub use submit::{submit, SubmitArgs};

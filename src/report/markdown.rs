@@ -1,10 +1,14 @@
-//! The paper's layout in Markdown: "acc ± std / ECE" per cell, best per column in bold.
+//! The paper's layout in Markdown: "acc ± std / ECE" per cell, best per column in bold;
+//! last, a link to the table's report. The link is always there, whether or not the
+//! report has been written yet: the table is a function of the results alone, so `lecal
+//! table` gives the same bytes before and after `lecal report` (committed tables are
+//! compared byte for byte), and the line names the command that writes the report.
 
 use super::{Cell, Exporter, Table};
 
 pub struct Markdown;
 
-fn cell_text(c: &Cell, bold_acc: bool, bold_ece: bool, top5: bool) -> String {
+pub(super) fn cell_text(c: &Cell, bold_acc: bool, bold_ece: bool, top5: bool) -> String {
     let b = |s: String, bold: bool| if bold { format!("**{s}**") } else { s };
     match c {
         Cell::Missing => "—".into(),
@@ -113,6 +117,13 @@ impl Exporter for Markdown {
                 s.push('\n');
             }
         }
+        let stem = t.stem();
+        s.push_str(&format!(
+            "\nPlots, protocol and provenance: [report/{stem}/{index}](../report/{stem}/{index}) \
+             (`{}`).\n",
+            t.report_command(),
+            index = super::INDEX
+        ));
         s
     }
 }

@@ -1,19 +1,25 @@
 //! Tables: gather the finished runs of each cell of a table spec, reduce them to
 //! mean ± sample std over seeds, and export in the paper's layout; other measures of the
 //! same cells, before or after temperature scaling (`metric`, `view`); the reproduction
-//! checked against the paper's values (`verdict`).
+//! checked against the paper's values (`verdict`); and a table's report (`page.rs`): one
+//! self-contained HTML page with the table, plots of every cell (`plot/`), the protocol
+//! and the runs' provenance.
 
 mod csv;
+mod html;
 mod latex;
 mod markdown;
 pub mod metric;
 pub mod verdict;
 pub mod view;
+mod page;
+pub mod plot;
 
 pub use self::csv::Csv;
 pub use latex::Latex;
 pub use markdown::Markdown;
 pub use metric::{assemble_view, Metric, MetricTable, View};
+pub use page::{write_report, Written, INDEX};
 
 use crate::plan::Plan;
 use crate::recipe::{CellRef, PaperValue, Split, TableSpec};
@@ -201,6 +207,22 @@ pub fn assemble(
 }
 
 impl Table {
+    /// The name its files take: `<name>`, or `<name>.<scale>` for a scaled table.
+    pub fn stem(&self) -> String {
+        match &self.scale {
+            Some(s) => format!("{}.{s}", self.name),
+            None => self.name.clone(),
+        }
+    }
+
+    /// The `lecal report` command line that writes this table's report.
+    pub fn report_command(&self) -> String {
+        match &self.scale {
+            Some(s) => format!("lecal report {} --scale {s}", self.name),
+            None => format!("lecal report {}", self.name),
+        }
+    }
+
     pub fn get(&self, row: &str, col: &str) -> &Cell {
         self.cells
             .get(&(row.to_string(), col.to_string()))
@@ -283,11 +305,10 @@ pub fn write_files(
     files: &[(&str, String)],
     store: &Store,
 ) -> anyhow::Result<Vec<std::path::PathBuf>> {
-    let stem = [Some(t.name.as_str()), t.scale.as_deref(), view]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(".");
+    let stem = match view {
+        Some(v) => format!("{}.{v}", t.stem()),
+        None => t.stem(),
+    };
     let mut out = Vec::new();
     for (ext, text) in files {
         let p = store.tables_dir().join(format!("{stem}.{ext}"));

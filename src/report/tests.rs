@@ -267,3 +267,70 @@ fn a_view_shows_its_measures_with_the_best_in_bold_and_says_how_t_was_fitted() {
     mt.view = View::new(&[Metric::Accuracy, Metric::Ece], false);
     assert!(view::markdown(&mt).contains("| KD | 69.32 / 0.070 (cited) | — |"));
 }
+
+#[test]
+fn the_reports_page_is_the_table_with_links_to_its_cells_and_no_outside_address() {
+    use super::html::{self, CellPart, RunLine};
+    let mut t = table();
+    t.title = "Title <&>".into();
+    let provenance = crate::store::Provenance {
+        lecal_version: "0.1.0".into(),
+        candle_version: "0.11.1".into(),
+        git_commit: "0123456789abcdef0123".into(),
+        git_dirty: true,
+        device: "cpu".into(),
+        bitwise_repeatable: true,
+        cells: vec![],
+        started_unix: 0,
+        finished_unix: None,
+        wall_seconds: Some(125.0),
+        resumed_after: vec![3],
+        host: "h1".into(),
+        ..Default::default()
+    };
+    let svg = "<svg width=\"1\" height=\"1\" viewBox=\"0 0 1 1\" xmlns=\"http://www.w3.org/2000/svg\">\n</svg>\n";
+    let parts = [
+        CellPart {
+            row: 0,
+            column: 0,
+            seeds: 3,
+            runs: vec![RunLine {
+                seed: 0,
+                id: "d-m-abc".into(),
+                provenance: Some(provenance),
+            }],
+            figures: vec![
+                Ok((svg.to_string(), "r1c1-vanilla-a-reliability.svg".into())),
+                Err("cannot read x/predictions.csv".into()),
+            ],
+        },
+        CellPart {
+            row: 0,
+            column: 1,
+            seeds: 3,
+            runs: vec![],
+            figures: vec![],
+        },
+    ];
+    let page = html::page(&t, &Ok((svg.to_string(), "scatter.svg".into())), &parts);
+    for text in [
+        "<title>Title &lt;&amp;&gt;</title>",
+        "<td><a href=\"#cell-1-1\"><strong>71.00</strong> ± 1.00 / 0.080</a></td>",
+        "<td class=\"pending\"><a href=\"#cell-1-2\">pending</a></td>",
+        "<td>69.50 ± 0.71 / <strong>0.025</strong> (n=2)</td>",
+        "<td class=\"pending\">—</td>",
+        "<section id=\"cell-1-1\">",
+        "1 of 3 seeds done (seed 0).",
+        "Pending: 0 of 3 seeds done.",
+        "No plot: cannot read x/predictions.csv",
+        "href=\"r1c1-vanilla-a-reliability.svg\"",
+        "<code title=\"0123456789abcdef0123-dirty\">0123456789ab…-dirty</code>",
+        "<td>2 min 05 s (resumed after epoch 3)</td>",
+        "host: h1 (1 run)",
+        "Reproduction − paper",
+    ] {
+        assert!(page.contains(text), "no `{text}` in:\n{page}");
+    }
+    assert!(!page.contains("http"), "{page}");
+    assert_eq!(page.matches("<svg").count(), 2);
+}

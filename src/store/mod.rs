@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! <results>/runs/<id>/      one run (see `run_dir.rs`)
-//! <results>/tables/<table>.md, .csv
+//! <results>/tables/<table>.md, .csv, .tex
+//! <results>/report/<table>/ a table's report (index.html and its plots, `report::page`)
 //! ```
 //!
 //! `audit.rs` reads a run folder for `lecal show` and `lecal verify` (its entries, its
@@ -173,6 +174,16 @@ impl Store {
 
     pub fn tables_dir(&self) -> PathBuf {
         self.root.join("tables")
+    }
+
+    pub fn reports_dir(&self) -> PathBuf {
+        self.root.join("report")
+    }
+
+    /// The folder of the report of table `stem` (`<name>` or `<name>.<scale>`, as its
+    /// table files are named); what goes in it is the report's own.
+    pub fn report_dir(&self, stem: &str) -> PathBuf {
+        self.reports_dir().join(stem)
     }
 
     pub fn state(&self, id: &str) -> RunState {

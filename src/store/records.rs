@@ -2,7 +2,7 @@
 //! decides where each goes.
 
 use super::write_atomic;
-use crate::metrics::Evaluation;
+use crate::metrics::{Evaluation, Prediction};
 use crate::spec::RunSpec;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -71,7 +71,7 @@ pub const REBUILD: &str = "rebuild";
 /// Where and how a run was produced: what `lecal show` prints and a reviewer reads. Not
 /// part of the run's id, and left out of every byte-for-byte comparison of results. The
 /// fields added after the first records are `serde(default)`: older run.toml files read.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Provenance {
     pub lecal_version: String,
     pub candle_version: String,
@@ -261,12 +261,24 @@ struct BinRow {
     confidence: f64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 struct PredictionRow {
     index: usize,
     label: u16,
     prediction: u16,
     confidence: f64,
+}
+
+/// The per-image predictions of `predictions.csv`, in the file's order.
+pub fn read_predictions(path: &Path) -> anyhow::Result<Vec<Prediction>> {
+    Ok(read_csv::<PredictionRow>(path)?
+        .into_iter()
+        .map(|r| Prediction {
+            label: r.label,
+            prediction: r.prediction,
+            confidence: r.confidence,
+        })
+        .collect())
 }
 
 /// Writes reliability.csv and predictions.csv of an evaluation into `dir`.

@@ -344,6 +344,12 @@ impl RunDir {
         records::write_evaluation(&self.path, e)
     }
 
+    /// `predictions.csv`: the last epoch's test images, each with its label, prediction and
+    /// confidence.
+    pub fn predictions(&self) -> anyhow::Result<Vec<crate::metrics::Prediction>> {
+        read_predictions(&self.file(PREDICTIONS))
+    }
+
     /// `logits.safetensors`: the last epoch's test logits and, where the run holds out a
     /// validation split, its validation logits.
     pub fn write_logits(&self, test: &Evaluation, val: Option<&Evaluation>) -> anyhow::Result<()> {

@@ -10,10 +10,10 @@ mod html;
 mod latex;
 mod markdown;
 pub mod metric;
-pub mod verdict;
-pub mod view;
 mod page;
 pub mod plot;
+pub mod verdict;
+pub mod view;
 
 pub use self::csv::Csv;
 pub use latex::Latex;

@@ -110,8 +110,24 @@ def method_loss(m, z, q, teachers):
         term = F.cross_entropy(z / t, pbar) * t * t
     else:
         reduction = {"batch-mean": "batchmean", "element-mean": "mean"}[m["kl_reduction"]]
-        kls = [F.kl_div(logp, F.softmax(zt / t, dim=1), reduction=reduction) * t * t
-               for zt in teachers]
+        if m.get("sample_weight", "none") == "wsl":
+            # WSL (Zhou et al. 2021): each sample's KL weighted by 1 - exp(-CE_s/CE_t),
+            # cross-entropies against the label at T = 1, without gradient.
+            def weights(zt):
+                with torch.no_grad():
+                    ce_s = -(q * F.log_softmax(z, dim=1)).sum(1)
+                    ce_t = -(q * F.log_softmax(zt, dim=1)).sum(1)
+                    return 1 - torch.exp(-torch.clamp(ce_s / (ce_t + 1e-7), min=0))
+
+            def kl(zt):
+                rows = F.kl_div(logp, F.softmax(zt / t, dim=1), reduction="none").sum(1)
+                rows = rows * weights(zt)
+                scale = z.shape[0] if reduction == "batchmean" else z.numel()
+                return rows.sum() / scale
+        else:
+            def kl(zt):
+                return F.kl_div(logp, F.softmax(zt / t, dim=1), reduction=reduction)
+        kls = [kl(zt) * t * t for zt in teachers]
         term = sum(kls)
         if m["teacher_reduction"] == "mean":
             term = term / len(kls)

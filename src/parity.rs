@@ -159,7 +159,7 @@ fn models(dir: &Path) -> anyhow::Result<()> {
 /// The method of every preset, as the planner resolves it for a student with `teachers`
 /// teacher runs (every preset whose label source fits).
 fn preset_methods(teachers: usize) -> anyhow::Result<Vec<(String, Method)>> {
-    let presets = ["vanilla", "smoothing", "kd", "sl", "en-sl", "kd-sl"];
+    let presets = ["vanilla", "smoothing", "kd", "sl", "en-sl", "kd-sl", "wsl"];
     let rows: Vec<String> = presets.iter().map(|p| format!("\"{p}\"")).collect();
     let mut files = vec![(
         "p.table.toml".to_string(),

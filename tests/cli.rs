@@ -371,7 +371,7 @@ fn a_closed_pipe_ends_output_quietly() {
 }
 
 #[test]
-fn the_committed_cifar100_recipes_plan_180_runs_with_vanilla_resnet110_as_teachers() {
+fn the_committed_cifar100_recipes_plan_186_runs_with_vanilla_resnet110_as_teachers() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let d = tempfile::tempdir().unwrap();
     let out = lecal(root)
@@ -384,12 +384,20 @@ fn the_committed_cifar100_recipes_plan_180_runs_with_vanilla_resnet110_as_teache
         .stdout
         .clone();
     let out = String::from_utf8(out).unwrap();
-    // Table 1: 12 rows x 5 students x 3 seeds; Table 2 and the teachers add no run.
+    // Table 1: 12 rows x 5 students x 3 seeds; Table 2's paper rows and the teachers add
+    // no run, its WSL row 2 students x 3 seeds of 240 epochs.
     assert!(
-        out.contains("total: 180 runs, 48150 epochs (0 done), 0 done, 180 to train"),
+        out.contains("total: 186 runs, 49590 epochs (0 done), 0 done, 186 to train"),
         "{out}"
     );
-    assert!(out.contains("70 cells ask for 210 runs"), "{out}");
+    assert!(out.contains("72 cells ask for 216 runs"), "{out}");
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.contains("cifar100-comparison/WSL [6]/"))
+            .count(),
+        6,
+        "{out}"
+    );
     assert_eq!(
         out.lines()
             .filter(|l| l.contains("cifar100/Vanilla/"))
@@ -424,6 +432,7 @@ fn every_method_trains_end_to_end_with_teachers_from_the_vanilla_row() {
         ("RICAP", "\"vanilla\"", "augment = { kind = \"ricap\", beta = 0.3 }", "[0]"),
         ("EN-SL T2", "\"en-sl-t2\"", "teachers = [ { model = \"resnet8\", seeds = [0, 1] } ]", "[0]"),
         ("KD batchmean", "{ preset = \"kd\", kl_reduction = \"batch-mean\" }", "teachers = [ { model = \"resnet8\", seeds = [0] } ]", "[0]"),
+        ("WSL", "\"wsl\"", "teachers = [ { model = \"resnet8\", seeds = [0] } ]", "[0]"),
     ];
     let names: Vec<String> = rows.iter().map(|r| format!("\"{}\"", r.0)).collect();
     fs::write(
@@ -459,8 +468,8 @@ method = {method}
         .assert()
         .success();
     let out = String::from_utf8(plan.get_output().stdout.clone()).unwrap();
-    // 2 vanilla runs double as teachers; 12 other students.
-    assert!(out.contains("total: 14 runs, 14 epochs"), "{out}");
+    // 2 vanilla runs double as teachers; 13 other students.
+    assert!(out.contains("total: 15 runs, 15 epochs"), "{out}");
     assert_eq!(
         out.lines().filter(|l| l.contains("teacher of")).count(),
         2,
@@ -470,7 +479,7 @@ method = {method}
         .args(["run", "recipes/m", "--device", "cpu"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("14 runs: 14 trained"));
+        .stdout(predicate::str::contains("15 runs: 15 trained"));
     lecal(d.path()).args(["table", "m"]).assert().success();
     let md = fs::read_to_string(d.path().join("results/tables/m.md")).unwrap();
     assert!(!md.contains("pending") && !md.contains("| — |"), "{md}");
@@ -490,6 +499,11 @@ method = {method}
         .filter(|s| s.contains("kind = \"ricap\""))
         .count();
     assert_eq!(ricap, 2);
+    let wsl = specs
+        .iter()
+        .filter(|s| s.contains("sample_weight = \"wsl\""))
+        .count();
+    assert_eq!(wsl, 1);
 }
 
 /// `lecal bench` measures and writes its CSV; `--check` compares a training step on a

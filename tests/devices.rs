@@ -1,18 +1,27 @@
 //! Several devices of one machine (`lecal run --devices`), scheduled on CPU "devices"
-//! where no GPU exists: the demo's table equals the committed one, trained on one device.
+//! where no GPU exists: the demo's table at smoke scale equals the committed one,
+//! `results/tables/demo.smoke.md`, trained on one device (`lecal run recipes/demo
+//! --scale smoke` and `lecal table demo --scale smoke`).
 
 mod common;
 
 use std::fs;
 
 #[test]
-fn the_demo_on_two_cpu_slots_gives_the_committed_table() {
+fn the_demo_on_two_cpu_slots_gives_the_committed_smoke_table() {
     let d = tempfile::tempdir().unwrap();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let results = d.path().join("results");
     let out = common::lecal(root)
         .args(["--results", results.to_str().unwrap()])
-        .args(["run", "recipes/demo", "--devices", "cpu,cpu"])
+        .args([
+            "run",
+            "recipes/demo",
+            "--devices",
+            "cpu,cpu",
+            "--scale",
+            "smoke",
+        ])
         .output()
         .unwrap();
     let log = String::from_utf8_lossy(&out.stdout).to_string();
@@ -27,14 +36,15 @@ fn the_demo_on_two_cpu_slots_gives_the_committed_table() {
     }
     let out = common::lecal(root)
         .args(["--results", results.to_str().unwrap(), "table", "demo"])
+        .args(["--scale", "smoke"])
         .output()
         .unwrap();
     assert!(out.status.success());
-    let got = fs::read(results.join("tables/demo.md")).unwrap();
-    let committed = fs::read(root.join("results/tables/demo.md")).unwrap();
+    let got = fs::read(results.join("tables/demo.smoke.md")).unwrap();
+    let committed = fs::read(root.join("results/tables/demo.smoke.md")).unwrap();
     assert!(
         got == committed,
-        "the table differs from results/tables/demo.md:\n{}",
+        "the table differs from results/tables/demo.smoke.md:\n{}",
         String::from_utf8_lossy(&got)
     );
 }

@@ -27,6 +27,10 @@ fn text(o: &Output) -> String {
 
 /// `lecal submit` of CPU jobs of one CPU each.
 fn submit(dir: &Path, results: &Path, recipes: &str) -> String {
+    submit_with(dir, results, recipes, &[])
+}
+
+fn submit_with(dir: &Path, results: &Path, recipes: &str, extra: &[&str]) -> String {
     let out = lecal(dir, results)
         .args([
             "submit",
@@ -37,6 +41,7 @@ fn submit(dir: &Path, results: &Path, recipes: &str) -> String {
             "1",
         ])
         .args(["--device", "cpu"])
+        .args(extra)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
@@ -100,28 +105,30 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The test: the demo through Slurm equals the committed table byte for byte, and
-/// submitting again submits nothing.
+/// The test: the demo through Slurm (at smoke scale, to keep it short) equals the
+/// committed table, `results/tables/demo.smoke.md`, byte for byte, and submitting again
+/// submits nothing.
 #[test]
 #[ignore = "needs a Slurm cluster: make test-slurm"]
 fn the_demo_through_slurm_gives_the_committed_table() {
     let d = tempfile::tempdir().unwrap();
     let res = d.path().join("results");
-    let first = submit(&root(), &res, "recipes/demo");
-    assert!(first.contains("7 jobs submitted"), "{first}");
+    let smoke = ["--scale", "smoke"];
+    let first = submit_with(&root(), &res, "recipes/demo", &smoke);
+    assert!(first.contains("9 jobs submitted"), "{first}");
     assert!(first.contains("--dependency=afterok:"), "{first}");
-    let again = submit(&root(), &res, "recipes/demo");
+    let again = submit_with(&root(), &res, "recipes/demo", &smoke);
     assert!(again.contains("nothing to submit"), "{again}");
     let end = wait_for_jobs(&res, 20);
     assert!(end.iter().all(|(_, s)| s == "COMPLETED"), "{end:?}");
     let out = lecal(&root(), &res)
-        .args(["table", "demo"])
+        .args(["table", "demo", "--scale", "smoke"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    let got = fs::read(res.join("tables/demo.md")).unwrap();
-    assert!(got == fs::read(root().join("results/tables/demo.md")).unwrap());
-    let again = submit(&root(), &res, "recipes/demo");
+    let got = fs::read(res.join("tables/demo.smoke.md")).unwrap();
+    assert!(got == fs::read(root().join("results/tables/demo.smoke.md")).unwrap());
+    let again = submit_with(&root(), &res, "recipes/demo", &smoke);
     assert!(again.contains("nothing to submit"), "{again}");
 }
 

@@ -215,6 +215,7 @@ pub fn run(o: &Options) -> anyhow::Result<Vec<Measure>> {
         train: 2048,
         test: 1,
         data_seed: 0,
+        confusion: 0.0,
     };
     let ds = synthetic::generate(&spec, 10, SIZE).train;
     let t = Transform {

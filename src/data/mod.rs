@@ -220,6 +220,7 @@ mod tests {
             train: 50,
             test: 5,
             data_seed: 4,
+            confusion: 0.0,
         };
         let all = synthetic::generate(&spec, 10, 8).train;
         let (train, val) = hold_out(&all, 12);

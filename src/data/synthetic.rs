@@ -9,6 +9,17 @@
 //! distracting disc and pixel noise. A small CNN learns it well above chance but not
 //! perfectly in a few epochs. With more than ten classes the families repeat at further
 //! frequency bands.
+//!
+//! `confusion` (0 by default) makes classes confusable in a known way. Classes 2i and
+//! 2i+1 are partners (vertical and horizontal stripes, checkerboard and rings, ...). A
+//! share `confusion` of the images is drawn between a pair: the image blends the two
+//! textures with weight s on the second one, s uniform on [0, 1], and its label is the
+//! second class with probability s, the first otherwise. The true posterior of such an
+//! image is (1 - s, s) over the pair, which hard labels cannot say and soft labels can;
+//! a network that memorises its training labels becomes overconfident on them. Given its
+//! label, an image is drawn between with probability `confusion`, and then its own
+//! texture has weight √u (u uniform), which is the same joint distribution with balanced
+//! classes.
 
 use super::{Dataset, Splits};
 use crate::rng::Rng;
@@ -47,10 +58,24 @@ fn texture(fam: usize, f: f64, u: f64, v: f64, phase: f64, tilt: f64, centre: (f
     .clamp(-1.0, 1.0)
 }
 
-fn render(class: usize, res: usize, r: &mut Rng, out: &mut [u8]) {
+/// The partner of `class` among `classes`, if it has one (an odd last class has none).
+fn partner(class: usize, classes: usize) -> Option<usize> {
+    Some(class ^ 1).filter(|&p| p < classes)
+}
+
+fn render(class: usize, blend: Option<(usize, f64)>, res: usize, r: &mut Rng, out: &mut [u8]) {
     let fam = class % FAMILIES;
     let band = class / FAMILIES;
-    let freq = (1.3 + 1.1 * band as f64) * (1.0 + 0.14 * r.normal());
+    let jitter = 1.0 + 0.14 * r.normal();
+    let freq = (1.3 + 1.1 * band as f64) * jitter;
+    // The partner's texture at its own band, with the same jitter, and its weight.
+    let other = blend.map(|(p, w)| {
+        (
+            p % FAMILIES,
+            (1.3 + 1.1 * (p / FAMILIES) as f64) * jitter,
+            w,
+        )
+    });
     let tilt = 0.12 * r.normal();
     let phase = 2.0 * PI * r.uniform();
     let centre = (0.3 + 0.4 * r.uniform(), 0.3 + 0.4 * r.uniform());
@@ -64,7 +89,12 @@ fn render(class: usize, res: usize, r: &mut Rng, out: &mut [u8]) {
     for y in 0..res {
         for x in 0..res {
             let (u, v) = ((x as f64 + 0.5) / res as f64, (y as f64 + 0.5) / res as f64);
-            let t = 0.5 + 0.5 * contrast * texture(fam, freq, u, v, phase, tilt, centre);
+            let mut tex = texture(fam, freq, u, v, phase, tilt, centre);
+            if let Some((pf, pfreq, w)) = other {
+                let ptex = texture(pf, pfreq, u, v, phase, tilt, centre);
+                tex = (1.0 - w) * tex + w * ptex;
+            }
+            let t = 0.5 + 0.5 * contrast * tex;
             let in_disc = (u - disc[0]).powi(2) + (v - disc[1]).powi(2) < disc[2].powi(2);
             for ch in 0..3 {
                 let mut p = t * a[ch] + (1.0 - t) * b[ch];
@@ -89,7 +119,12 @@ fn split(spec: &SyntheticSpec, name: &str, n: usize, classes: usize, res: usize)
         .enumerate()
         .for_each(|(i, out)| {
             let mut r = Rng::stream(spec.data_seed, name, &[i as u64]);
-            render(order[i] as usize, res, &mut r, out);
+            let class = order[i] as usize;
+            // Drawn only when asked for, so that confusion 0 gives the bytes it always gave.
+            let blend = partner(class, classes)
+                .filter(|_| spec.confusion > 0.0 && r.uniform() < spec.confusion)
+                .map(|p| (p, 1.0 - r.uniform().sqrt()));
+            render(class, blend, res, &mut r, out);
         });
     Dataset {
         images,
@@ -119,6 +154,7 @@ mod tests {
             train: 60,
             test: 20,
             data_seed: 5,
+            confusion: 0.0,
         }
     }
 
@@ -148,5 +184,39 @@ mod tests {
         assert_eq!(counts, [6; 10]);
         assert_eq!(s.train.images.len(), 60 * 3 * 16 * 16);
         assert_ne!(s.train.image(0), s.test.image(0));
+    }
+
+    #[test]
+    fn a_blend_runs_from_the_own_texture_to_the_partner_s() {
+        let draw = |class, blend| {
+            let mut out = vec![0u8; 3 * 8 * 8];
+            render(class, blend, 8, &mut Rng::stream(9, "t", &[3]), &mut out);
+            out
+        };
+        // Partners share their band (0 and 1) or not (4 and 5).
+        for (c, p) in [(0, 1), (4, 5)] {
+            assert_eq!(partner(c, 10), Some(p));
+            assert_eq!(partner(p, 10), Some(c));
+            assert_eq!(draw(c, Some((p, 0.0))), draw(c, None));
+            assert_eq!(draw(c, Some((p, 1.0))), draw(p, None));
+            let half = draw(c, Some((p, 0.5)));
+            assert!(half != draw(c, None) && half != draw(p, None));
+        }
+        assert_eq!(partner(8, 9), None);
+    }
+
+    #[test]
+    fn confusion_changes_images_not_labels_and_zero_leaves_the_spec_as_it_was() {
+        let confused = SyntheticSpec {
+            confusion: 0.5,
+            ..spec()
+        };
+        let (a, b) = (generate(&spec(), 10, 8), generate(&confused, 10, 8));
+        assert_eq!(a.train.labels, b.train.labels);
+        assert_ne!(a.train.images, b.train.images);
+        assert!(!toml::to_string(&spec()).unwrap().contains("confusion"));
+        assert!(toml::to_string(&confused)
+            .unwrap()
+            .contains("confusion = 0.5"));
     }
 }

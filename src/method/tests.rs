@@ -60,6 +60,7 @@ fn teachers(
         kl_reduction: kl_r,
         teacher_reduction: r,
         epsilon: 0.0,
+        sample_weight: SampleWeight::None,
     }
 }
 
@@ -233,6 +234,7 @@ fn epsilon_smooths_the_hard_label_term_of_a_teacher_method() {
         kl_reduction: KlReduction::ElementMean,
         teacher_reduction: TeacherReduction::Mean,
         epsilon,
+        sample_weight: SampleWeight::None,
     };
     let (mut hard, mut ls) = (0.0, 0.0);
     for i in 0..2 {
@@ -265,4 +267,72 @@ fn smoothed_targets_sum_to_one() {
     let t = label_targets(&[2, 0], 4, 0.1);
     assert!((t[..4].iter().sum::<f32>() - 1.0).abs() < 1e-6);
     assert!((t[2] - 0.925).abs() < 1e-6 && (t[0] - 0.025).abs() < 1e-6);
+}
+
+/// WSL: `CE(y) + α·T²·Σ_i w_i·KL_i / B`, `w_i = 1 - exp(-CE_s,i / CE_t,i)` at T = 1.
+fn wsl(t: f64, alpha: f64) -> Method {
+    Method::Teachers {
+        combine: Combine::PerTeacherKl,
+        temperature: t,
+        hard_weight: 1.0,
+        teacher_weight: alpha,
+        kl_reduction: KlReduction::BatchMean,
+        teacher_reduction: TeacherReduction::Mean,
+        epsilon: 0.0,
+        sample_weight: SampleWeight::Wsl,
+    }
+}
+
+#[test]
+fn wsl_weighs_each_sample_by_the_students_loss_against_the_teachers() {
+    let (t, alpha) = (4.0, 2.25);
+    let mut expect = 0.0;
+    let mut weights = Vec::new();
+    for i in 0..2 {
+        let y = onehot(LABELS[i]);
+        let ce_s = ce(&y, &softmax(&Z_S[i], 1.0));
+        let ce_t = ce(&y, &softmax(&Z_T1[i], 1.0));
+        let w = 1.0 - (-ce_s / (ce_t + 1e-7)).exp();
+        weights.push(w);
+        let kl_i = kl(&softmax(&Z_T1[i], t), &softmax(&Z_S[i], t));
+        expect += ce_s / 2.0 + alpha * t * t * w * kl_i / 2.0;
+    }
+    // Sample 0: the teacher gets the label wrong (CE_t ≈ 1.4 against CE_s ≈ 0.24), so it
+    // is distilled much less than sample 1, where both are right and the ratio nears 1.
+    assert!(weights[0] < 0.2 && weights[1] > 0.4, "{weights:?}");
+    close(run(&wsl(t, alpha), &[&Z_T1]), expect);
+}
+
+#[test]
+fn wsl_weights_carry_no_gradient() {
+    // d/dz of the loss must be that of CE + α T² w·KL with w held constant.
+    let (t, alpha) = (4.0, 2.25);
+    let z = candle_core::Var::from_tensor(&tensor(&Z_S)).unwrap();
+    let teacher = [tensor(&Z_T1)];
+    let l = loss(
+        &wsl(t, alpha),
+        z.as_tensor(),
+        &plain(),
+        &teacher,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let grad = l
+        .backward()
+        .unwrap()
+        .get(z.as_tensor())
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    for i in 0..2 {
+        let y = onehot(LABELS[i]);
+        let (ps, pt) = (softmax(&Z_S[i], 1.0), softmax(&Z_T1[i], 1.0));
+        let w = 1.0 - (-ce(&y, &ps) / (ce(&y, &pt) + 1e-7)).exp();
+        let (ps_t, pt_t) = (softmax(&Z_S[i], t), softmax(&Z_T1[i], t));
+        for k in 0..3 {
+            // ∂CE/∂z = p - y; ∂(T² KL(p_t^T ‖ p_s^T))/∂z = T (p_s^T - p_t^T).
+            let g = (ps[k] - y[k]) / 2.0 + alpha * w * t * (ps_t[k] - pt_t[k]) / 2.0;
+            close(grad[i][k] as f64, g);
+        }
+    }
 }

@@ -38,6 +38,7 @@ pub(super) fn method_spec(
         ("teacher_weight", w.teacher_weight.is_some()),
         ("kl_reduction", w.kl_reduction.is_some()),
         ("teacher_reduction", w.teacher_reduction.is_some()),
+        ("sample_weight", w.sample_weight.is_some()),
     ];
     let (unused, why): (Vec<_>, _) = match label {
         LabelSource::Hard => (
@@ -55,6 +56,7 @@ pub(super) fn method_spec(
             vec![
                 ("kl_reduction", w.kl_reduction.is_some()),
                 ("teacher_reduction", w.teacher_reduction.is_some()),
+                ("sample_weight", w.sample_weight.is_some()),
                 ("epsilon", w.epsilon.is_some() && hard_weight == 0.0),
             ],
             "apply to combine = \"per-teacher-kl\" (epsilon: to a hard-label term, hard_weight > 0)",
@@ -112,7 +114,68 @@ pub(super) fn method_spec(
                     .filter(|_| per_teacher)
                     .unwrap_or(TeacherReduction::Mean),
                 epsilon: m.epsilon.filter(|_| hard_weight > 0.0).map_or(0.0, |e| e.0),
+                sample_weight: m.sample_weight.filter(|_| per_teacher).unwrap_or_default(),
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::{build, Scale};
+    use crate::recipe::load;
+    use crate::recipe::tests::{folder, VANILLA};
+    use crate::spec::Method;
+
+    fn set(files: &[(&str, &str)]) -> (tempfile::TempDir, crate::recipe::RecipeSet) {
+        let dir = folder(files);
+        let s = load(&[dir.path().to_path_buf()]).unwrap();
+        (dir, s)
+    }
+
+    fn full() -> Scale {
+        Scale::named("full").unwrap()
+    }
+
+    #[test]
+    fn issue_19_wsl_weights_only_the_per_teacher_kl_and_makes_runs_of_its_own() {
+        let teachers = "teachers = [ { model = \"resnet14\", seeds = [0] } ]";
+        let recipe = |method: &str, extra: &str| {
+            let m = format!("method = {method}\n{extra}");
+            VANILLA.replace("method = \"vanilla\"", &m)
+        };
+        let built = |text: &str| {
+            let (_d, s) = set(&[("r.toml", text)]);
+            build(&s, &full()).map_err(|e| e.to_string())
+        };
+        for (method, extra) in [
+            ("{ preset = \"sl\", sample_weight = \"wsl\" }", teachers),
+            ("{ preset = \"vanilla\", sample_weight = \"wsl\" }", ""),
+        ] {
+            let e = built(&recipe(method, extra)).unwrap_err();
+            assert!(e.contains("`sample_weight` would have no effect"), "{e}");
+        }
+        let spec = |m: &str| {
+            built(&recipe(m, teachers))
+                .unwrap()
+                .runs
+                .last()
+                .unwrap()
+                .spec
+                .clone()
+        };
+        let (kd, wsl) = (spec("\"kd\""), spec("\"wsl\""));
+        assert!(matches!(
+            wsl.method,
+            Method::Teachers {
+                sample_weight: crate::spec::SampleWeight::Wsl,
+                temperature: 4.0,
+                teacher_weight: 2.25,
+                ..
+            }
+        ));
+        // `none` is left out of the spec: runs without it keep their ids.
+        assert!(!toml::to_string(&kd).unwrap().contains("sample_weight"));
+        assert_ne!(kd.id(), wsl.id());
+    }
 }

@@ -382,6 +382,7 @@ pub const SYNTHETIC_DEFAULTS: SyntheticSpec = SyntheticSpec {
     train: 2000,
     test: 500,
     data_seed: 0,
+    confusion: 0.0,
 };
 
 fn data_spec(r: &Recipe, scale: &Scale) -> Result<DataSpec, RecipeError> {
@@ -412,7 +413,12 @@ fn data_spec(r: &Recipe, scale: &Scale) -> Result<DataSpec, RecipeError> {
                 train: o.train.map_or(d.train, |v| v.0),
                 test: o.test.map_or(d.test, |v| v.0),
                 data_seed: o.data_seed.unwrap_or(d.data_seed),
+                confusion: o.confusion.unwrap_or(d.confusion),
             };
+            if !(0.0..=1.0).contains(&s.confusion) {
+                let span = raw.synthetic.as_ref().map_or(0..0, |s| s.span());
+                return Err(r.error(span, "synthetic.confusion", "expected a share from 0 to 1"));
+            }
             let (tr, te) = (s.train, s.test);
             let classes = o.classes.map_or(10, |v| v.0);
             if !(2..=1000).contains(&classes) {

@@ -333,6 +333,7 @@ fn a_method_must_fit_its_teachers_and_use_every_field_it_sets() {
     assert_ne!(kd.id(), ls_kd.id());
     // ε = 0 is left out of the spec: runs without it keep their ids.
     assert!(!toml::to_string(&kd).unwrap().contains("epsilon"));
+
     // Keys a preset brings that the recipe's own keys make moot are dropped, not errors,
     // and take their defaults, so the run is the one written without them.
     let kd_as_ensl = method("{ preset = \"kd\", combine = \"mean-softmax\" }");
@@ -397,7 +398,7 @@ fn issue_15_cohorts_share_batches_and_never_hold_a_student_with_its_teacher() {
     let cs = cohorts(&p);
     let mut sizes: Vec<usize> = cs.iter().map(|c| c.runs.len()).collect();
     sizes.sort_unstable();
-    assert_eq!(sizes, [10, 10, 10, 20, 20, 20, 30, 30, 30]);
+    assert_eq!(sizes, [10, 10, 10, 22, 22, 22, 30, 30, 30]);
     assert_eq!(sizes.iter().sum::<usize>(), p.runs.len());
     for c in &cs {
         let runs: Vec<&PlannedRun> = c.runs.iter().map(|id| p.get(id).unwrap()).collect();
@@ -555,4 +556,26 @@ fn issue_15_the_batch_key_ignores_model_method_and_learning_rate_only() {
     for other in [seed, batch, aug, flip, data] {
         assert_ne!(a.batch_key(), other.batch_key());
     }
+}
+
+#[test]
+fn synthetic_confusion_is_a_share_and_zero_keeps_the_ids() {
+    let with = |c: &str| VANILLA.replace("resolution = 8 }", &format!("resolution = 8{c} }}"));
+    let id = |text: &str| {
+        let (_d, s) = set(&[("r.toml", text)]);
+        build(&s, &full()).map(|p| p.runs[0].id.clone())
+    };
+    assert_eq!(
+        id(&with(", confusion = 0.0")).unwrap(),
+        id(VANILLA).unwrap()
+    );
+    assert_ne!(
+        id(&with(", confusion = 0.3")).unwrap(),
+        id(VANILLA).unwrap()
+    );
+    let e = id(&with(", confusion = 1.5")).unwrap_err().to_string();
+    assert!(
+        e.contains("r.toml") && e.contains("synthetic.confusion"),
+        "{e}"
+    );
 }

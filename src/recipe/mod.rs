@@ -32,6 +32,7 @@ const BUILTIN_PRESETS: &[(&str, &str)] = &[
     ("sl", include_str!("../../recipes/methods/sl.toml")),
     ("en-sl", include_str!("../../recipes/methods/en-sl.toml")),
     ("kd-sl", include_str!("../../recipes/methods/kd-sl.toml")),
+    ("wsl", include_str!("../../recipes/methods/wsl.toml")),
 ];
 
 /// One cell recipe with its source (kept for error positions).
@@ -415,6 +416,7 @@ fn merge(base: MethodFields, over: MethodFields) -> MethodFields {
         teacher_weight: over.teacher_weight.or(base.teacher_weight),
         kl_reduction: over.kl_reduction.or(base.kl_reduction),
         teacher_reduction: over.teacher_reduction.or(base.teacher_reduction),
+        sample_weight: over.sample_weight.or(base.sample_weight),
     }
 }
 

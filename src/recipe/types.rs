@@ -9,7 +9,7 @@ use std::fmt;
 use toml::Spanned;
 
 pub use crate::spec::{
-    Combine, DatasetName, KlReduction, ModelName, SchedulePreset, TeacherReduction,
+    Combine, DatasetName, KlReduction, ModelName, SampleWeight, SchedulePreset, TeacherReduction,
 };
 
 /// A recipe file: one table cell.
@@ -69,6 +69,8 @@ pub struct SyntheticOptions {
     pub classes: Option<Positive<usize>>,
     /// Seed of the generated images; fixed across run seeds so that seeds vary the training only.
     pub data_seed: Option<u64>,
+    /// The share of images drawn between their class and its partner (0 to 1).
+    pub confusion: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -139,6 +141,8 @@ pub struct MethodFields {
     pub teacher_weight: Option<NonNegative>,
     pub kl_reduction: Option<KlReduction>,
     pub teacher_reduction: Option<TeacherReduction>,
+    /// A per-sample weight of the per-teacher KL (`wsl`; `none` by default).
+    pub sample_weight: Option<SampleWeight>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

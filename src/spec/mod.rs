@@ -51,6 +51,11 @@ pub struct SyntheticSpec {
     pub train: usize,
     pub test: usize,
     pub data_seed: u64,
+    /// The share of images drawn between their class and its partner class, labelled by
+    /// the true posterior (`data::synthetic`); 0, the default, is left out of the spec,
+    /// so that it does not change the ids of the runs without it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub confusion: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -161,6 +166,10 @@ pub enum Method {
         /// of the spec, so that it does not change the ids of the runs without it.
         #[serde(default, skip_serializing_if = "is_zero")]
         epsilon: f64,
+        /// A per-sample weight of the `per-teacher-kl` term (WSL); none, the default, is
+        /// left out of the spec like `epsilon`.
+        #[serde(default, skip_serializing_if = "SampleWeight::is_none")]
+        sample_weight: SampleWeight,
     },
 }
 

@@ -140,3 +140,24 @@ pub enum TeacherReduction {
     Mean,
     Sum,
 }
+
+/// A per-sample weight on the teacher term.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SampleWeight {
+    /// Every sample weighs 1.
+    #[default]
+    None,
+    /// WSL (Zhou et al., ICLR 2021, "Rethinking soft labels for knowledge distillation:
+    /// a bias-variance tradeoff perspective", eq. 6): `w = 1 - exp(-CE_s / CE_t)`, the
+    /// student's and the teacher's cross-entropies against the label at temperature 1,
+    /// without gradient. Samples the student already fits better than the teacher
+    /// (CE_s ≪ CE_t) are distilled less.
+    Wsl,
+}
+
+impl SampleWeight {
+    pub fn is_none(&self) -> bool {
+        *self == SampleWeight::None
+    }
+}

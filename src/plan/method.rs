@@ -122,20 +122,10 @@ pub(super) fn method_spec(
 
 #[cfg(test)]
 mod tests {
-    use crate::plan::{build, Scale};
-    use crate::recipe::load;
-    use crate::recipe::tests::{folder, VANILLA};
+    use crate::plan::build;
+    use crate::plan::tests::{full, last_spec, set};
+    use crate::recipe::tests::VANILLA;
     use crate::spec::Method;
-
-    fn set(files: &[(&str, &str)]) -> (tempfile::TempDir, crate::recipe::RecipeSet) {
-        let dir = folder(files);
-        let s = load(&[dir.path().to_path_buf()]).unwrap();
-        (dir, s)
-    }
-
-    fn full() -> Scale {
-        Scale::named("full").unwrap()
-    }
 
     #[test]
     fn issue_19_wsl_weights_only_the_per_teacher_kl_and_makes_runs_of_its_own() {
@@ -155,15 +145,7 @@ mod tests {
             let e = built(&recipe(method, extra)).unwrap_err();
             assert!(e.contains("`sample_weight` would have no effect"), "{e}");
         }
-        let spec = |m: &str| {
-            built(&recipe(m, teachers))
-                .unwrap()
-                .runs
-                .last()
-                .unwrap()
-                .spec
-                .clone()
-        };
+        let spec = |m: &str| last_spec(&recipe(m, teachers));
         let (kd, wsl) = (spec("\"kd\""), spec("\"wsl\""));
         assert!(matches!(
             wsl.method,

@@ -3,14 +3,26 @@ use crate::recipe::tests::{folder, VANILLA};
 use crate::recipe::{load, RecipeSet};
 use crate::spec::ModelName;
 
-fn set(files: &[(&str, &str)]) -> (tempfile::TempDir, RecipeSet) {
+pub(super) fn set(files: &[(&str, &str)]) -> (tempfile::TempDir, RecipeSet) {
     let dir = folder(files);
     let s = load(&[dir.path().to_path_buf()]).unwrap();
     (dir, s)
 }
 
-fn full() -> Scale {
+pub(super) fn full() -> Scale {
     Scale::named("full").unwrap()
+}
+
+/// The spec of the last run the one recipe `text` plans.
+pub(super) fn last_spec(text: &str) -> crate::spec::RunSpec {
+    let (_d, s) = set(&[("r.toml", text)]);
+    build(&s, &full())
+        .unwrap()
+        .runs
+        .last()
+        .unwrap()
+        .spec
+        .clone()
 }
 
 #[test]
@@ -315,16 +327,7 @@ fn a_method_must_fit_its_teachers_and_use_every_field_it_sets() {
     // ε needs a hard-label term to smooth: KD has one, KD-SL none.
     let e = error(&recipe("{ preset = \"kd-sl\", epsilon = 0.1 }", true));
     assert!(e.contains("`epsilon` would have no effect"), "{e}");
-    let method = |m: &str| {
-        let (_d, s) = set(&[("r.toml", &recipe(m, true))]);
-        build(&s, &full())
-            .unwrap()
-            .runs
-            .last()
-            .unwrap()
-            .spec
-            .clone()
-    };
+    let method = |m: &str| last_spec(&recipe(m, true));
     let (kd, ls_kd) = (
         method("\"kd\""),
         method("{ preset = \"kd\", epsilon = 0.1 }"),

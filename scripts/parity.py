@@ -154,6 +154,54 @@ def losses(d, rep):
         rep.row("grad", what, rel(t[f"case{i}.grad"], z.grad), TOL["grad"])
 
 
+def crd(d, rep):
+    """CRD (Tian et al. 2020): embedding heads, scores against the memories, NCE with
+    Z = mean(scores) * N fixed at this batch, and the memories' momentum update."""
+    t = load_file(f"{d}/crd.safetensors")
+    n, tau, momentum = (float(v) for v in t["consts"])
+    n = int(n)
+    leaves = {k: t[k].clone().requires_grad_(True) for k in ["f_s", "w_s", "b_s", "w_t", "b_t"]}
+
+    def embed(f, w, b):
+        x = F.linear(f, w, b)
+        return x / x.pow(2).sum(1, keepdim=True).pow(0.5)
+
+    idx = t["index"].long()
+    b, k1 = idx.shape
+
+    def scores(memory, v):
+        rows = torch.index_select(memory, 0, idx.view(-1)).view(b, k1, -1)
+        return torch.exp(torch.bmm(rows, v.unsqueeze(2)).squeeze(2) / tau)
+
+    def nce(x, z):
+        x = x / z
+        m, pn, eps = k1 - 1, 1.0 / n, 1e-7
+        pos = x[:, 0]
+        log_d1 = torch.div(pos, pos + m * pn + eps).log()
+        neg = x[:, 1:]
+        log_d0 = torch.div(neg.clone().fill_(m * pn), neg + m * pn + eps).log()
+        return -(log_d1.sum(0) + log_d0.reshape(-1).sum(0)) / b
+
+    v_s = embed(leaves["f_s"], leaves["w_s"], leaves["b_s"])
+    v_t = embed(t["f_t"], leaves["w_t"], leaves["b_t"])
+    out_s, out_t = scores(t["memory_t"], v_s), scores(t["memory_s"], v_t)
+    loss = nce(out_s, out_s.mean().item() * n) + nce(out_t, out_t.mean().item() * n)
+    loss.backward()
+    ours = t["loss"].reshape(())
+    rep.row("loss", "crd: NCE of both embeddings", abs(ours.item() - loss.item()) / abs(loss.item()),
+            TOL["loss"])
+    for name, leaf in leaves.items():
+        rep.row("grad", f"crd: d/d{name}", rel(t[f"grad_{name}"], leaf.grad), TOL["grad"])
+    samples = t["samples"].long()
+    with torch.no_grad():
+        for side, v in [("s", v_s), ("t", v_t)]:
+            memory = t[f"memory_{side}"].clone()
+            pos = memory[samples] * momentum + v * (1 - momentum)
+            memory.index_copy_(0, samples, pos / pos.pow(2).sum(1, keepdim=True).pow(0.5))
+            rep.row("memory", f"crd: memory_{side} after the update",
+                    rel(t[f"memory_{side}_after"], memory), TOL["grad"])
+
+
 def sgd(d, rep):
     t = load_file(f"{d}/sgd.safetensors")
     before = prefixed(t, "before.")
@@ -500,6 +548,7 @@ def main():
     rep, replay, heads, steps = Report(), [], [], []
     print("== logits"); models(a.dir, rep)
     print("== losses and gradients"); losses(a.dir, rep)
+    print("== CRD"); crd(a.dir, rep)
     print("== SGD"); sgd(a.dir, rep)
     print("== learning rates"); schedules(a.dir, rep)
     print("== short training, replayed")

@@ -8,6 +8,9 @@
 //!   mode;
 //! - `losses.safetensors` + `losses.toml`: the loss and its gradient with respect to the
 //!   logits for every method preset (plain and mixed labels; one and three teachers);
+//! - `crd.safetensors`: CRD's term (embedding heads, scores against the memories, NCE
+//!   with its constants fixed at this batch) and its gradients with respect to the
+//!   student's features and both heads, and the memories after the batch's update;
 //! - `sgd.safetensors`: two SGD steps of ResNet20 (momentum, weight decay on every
 //!   parameter, BatchNorm running statistics) and their losses;
 //! - `schedules.csv`: the learning rate at every epoch of each schedule preset;
@@ -41,6 +44,7 @@ pub fn dump(dir: &Path, seeds: u64) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     models(dir)?;
     losses(dir)?;
+    crd(dir)?;
     sgd_steps(dir)?;
     schedules(dir)?;
     for (case, augment) in [("plain", ""), ("mixup", "augment = { kind = \"mixup\" }\n")] {
@@ -291,6 +295,65 @@ struct LossCase {
     teachers: usize,
     mixed: bool,
     method: Method,
+}
+
+/// CRD's term on random features, heads and memories, as `train::crd` composes
+/// `method::crd` (τ = 0.07, momentum 0.5, 24 negatives, 40 training images).
+fn crd(dir: &Path) -> anyhow::Result<()> {
+    use crate::method::crd as c;
+    let (b, fs_dim, ft_dim, dim, k, n) = (BATCH, 64, 48, 16, 24, 40);
+    let (tau, momentum) = (0.07, 0.5);
+    let mut rng = Rng::new(31);
+    let memory = |rng: &mut Rng| -> anyhow::Result<Tensor> {
+        Ok(c::normalize_rows(&random(&[n, dim], rng, 1.0)?)?)
+    };
+    let mut t: HashMap<String, Tensor> = HashMap::new();
+    for (name, shape) in [
+        ("f_s", vec![b, fs_dim]),
+        ("f_t", vec![b, ft_dim]),
+        ("w_s", vec![dim, fs_dim]),
+        ("b_s", vec![dim]),
+        ("w_t", vec![dim, ft_dim]),
+        ("b_t", vec![dim]),
+    ] {
+        t.insert(name.into(), random(&shape, &mut rng, 0.5)?);
+    }
+    t.insert("memory_s".into(), memory(&mut rng)?);
+    t.insert("memory_t".into(), memory(&mut rng)?);
+    let samples: Vec<u32> = (0..b as u32).map(|i| 3 * i + 1).collect();
+    let mut index = Vec::new();
+    for &s in &samples {
+        index.push(s);
+        index.extend((0..k).map(|_| rng.below(n as u64) as u32));
+    }
+    let index = Tensor::from_vec(index, (b, k + 1), &Device::Cpu)?;
+    let samples = Tensor::from_vec(samples, b, &Device::Cpu)?;
+    let vars: Vec<candle_core::Var> = ["f_s", "w_s", "b_s", "w_t", "b_t"]
+        .iter()
+        .map(|k| candle_core::Var::from_tensor(&t[*k]))
+        .collect::<candle_core::Result<_>>()?;
+    let [f_s, w_s, b_s, w_t, b_t] = [0, 1, 2, 3, 4].map(|i| vars[i].as_tensor());
+    let v_s = c::embed(f_s, w_s, b_s)?;
+    let v_t = c::embed(&t["f_t"], w_t, b_t)?;
+    let out_s = c::scores(&t["memory_t"], &index, &v_s, tau)?;
+    let out_t = c::scores(&t["memory_s"], &index, &v_t, tau)?;
+    let (z_s, z_t) = (c::normalizer(&out_s, n)?, c::normalizer(&out_t, n)?);
+    let loss = (c::nce_loss(&out_s, z_s, n)? + c::nce_loss(&out_t, z_t, n)?)?;
+    let grads = loss.backward()?;
+    for (name, var) in ["f_s", "w_s", "b_s", "w_t", "b_t"].iter().zip(&vars) {
+        let g = grads.get(var.as_tensor()).context("no gradient")?;
+        t.insert(format!("grad_{name}"), g.clone());
+    }
+    let updated_s = c::update_memory(&t["memory_s"], &samples, &v_s, momentum)?;
+    let updated_t = c::update_memory(&t["memory_t"], &samples, &v_t, momentum)?;
+    t.insert("memory_s_after".into(), updated_s);
+    t.insert("memory_t_after".into(), updated_t);
+    t.insert("loss".into(), loss);
+    t.insert("index".into(), index);
+    t.insert("samples".into(), samples);
+    let consts = [n as f32, tau as f32, momentum as f32];
+    t.insert("consts".into(), Tensor::new(&consts, &Device::Cpu)?);
+    save(&t, &dir.join("crd.safetensors"))
 }
 
 fn sgd_steps(dir: &Path) -> anyhow::Result<()> {

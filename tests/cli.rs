@@ -371,7 +371,7 @@ fn a_closed_pipe_ends_output_quietly() {
 }
 
 #[test]
-fn the_committed_cifar100_recipes_plan_186_runs_with_vanilla_resnet110_as_teachers() {
+fn the_committed_cifar100_recipes_plan_198_runs_with_vanilla_resnet110_as_teachers() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let d = tempfile::tempdir().unwrap();
     let out = lecal(root)
@@ -385,19 +385,19 @@ fn the_committed_cifar100_recipes_plan_186_runs_with_vanilla_resnet110_as_teache
         .clone();
     let out = String::from_utf8(out).unwrap();
     // Table 1: 12 rows x 5 students x 3 seeds; Table 2's paper rows and the teachers add
-    // no run, its WSL row 2 students x 3 seeds of 240 epochs.
+    // no run, its CRD, CRD+KD and WSL rows 2 students x 3 seeds of 240 epochs each.
     assert!(
-        out.contains("total: 186 runs, 49590 epochs (0 done), 0 done, 186 to train"),
+        out.contains("total: 198 runs, 52470 epochs (0 done), 0 done, 198 to train"),
         "{out}"
     );
-    assert!(out.contains("72 cells ask for 216 runs"), "{out}");
-    assert_eq!(
-        out.lines()
-            .filter(|l| l.contains("cifar100-comparison/WSL [6]/"))
-            .count(),
-        6,
-        "{out}"
-    );
+    assert!(out.contains("76 cells ask for 228 runs"), "{out}");
+    for row in ["CRD [5]", "CRD+KD [5]", "WSL [6]"] {
+        let runs = out
+            .lines()
+            .filter(|l| l.contains(&format!("cifar100-comparison/{row}/")))
+            .count();
+        assert_eq!(runs, 6, "{row}: {out}");
+    }
     assert_eq!(
         out.lines()
             .filter(|l| l.contains("cifar100/Vanilla/"))

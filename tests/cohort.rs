@@ -88,27 +88,15 @@ fn recipes(dir: &Path, wild: bool) {
 }
 
 fn lecal(dir: &Path, results: &str, args: &[&str]) -> Command {
-    let mut c = Command::new(assert_cmd::cargo::cargo_bin("lecal"));
-    c.current_dir(dir)
-        .env_remove("LECAL_RESULTS")
-        .env_remove("LECAL_DATA")
-        .args(["--results", results, "run", "recipes/c", "--device", "cpu"])
-        .args(args);
-    c
+    common::run_command(dir, results, "recipes/c", args)
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    common::output_text(o)
 }
 
 fn run_to_end(dir: &Path, results: &str, args: &[&str]) -> String {
-    let out = lecal(dir, results, args).output().unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    text(&out)
+    common::run_to_end(dir, results, "recipes/c", args)
 }
 
 /// The test: every member of a cohort (and every teacher) ends bit-identical to

@@ -16,6 +16,8 @@
 //! `hard` (Vanilla) and `smoothed` (label smoothing, `q = ε/K + (1-ε)·onehot(y)`) have
 //! only the first term, with weight 1.
 
+pub mod crd;
+
 use crate::data::mix::LabelMix;
 use crate::spec::Method;
 use crate::spec::{Combine, KlReduction, SampleWeight, TeacherReduction};
@@ -101,6 +103,9 @@ pub fn loss(
             teacher_reduction,
             epsilon,
             sample_weight,
+            // CRD's term needs the features and a memory: the trainer adds it
+            // (`train::crd`).
+            crd: _,
         } => {
             if teachers.is_empty() {
                 candle_core::bail!("label = \"teachers\" needs at least one teacher");

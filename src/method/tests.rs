@@ -61,6 +61,7 @@ fn teachers(
         teacher_reduction: r,
         epsilon: 0.0,
         sample_weight: SampleWeight::None,
+        crd: None,
     }
 }
 
@@ -235,6 +236,7 @@ fn epsilon_smooths_the_hard_label_term_of_a_teacher_method() {
         teacher_reduction: TeacherReduction::Mean,
         epsilon,
         sample_weight: SampleWeight::None,
+        crd: None,
     };
     let (mut hard, mut ls) = (0.0, 0.0);
     for i in 0..2 {
@@ -280,6 +282,7 @@ fn wsl(t: f64, alpha: f64) -> Method {
         teacher_reduction: TeacherReduction::Mean,
         epsilon: 0.0,
         sample_weight: SampleWeight::Wsl,
+        crd: None,
     }
 }
 

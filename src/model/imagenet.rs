@@ -211,12 +211,19 @@ impl ImageNetResNet {
     /// Logits of a normalised `(N, 3, H, W)` batch. `train` selects batch statistics
     /// (and updates the running ones) in BatchNorm.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        Ok(self.features_t(x, train)?.1)
+    }
+
+    /// The pooled penultimate features (`N×512`, `N×2048` for ResNet-50) and the logits.
+    pub fn features_t(&self, x: &Tensor, train: bool) -> Result<(Tensor, Tensor)> {
         let h = self.stem.forward(x, None, train)?;
         let mut h = max_pool_3x3_s2(&h, train)?;
         for block in self.stages.iter().flatten() {
             h = block.forward_t(&h, train)?;
         }
-        self.fc.forward(&h.mean((2, 3))?)
+        let pooled = h.mean((2, 3))?;
+        let logits = self.fc.forward(&pooled)?;
+        Ok((pooled, logits))
     }
 }
 

@@ -50,6 +50,23 @@ impl ResNet {
             Self::ImageNet(net) => net.forward_t(x, train),
         }
     }
+
+    /// The pooled penultimate features (`N×feature_dim`) and the logits, from one pass.
+    pub fn features_t(&self, x: &Tensor, train: bool) -> Result<(Tensor, Tensor)> {
+        match self {
+            Self::Cifar(net) => net.features_t(x, train),
+            Self::ImageNet(net) => net.features_t(x, train),
+        }
+    }
+}
+
+/// The width of `model`'s pooled penultimate features (what `ResNet::features_t` gives).
+pub fn feature_dim(model: ModelName) -> usize {
+    match model.imagenet_layers() {
+        Some(l) if l.bottleneck => 2048,
+        Some(_) => 512,
+        None => CifarResNet::WIDTHS[2],
+    }
 }
 
 /// BatchNorm running statistics are buffers, not parameters: no gradient, no weight decay,

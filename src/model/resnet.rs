@@ -103,6 +103,11 @@ impl CifarResNet {
     /// Logits of a normalised `(N, 3, H, W)` batch. `train` selects batch statistics
     /// (and updates the running ones) in BatchNorm.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        Ok(self.features_t(x, train)?.1)
+    }
+
+    /// The pooled penultimate features (`N×64`) and the logits.
+    pub fn features_t(&self, x: &Tensor, train: bool) -> Result<(Tensor, Tensor)> {
         let mut h = self
             .bn1
             .forward_act(&self.conv1.forward(x)?, None, true, train)?;
@@ -110,6 +115,7 @@ impl CifarResNet {
             h = block.forward_t(&h, train)?;
         }
         let pooled = h.mean((2, 3))?;
-        self.linear.forward(&pooled)
+        let logits = self.linear.forward(&pooled)?;
+        Ok((pooled, logits))
     }
 }

@@ -39,6 +39,11 @@ pub(super) fn method_spec(
         ("kl_reduction", w.kl_reduction.is_some()),
         ("teacher_reduction", w.teacher_reduction.is_some()),
         ("sample_weight", w.sample_weight.is_some()),
+        ("crd_weight", w.crd_weight.is_some()),
+        ("crd_dim", w.crd_dim.is_some()),
+        ("crd_negatives", w.crd_negatives.is_some()),
+        ("crd_temperature", w.crd_temperature.is_some()),
+        ("crd_momentum", w.crd_momentum.is_some()),
     ];
     let (unused, why): (Vec<_>, _) = match label {
         LabelSource::Hard => (
@@ -65,6 +70,21 @@ pub(super) fn method_spec(
             vec![("epsilon", w.epsilon.is_some() && hard_weight == 0.0)],
             "smooth the hard-label term, which hard_weight = 0 leaves out",
         ),
+    };
+    // CRD's settings need its term.
+    let crd_on = label == LabelSource::Teachers && m.crd_weight.is_some();
+    let crd_settings = [
+        ("crd_dim", w.crd_dim.is_some()),
+        ("crd_negatives", w.crd_negatives.is_some()),
+        ("crd_temperature", w.crd_temperature.is_some()),
+        ("crd_momentum", w.crd_momentum.is_some()),
+    ];
+    let (unused, why) = match crd_settings.iter().find(|c| c.1 && !crd_on) {
+        Some(_) if label == LabelSource::Teachers => (
+            crd_settings.to_vec(),
+            "set CRD's term, which needs crd_weight",
+        ),
+        _ => (unused, why),
     };
     let unused: Vec<&str> = unused.into_iter().filter(|u| u.1).map(|u| u.0).collect();
     if !unused.is_empty() {
@@ -115,9 +135,45 @@ pub(super) fn method_spec(
                     .unwrap_or(TeacherReduction::Mean),
                 epsilon: m.epsilon.filter(|_| hard_weight > 0.0).map_or(0.0, |e| e.0),
                 sample_weight: m.sample_weight.filter(|_| per_teacher).unwrap_or_default(),
+                // Defaults of the CRD paper's CIFAR-100 code (METHODS.md).
+                crd: m
+                    .crd_weight
+                    .filter(|b| b.0 > 0.0)
+                    .map(|b| crate::spec::Crd {
+                        weight: b.0,
+                        dim: m.crd_dim.map_or(128, |v| v.0),
+                        negatives: m.crd_negatives.map_or(16384, |v| v.0),
+                        temperature: m.crd_temperature.map_or(0.07, |v| v.0),
+                        momentum: m.crd_momentum.map_or(0.5, |v| v.0),
+                    }),
             }
         }
     })
+}
+
+/// CRD distils one teacher's features into a memory of one embedding per training image.
+pub(super) fn crd_checks(
+    r: &crate::recipe::Recipe,
+    teachers: usize,
+    augment: &crate::spec::AugmentSpec,
+) -> Vec<crate::recipe::RecipeError> {
+    let mut errors = Vec::new();
+    if teachers != 1 {
+        errors.push(r.error(
+            r.raw.teachers.span(),
+            "teachers",
+            format!("CRD (crd_weight) distils one teacher's features; {teachers} are listed"),
+        ));
+    }
+    if *augment != crate::spec::AugmentSpec::None {
+        let span = r.raw.augment.as_ref().map_or(0..0, |a| a.span());
+        errors.push(r.error(
+            span,
+            "augment",
+            "CRD's memory holds one embedding per training image, which batch augmentation mixes",
+        ));
+    }
+    errors
 }
 
 #[cfg(test)]
@@ -159,5 +215,55 @@ mod tests {
         // `none` is left out of the spec: runs without it keep their ids.
         assert!(!toml::to_string(&kd).unwrap().contains("sample_weight"));
         assert_ne!(kd.id(), wsl.id());
+    }
+
+    #[test]
+    fn issue_19_crd_takes_one_teacher_no_batch_augmentation_and_its_paper_defaults() {
+        let one = "teachers = [ { model = \"resnet14\", seeds = [0] } ]";
+        let two = "teachers = [ { model = \"resnet14\", seeds = [0, 1] } ]";
+        let recipe = |method: &str, extra: &str| {
+            let m = format!("method = {method}\n{extra}");
+            VANILLA.replace("method = \"vanilla\"", &m)
+        };
+        let error = |text: &str| {
+            let (_d, s) = set(&[("r.toml", text)]);
+            build(&s, &full()).unwrap_err().to_string()
+        };
+        let e = error(&recipe("\"crd\"", two));
+        assert!(
+            e.contains("r.toml") && e.contains("distils one teacher's features; 2 are listed"),
+            "{e}"
+        );
+        let e = error(&recipe(
+            "\"crd-kd\"",
+            &format!("{one}\naugment = {{ kind = \"ricap\" }}"),
+        ));
+        assert!(
+            e.contains("key `augment`") && e.contains("batch augmentation"),
+            "{e}"
+        );
+        let e = error(&recipe("{ preset = \"kd\", crd_dim = 64 }", one));
+        assert!(e.contains("`crd_dim` would have no effect"), "{e}");
+        let e = error(&recipe("{ preset = \"vanilla\", crd_weight = 0.8 }", ""));
+        assert!(e.contains("`crd_weight` would have no effect"), "{e}");
+        let paper = crate::spec::Crd {
+            weight: 0.8,
+            dim: 128,
+            negatives: 16384,
+            temperature: 0.07,
+            momentum: 0.5,
+        };
+        let crd = last_spec(&recipe("\"crd\"", one));
+        let crd_kd = last_spec(&recipe("\"crd-kd\"", one));
+        let kd = last_spec(&recipe("{ preset = \"crd-kd\", crd_weight = 0.0 }", one));
+        for (spec, weight) in [(&crd, 0.0), (&crd_kd, 1.0)] {
+            assert!(
+                matches!(spec.method, Method::Teachers { crd: Some(c), teacher_weight, hard_weight: 1.0, temperature: 4.0, .. } if c == paper && teacher_weight == weight),
+                "{:?}",
+                spec.method
+            );
+        }
+        assert_ne!(crd.id(), crd_kd.id());
+        assert_ne!(crd_kd.id(), kd.id());
     }
 }

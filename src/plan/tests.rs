@@ -401,7 +401,7 @@ fn issue_15_cohorts_share_batches_and_never_hold_a_student_with_its_teacher() {
     let cs = cohorts(&p);
     let mut sizes: Vec<usize> = cs.iter().map(|c| c.runs.len()).collect();
     sizes.sort_unstable();
-    assert_eq!(sizes, [10, 10, 10, 22, 22, 22, 30, 30, 30]);
+    assert_eq!(sizes, [10, 10, 10, 26, 26, 26, 30, 30, 30]);
     assert_eq!(sizes.iter().sum::<usize>(), p.runs.len());
     for c in &cs {
         let runs: Vec<&PlannedRun> = c.runs.iter().map(|id| p.get(id).unwrap()).collect();

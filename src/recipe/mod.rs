@@ -33,6 +33,8 @@ const BUILTIN_PRESETS: &[(&str, &str)] = &[
     ("en-sl", include_str!("../../recipes/methods/en-sl.toml")),
     ("kd-sl", include_str!("../../recipes/methods/kd-sl.toml")),
     ("wsl", include_str!("../../recipes/methods/wsl.toml")),
+    ("crd", include_str!("../../recipes/methods/crd.toml")),
+    ("crd-kd", include_str!("../../recipes/methods/crd-kd.toml")),
 ];
 
 /// One cell recipe with its source (kept for error positions).
@@ -417,6 +419,11 @@ fn merge(base: MethodFields, over: MethodFields) -> MethodFields {
         kl_reduction: over.kl_reduction.or(base.kl_reduction),
         teacher_reduction: over.teacher_reduction.or(base.teacher_reduction),
         sample_weight: over.sample_weight.or(base.sample_weight),
+        crd_weight: over.crd_weight.or(base.crd_weight),
+        crd_dim: over.crd_dim.or(base.crd_dim),
+        crd_negatives: over.crd_negatives.or(base.crd_negatives),
+        crd_temperature: over.crd_temperature.or(base.crd_temperature),
+        crd_momentum: over.crd_momentum.or(base.crd_momentum),
     }
 }
 

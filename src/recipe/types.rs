@@ -143,6 +143,16 @@ pub struct MethodFields {
     pub teacher_reduction: Option<TeacherReduction>,
     /// A per-sample weight of the per-teacher KL (`wsl`; `none` by default).
     pub sample_weight: Option<SampleWeight>,
+    /// β of CRD's contrastive term; set, it adds the term (CRD, CRD+KD).
+    pub crd_weight: Option<NonNegative>,
+    /// CRD's embedding width (128).
+    pub crd_dim: Option<Positive<usize>>,
+    /// CRD's negatives per sample (16384).
+    pub crd_negatives: Option<Positive<usize>>,
+    /// CRD's score temperature τ (0.07).
+    pub crd_temperature: Option<Positive<f64>>,
+    /// CRD's memory momentum (0.5).
+    pub crd_momentum: Option<UnitInterval>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

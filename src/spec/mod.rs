@@ -170,7 +170,31 @@ pub enum Method {
         /// left out of the spec like `epsilon`.
         #[serde(default, skip_serializing_if = "SampleWeight::is_none")]
         sample_weight: SampleWeight,
+        /// CRD's contrastive term added to the loss (CRD, CRD+KD); absent, the default, is
+        /// left out of the spec.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        crd: Option<Crd>,
     },
+}
+
+/// Contrastive representation distillation (Tian et al., ICLR 2020, "Contrastive
+/// Representation Distillation", eq. 10 and its NCE form): the student's and the
+/// teacher's pooled features embedded to `dim` (linear, L2-normalised), each scored
+/// against a momentum memory of the other's embeddings of the training set, the positive
+/// of a sample its own index and `negatives` indices of other classes. `method::crd` has
+/// the formula, `train::crd` the memory.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Crd {
+    /// β, the weight of the contrastive term.
+    pub weight: f64,
+    /// The embedding width.
+    pub dim: usize,
+    /// Negatives per sample (K).
+    pub negatives: usize,
+    /// The temperature of the scores `exp(v·m / τ)`.
+    pub temperature: f64,
+    /// The memory's momentum: `m ← normalise(momentum·m + (1 - momentum)·v)`.
+    pub momentum: f64,
 }
 
 fn is_zero(v: &f64) -> bool {

@@ -14,6 +14,7 @@
 //!   ends that member alone. A stop signal ends every member; a results folder that cannot
 //!   be written ends the member that wrote and stops the others (`CohortStopped`).
 
+use super::crd::CrdState;
 use super::{
     argmax_rows, checkpoint_state, diverged, evaluate, restore, sgd, CandleTrainer, Outcome,
     RunSink, TeacherSource,
@@ -23,7 +24,7 @@ use crate::interrupt::Interrupted;
 use crate::metrics::Evaluation;
 use crate::model;
 use crate::rng::Rng;
-use crate::spec::RunSpec;
+use crate::spec::{Method, RunSpec};
 use crate::store::{EpochRecord, WriteError};
 use anyhow::{bail, Context};
 use candle_core::Tensor;
@@ -51,6 +52,8 @@ struct Student<'a> {
     net: model::ResNet,
     varmap: candle_nn::VarMap,
     opt: sgd::Sgd,
+    /// CRD's heads and memories, when its method has CRD's term.
+    crd: Option<CrdState>,
     /// Its teachers, as indices into the cohort's distinct teachers, in its own order.
     teachers: Vec<usize>,
     epochs: Vec<EpochRecord>,
@@ -77,6 +80,9 @@ enum Stop {
         error: anyhow::Error,
     },
 }
+
+/// A teacher's features and logits on a batch, or why it has none.
+type TeacherOutput = Result<(Tensor, Tensor), String>;
 
 /// The cohort's distinct teachers (by weights file), each loaded once.
 struct Teachers {
@@ -110,13 +116,14 @@ impl Teachers {
             .expect("every member's teacher is loaded")
     }
 
-    /// The logits of the teachers that `students` use on `x` (eval mode, no graph).
-    fn logits(&self, students: &[Student], x: &Tensor) -> Vec<Option<Result<Tensor, String>>> {
+    /// The pooled features and logits of the teachers that `students` use on `x` (eval
+    /// mode, no graph).
+    fn outputs(&self, students: &[Student], x: &Tensor) -> Vec<Option<TeacherOutput>> {
         (0..self.sources.len())
             .map(|i| {
                 let used = students.iter().any(|s| s.teachers.contains(&i));
                 used.then(|| match &self.nets[i] {
-                    Ok(net) => net.forward_t(x, false).map_err(|e| format!("{e:#}")),
+                    Ok(net) => net.features_t(x, false).map_err(|e| format!("{e:#}")),
                     Err(why) => Err(why.clone()),
                 })
             })
@@ -179,13 +186,14 @@ impl CandleTrainer {
                 sink,
             } = m;
             match self.student(spec, ts, &mut *sink, &teachers, &splits) {
-                Ok((net, varmap, opt, epochs)) => students.push(Student {
+                Ok((net, varmap, opt, crd, epochs)) => students.push(Student {
                     index,
                     spec,
                     sink,
                     net,
                     varmap,
                     opt,
+                    crd,
                     teachers: ts.iter().map(|t| teachers.index_of(t)).collect(),
                     epochs,
                     last: None,
@@ -228,7 +236,13 @@ impl CandleTrainer {
         sink: &mut dyn RunSink,
         teachers: &Teachers,
         splits: &Splits,
-    ) -> anyhow::Result<(model::ResNet, candle_nn::VarMap, sgd::Sgd, Vec<EpochRecord>)> {
+    ) -> anyhow::Result<(
+        model::ResNet,
+        candle_nn::VarMap,
+        sgd::Sgd,
+        Option<CrdState>,
+        Vec<EpochRecord>,
+    )> {
         let classes = spec.data.classes;
         if splits.train.classes != classes {
             bail!(
@@ -243,16 +257,31 @@ impl CandleTrainer {
         }
         let (net, varmap) =
             model::build_trainable(spec.model, classes, spec.seed, self.kernels, &self.device)?;
+        let mut crd = match (&spec.method, ts) {
+            (Method::Teachers { crd: Some(c), .. }, [t]) => {
+                let dims = (model::feature_dim(spec.model), model::feature_dim(t.model));
+                let labels = &splits.train.labels;
+                let dev = &self.device;
+                Some(CrdState::new(
+                    *c, spec.seed, &varmap, dims, labels, classes, dev,
+                )?)
+            }
+            (Method::Teachers { crd: Some(_), .. }, _) => bail!("CRD needs exactly one teacher"),
+            _ => None,
+        };
         let s = &spec.schedule;
         let mut opt = sgd::Sgd::new(model::trainable_vars(&varmap), s.momentum, s.weight_decay);
         let mut epochs = Vec::new();
         if let Some(ck) = sink.resume()? {
-            let tensors = candle_core::safetensors::load_buffer(&ck.state, &self.device)?;
-            restore(&varmap, &mut opt, tensors)
-                .with_context(|| format!("resuming from the checkpoint of epoch {}", ck.epoch))?;
+            let mut tensors = candle_core::safetensors::load_buffer(&ck.state, &self.device)?;
+            let at = || format!("resuming from the checkpoint of epoch {}", ck.epoch);
+            if let Some(c) = &mut crd {
+                c.restore(&mut tensors).with_context(at)?;
+            }
+            restore(&varmap, &mut opt, tensors).with_context(at)?;
             epochs = ck.epochs;
         }
-        Ok((net, varmap, opt, epochs))
+        Ok((net, varmap, opt, crd, epochs))
     }
 
     // Long: one epoch of the cohort in one place: the order of the random streams, the
@@ -329,11 +358,18 @@ impl CandleTrainer {
                     return Ok(());
                 }
             };
-            let logits = teachers.logits(students, &x);
+            let outputs = teachers.outputs(students, &x);
             let mut i = 0;
             while i < students.len() {
                 let s = &mut students[i];
-                match step(s, &x, &mixed.labels, &logits, epoch, dev) {
+                let batch = Batch {
+                    x: &x,
+                    mixes: &mixed.labels,
+                    samples: idx,
+                    labels: &train.labels,
+                    at: (epoch, bi),
+                };
+                match step(s, &batch, &outputs, dev) {
                     Ok((lv, lg)) => {
                         if let Some((x, t)) = &traced {
                             s.sink.batch(epoch, bi, x, t, lv);
@@ -409,7 +445,11 @@ impl CandleTrainer {
         if let Some(what) = diverged(&rec, &s.varmap)? {
             bail!("epoch {epoch}: the run diverged: {what}");
         }
-        let state = safetensors::serialize(checkpoint_state(&s.varmap, &s.opt), None)?;
+        let mut state = checkpoint_state(&s.varmap, &s.opt);
+        if let Some(c) = &s.crd {
+            state.extend(c.state()?);
+        }
+        let state = safetensors::serialize(state, None)?;
         s.sink
             .epoch(&rec, &state)
             .context("writing the epoch's results")?;
@@ -471,33 +511,49 @@ impl CandleTrainer {
     }
 }
 
+/// A training batch as every member sees it.
+struct Batch<'a> {
+    x: &'a Tensor,
+    mixes: &'a [mix::LabelMix],
+    /// The images' indices in the training set, and its labels.
+    samples: &'a [usize],
+    labels: &'a [u16],
+    /// (epoch, batch index).
+    at: (usize, usize),
+}
+
 /// One member's step on the shared batch: its forward pass, its loss against its
-/// teachers' logits, the backward pass and the update. Its loss and logits.
+/// teachers' outputs, the backward pass and the update. Its loss and logits.
 fn step(
     s: &mut Student,
-    x: &Tensor,
-    mixes: &[mix::LabelMix],
-    logits: &[Option<Result<Tensor, String>>],
-    epoch: usize,
+    b: &Batch,
+    outputs: &[Option<TeacherOutput>],
     dev: &candle_core::Device,
 ) -> anyhow::Result<(f64, Vec<f32>)> {
-    let teacher_logits = s
+    let teacher = s
         .teachers
         .iter()
-        .map(|&t| match &logits[t] {
-            Some(Ok(l)) => Ok(l.clone()),
+        .map(|&t| match &outputs[t] {
+            Some(Ok(o)) => Ok(o.clone()),
             Some(Err(why)) => Err(anyhow::anyhow!("{why}")),
             None => Err(anyhow::anyhow!("teacher {t} was not run")),
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let out = s.net.forward_t(x, true)?;
-    let loss = crate::method::loss(&s.spec.method, &out, mixes, &teacher_logits, dev)?;
+    let teacher_logits: Vec<Tensor> = teacher.iter().map(|o| o.1.clone()).collect();
+    let (features, out) = s.net.features_t(b.x, true)?;
+    let mut loss = crate::method::loss(&s.spec.method, &out, b.mixes, &teacher_logits, dev)?;
+    if let (Some(c), Some((f_t, _))) = (&mut s.crd, teacher.first()) {
+        loss = (loss + c.loss(&features, f_t, b.samples, b.labels, b.at)?)?;
+    }
     let lv = loss.to_scalar::<f32>()? as f64;
     if !lv.is_finite() {
         bail!("the loss is {lv}");
     }
     let grads = loss.backward()?;
-    s.opt.step(&grads, s.spec.schedule.lr_at(epoch))?;
+    s.opt.step(&grads, s.spec.schedule.lr_at(b.at.0))?;
+    if let Some(c) = &mut s.crd {
+        c.update_memory()?;
+    }
     Ok((lv, out.detach().flatten_all()?.to_vec1::<f32>()?))
 }
 

@@ -2,6 +2,7 @@
 //! lets the executor be tested with a fake.
 
 mod cohort;
+mod crd;
 pub mod sgd;
 
 pub use cohort::{CohortStopped, Member};

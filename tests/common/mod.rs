@@ -107,3 +107,36 @@ pub fn checkpoint_epochs(results: &Path, keep: impl Fn(&Path) -> bool) -> Vec<us
         })
         .collect()
 }
+
+/// `lecal --results RESULTS run RECIPES --device cpu ARGS` in `dir`, as a plain process
+/// (to be spawned and killed, or run to its end).
+pub fn run_command(
+    dir: &Path,
+    results: &str,
+    recipes: &str,
+    args: &[&str],
+) -> std::process::Command {
+    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("lecal"));
+    c.current_dir(dir)
+        .env_remove("LECAL_RESULTS")
+        .env_remove("LECAL_DATA")
+        .args(["--results", results, "run", recipes, "--device", "cpu"])
+        .args(args);
+    c
+}
+
+/// A finished process's stdout and stderr.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Runs `run_command` to its end, which must succeed; its output.
+pub fn run_to_end(dir: &Path, results: &str, recipes: &str, args: &[&str]) -> String {
+    let out = run_command(dir, results, recipes, args).output().unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    output_text(&out)
+}

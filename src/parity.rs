@@ -335,10 +335,8 @@ fn crd(dir: &Path) -> anyhow::Result<()> {
     let [f_s, w_s, b_s, w_t, b_t] = [0, 1, 2, 3, 4].map(|i| vars[i].as_tensor());
     let v_s = c::embed(f_s, w_s, b_s)?;
     let v_t = c::embed(&t["f_t"], w_t, b_t)?;
-    let out_s = c::scores(&t["memory_t"], &index, &v_s, tau)?;
-    let out_t = c::scores(&t["memory_s"], &index, &v_t, tau)?;
-    let (z_s, z_t) = (c::normalizer(&out_s, n)?, c::normalizer(&out_t, n)?);
-    let loss = (c::nce_loss(&out_s, z_s, n)? + c::nce_loss(&out_t, z_t, n)?)?;
+    let memories = (&t["memory_s"], &t["memory_t"]);
+    let (loss, _) = c::term((&v_s, &v_t), memories, &index, tau, None)?;
     let grads = loss.backward()?;
     for (name, var) in ["f_s", "w_s", "b_s", "w_t", "b_t"].iter().zip(&vars) {
         let g = grads.get(var.as_tensor()).context("no gradient")?;

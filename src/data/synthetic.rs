@@ -63,19 +63,17 @@ fn partner(class: usize, classes: usize) -> Option<usize> {
     Some(class ^ 1).filter(|&p| p < classes)
 }
 
+/// The texture frequency of `class`'s band (families repeat at higher bands).
+fn band_frequency(class: usize) -> f64 {
+    1.3 + 1.1 * (class / FAMILIES) as f64
+}
+
 fn render(class: usize, blend: Option<(usize, f64)>, res: usize, r: &mut Rng, out: &mut [u8]) {
     let fam = class % FAMILIES;
-    let band = class / FAMILIES;
     let jitter = 1.0 + 0.14 * r.normal();
-    let freq = (1.3 + 1.1 * band as f64) * jitter;
+    let freq = band_frequency(class) * jitter;
     // The partner's texture at its own band, with the same jitter, and its weight.
-    let other = blend.map(|(p, w)| {
-        (
-            p % FAMILIES,
-            (1.3 + 1.1 * (p / FAMILIES) as f64) * jitter,
-            w,
-        )
-    });
+    let other = blend.map(|(p, w)| (p % FAMILIES, band_frequency(p) * jitter, w));
     let tilt = 0.12 * r.normal();
     let phase = 2.0 * PI * r.uniform();
     let centre = (0.3 + 0.4 * r.uniform(), 0.3 + 0.4 * r.uniform());

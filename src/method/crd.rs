@@ -60,6 +60,27 @@ pub fn nce_loss(scores: &Tensor, z: f64, n_data: usize) -> Result<Tensor> {
     ((log_d1.sum_all()? + log_d0.sum_all()?)? / b as f64)?.neg()
 }
 
+/// CRD's term `L(P_s) + L(P_t)` of a batch: `v_s` scored against the teacher's memory,
+/// `v_t` against the student's, with the constants `z` (`Z_s`, `Z_t`) or, at the run's
+/// first batch, those of this batch. The term and the constants used.
+pub fn term(
+    (v_s, v_t): (&Tensor, &Tensor),
+    (memory_s, memory_t): (&Tensor, &Tensor),
+    index: &Tensor,
+    temperature: f64,
+    z: Option<(f64, f64)>,
+) -> Result<(Tensor, (f64, f64))> {
+    let n = memory_s.dim(0)?;
+    let out_s = scores(memory_t, index, v_s, temperature)?;
+    let out_t = scores(memory_s, index, v_t, temperature)?;
+    let (z_s, z_t) = match z {
+        Some(z) => z,
+        None => (normalizer(&out_s, n)?, normalizer(&out_t, n)?),
+    };
+    let l = (nce_loss(&out_s, z_s, n)? + nce_loss(&out_t, z_t, n)?)?;
+    Ok((l, (z_s, z_t)))
+}
+
 /// The memory after a step: the rows of `samples` become
 /// `normalise(momentum·m + (1 - momentum)·v)`; samples are distinct.
 pub fn update_memory(

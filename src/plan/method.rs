@@ -31,7 +31,14 @@ pub(super) fn method_spec(
     let hard_weight = m.hard_weight.map_or(0.0, |w| w.0);
     let none = MethodFields::default();
     let w = inline.unwrap_or(&none);
-    let teacher_fields = [
+    // CRD's settings, which need its term (`crd_weight`).
+    let crd_settings = [
+        ("crd_dim", w.crd_dim.is_some()),
+        ("crd_negatives", w.crd_negatives.is_some()),
+        ("crd_temperature", w.crd_temperature.is_some()),
+        ("crd_momentum", w.crd_momentum.is_some()),
+    ];
+    let teacher_fields: Vec<_> = [
         ("combine", w.combine.is_some()),
         ("temperature", w.temperature.is_some()),
         ("hard_weight", w.hard_weight.is_some()),
@@ -40,11 +47,10 @@ pub(super) fn method_spec(
         ("teacher_reduction", w.teacher_reduction.is_some()),
         ("sample_weight", w.sample_weight.is_some()),
         ("crd_weight", w.crd_weight.is_some()),
-        ("crd_dim", w.crd_dim.is_some()),
-        ("crd_negatives", w.crd_negatives.is_some()),
-        ("crd_temperature", w.crd_temperature.is_some()),
-        ("crd_momentum", w.crd_momentum.is_some()),
-    ];
+    ]
+    .into_iter()
+    .chain(crd_settings)
+    .collect();
     let (unused, why): (Vec<_>, _) = match label {
         LabelSource::Hard => (
             [("epsilon", w.epsilon.is_some())]
@@ -54,8 +60,12 @@ pub(super) fn method_spec(
             "apply to other label sources",
         ),
         LabelSource::Smoothed => (
-            teacher_fields.into_iter().collect(),
+            teacher_fields,
             "apply to label = \"teachers\"",
+        ),
+        LabelSource::Teachers if m.crd_weight.is_none() && crd_settings.iter().any(|c| c.1) => (
+            crd_settings.to_vec(),
+            "set CRD's term, which needs crd_weight",
         ),
         LabelSource::Teachers if combine == Combine::MeanSoftmax => (
             vec![
@@ -70,21 +80,6 @@ pub(super) fn method_spec(
             vec![("epsilon", w.epsilon.is_some() && hard_weight == 0.0)],
             "smooth the hard-label term, which hard_weight = 0 leaves out",
         ),
-    };
-    // CRD's settings need its term.
-    let crd_on = label == LabelSource::Teachers && m.crd_weight.is_some();
-    let crd_settings = [
-        ("crd_dim", w.crd_dim.is_some()),
-        ("crd_negatives", w.crd_negatives.is_some()),
-        ("crd_temperature", w.crd_temperature.is_some()),
-        ("crd_momentum", w.crd_momentum.is_some()),
-    ];
-    let (unused, why) = match crd_settings.iter().find(|c| c.1 && !crd_on) {
-        Some(_) if label == LabelSource::Teachers => (
-            crd_settings.to_vec(),
-            "set CRD's term, which needs crd_weight",
-        ),
-        _ => (unused, why),
     };
     let unused: Vec<&str> = unused.into_iter().filter(|u| u.1).map(|u| u.0).collect();
     if !unused.is_empty() {

@@ -160,19 +160,9 @@ impl CrdState {
         let [(ws, bs), (wt, bt)] = &self.heads;
         let v_s = crd::embed(f_s, ws.as_tensor(), bs.as_tensor())?;
         let v_t = crd::embed(&f_t.detach(), wt.as_tensor(), bt.as_tensor())?;
-        let n = self.by_class.len();
-        let t = self.cfg.temperature;
-        let out_s = crd::scores(&self.memory_t, &index, &v_s, t)?;
-        let out_t = crd::scores(&self.memory_s, &index, &v_t, t)?;
-        let (z_s, z_t) = match self.z {
-            Some(z) => z,
-            None => {
-                let z = (crd::normalizer(&out_s, n)?, crd::normalizer(&out_t, n)?);
-                self.z = Some(z);
-                z
-            }
-        };
-        let l = (crd::nce_loss(&out_s, z_s, n)? + crd::nce_loss(&out_t, z_t, n)?)?;
+        let memories = (&self.memory_s, &self.memory_t);
+        let (l, z) = crd::term((&v_s, &v_t), memories, &index, self.cfg.temperature, self.z)?;
+        self.z = Some(z);
         let ids: Vec<u32> = samples.iter().map(|&i| i as u32).collect();
         let ids = Tensor::from_vec(ids, samples.len(), dev)?;
         self.pending = Some((ids, v_s.detach(), v_t.detach()));

@@ -91,14 +91,15 @@ def imagenet():
 def table2():
     # Teacher ResNet110 -> students ResNet56 and ResNet110. The recipes of the paper's
     # rows repeat Table 1's cells, so the planner maps them onto the same runs; the
-    # knowledge-transfer methods it compares with (CRD, CRD+KD, WSL) are runs of their own, with the
-    # same Vanilla ResNet110 teacher (seed 0).
+    # knowledge-transfer methods it compares with (CRD, CRD+KD, SSKD, WSL) are runs of their own,
+    # with the same Vanilla ResNet110 teacher (seed 0).
     rows = [
         ("Vanilla", "vanilla", "vanilla", None, None, "default"),
         ("LS", "smoothing", "smoothing", None, None, "default"),
         ("KD (α=0.1, T=3)", "kd", "kd", [0], None, "default"),
         ("CRD [5]", "crd", "crd", [0], None, "default"),
         ("CRD+KD [5]", "crd-kd", "crd-kd", [0], None, "default"),
+        ("SSKD [4]", "sskd", "sskd", [0], None, "default"),
         ("WSL [6]", "wsl", "wsl", [0], None, "default"),
         ("Our best (acc): Aug-SL+", "best-acc", "sl", [0], "ricap", "long"),
         ("Our best (ECE): KD-SL", "best-ece", "kd-sl", [0, 1, 2], None, "default"),

@@ -385,13 +385,13 @@ fn the_committed_cifar100_recipes_plan_198_runs_with_vanilla_resnet110_as_teache
         .clone();
     let out = String::from_utf8(out).unwrap();
     // Table 1: 12 rows x 5 students x 3 seeds; Table 2's paper rows and the teachers add
-    // no run, its CRD, CRD+KD and WSL rows 2 students x 3 seeds of 240 epochs each.
+    // no run, its CRD, CRD+KD, SSKD and WSL rows 2 students x 3 seeds of 240 epochs each.
     assert!(
-        out.contains("total: 198 runs, 52470 epochs (0 done), 0 done, 198 to train"),
+        out.contains("total: 204 runs, 53910 epochs (0 done), 0 done, 204 to train"),
         "{out}"
     );
-    assert!(out.contains("76 cells ask for 228 runs"), "{out}");
-    for row in ["CRD [5]", "CRD+KD [5]", "WSL [6]"] {
+    assert!(out.contains("78 cells ask for 234 runs"), "{out}");
+    for row in ["CRD [5]", "CRD+KD [5]", "SSKD [4]", "WSL [6]"] {
         let runs = out
             .lines()
             .filter(|l| l.contains(&format!("cifar100-comparison/{row}/")))
@@ -590,7 +590,7 @@ fn submit_dry_run_writes_jobs_with_afterok_on_the_teachers() {
         .lines()
         .filter(|l| l.starts_with("would submit job"))
         .collect();
-    assert_eq!(jobs.len(), 9, "{text}");
+    assert_eq!(jobs.len(), 12, "{text}");
     assert!(jobs.iter().all(|l| l.contains("--time=")));
     let after = jobs
         .iter()
@@ -600,8 +600,13 @@ fn submit_dry_run_writes_jobs_with_afterok_on_the_teachers() {
         6,
         "the six student cohorts wait for the three teachers"
     );
+    // SSKD's students (rotated batches, cohorts of their own) wait for their one teacher.
+    let sskd = jobs
+        .iter()
+        .filter(|l| l.contains("(2 runs") && l.contains("--dependency=afterok:$j1 "));
+    assert_eq!(sskd.count(), 3, "{text}");
     let submit = fs::read_to_string(results.join("slurm/submit.sh")).unwrap();
-    assert_eq!(submit.matches("sbatch --parsable").count(), 9);
+    assert_eq!(submit.matches("sbatch --parsable").count(), 12);
     let script = fs::read_dir(results.join("slurm"))
         .unwrap()
         .flatten()

@@ -291,7 +291,7 @@ fn a_job_longer_than_the_partition_limit_gets_the_limit() {
         .lines()
         .filter(|l| l.starts_with("would submit"))
         .collect();
-    assert_eq!(jobs.len(), 9, "{t}");
+    assert_eq!(jobs.len(), 12, "{t}");
     assert!(jobs.iter().all(|l| l.contains("--time=0-00:30:00")), "{t}");
     assert!(t.contains("above the partition's limit 0-00:30:00"), "{t}");
 }

@@ -52,12 +52,16 @@ fn print_cohorts(plan: &Plan, cohorts: &[crate::plan::Cohort]) -> anyhow::Result
             .map(|r| r.spec.schedule.epochs)
             .collect();
         outln!(
-            "  cohort {}: {} runs, seed {}, {} {}, {} distinct teachers, epochs {:?}, ≈{:.1} GiB: {}",
+            "  cohort {}: {} runs, seed {}, {} {}{}, {} distinct teachers, epochs {:?}, ≈{:.1} GiB: {}",
             i + 1,
             c.runs.len(),
             first.spec.seed,
             first.spec.data.name.as_str(),
             augment_name(&first.spec.augment),
+            match first.spec.views() {
+                1 => String::new(),
+                v => format!(", {v} rotations per image"),
+            },
             c.teachers(plan).len(),
             epochs,
             crate::plan::memory(plan, &c.runs) as f64 / (1u64 << 30) as f64,

@@ -11,23 +11,32 @@ use crate::spec::Transform;
 /// naming its file.
 pub type Batches<'a> = Box<dyn Iterator<Item = anyhow::Result<Vec<f32>>> + 'a>;
 
-/// The training batches `batches` (rows of `ds`, `batch` a full batch's size) of `epoch`.
+/// The training batches `batches` (rows of `ds`, `batch` a full batch's size) of `epoch`;
+/// with `views` of `SSKD_VIEWS`, each image's rotated copies after it
+/// (`transform::rotated_batch`).
 pub fn train<'a>(
     ds: &'a Dataset,
     batches: &[&'a [usize]],
     t: &'a Transform,
-    seed: u64,
-    epoch: usize,
+    (seed, epoch): (u64, usize),
     batch: usize,
+    views: usize,
 ) -> anyhow::Result<Batches<'a>> {
     let Some(files) = &ds.files else {
         // Owned, so that the batches outlive the caller's list of them.
         let memory: Vec<&'a [usize]> = batches.to_vec();
         let memory = memory.into_iter().enumerate();
         return Ok(Box::new(memory.map(move |(bi, idx)| {
-            Ok(transform::train_batch(ds, idx, t, seed, epoch, bi * batch))
+            let first = bi * batch;
+            Ok(match views {
+                1 => transform::train_batch(ds, idx, t, seed, epoch, first),
+                _ => transform::rotated_batch(ds, idx, t, seed, epoch, first),
+            })
         })));
     };
+    if views != 1 {
+        anyhow::bail!("rotated copies are made of images held in memory, not read from files");
+    }
     let crop = resized_crop(t)?;
     let it = imagenet::Transform::train(crop.size, seed, epoch as u64);
     let rows = batches.iter().map(|b| b.to_vec()).collect();

@@ -100,6 +100,72 @@ pub fn train_batch(
     out
 }
 
+/// An image of 3 planes `side × side` mirrored left to right when `flip`, then turned
+/// `quarters` quarter-turns counterclockwise (numpy's `rot90` on an `H × W × C` array).
+fn turned(img: &[u8], side: usize, flip: bool, quarters: usize) -> Vec<u8> {
+    let mut out: Vec<u8> = if flip {
+        img.chunks(side)
+            .flat_map(|row| row.iter().rev())
+            .copied()
+            .collect()
+    } else {
+        img.to_vec()
+    };
+    for _ in 0..quarters % 4 {
+        let src = out.clone();
+        for (dst, plane) in out.chunks_mut(side * side).zip(src.chunks(side * side)) {
+            for i in 0..side {
+                for j in 0..side {
+                    dst[i * side + j] = plane[j * side + (side - 1 - i)];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// SSKD's training batch: each image four times, sample by sample (`4·indices.len()`
+/// images). The upright copy is the image of `train_batch` (the same crop and flip); the
+/// copies at 90°, 180° and 270° are that flip turned, each cropped on its own, with the
+/// crop drawn from `(seed, "rotation-crop", [epoch, position, quarter])`, as SSKD's data
+/// pipeline flips once and crops each rotated copy.
+pub fn rotated_batch(
+    ds: &Dataset,
+    indices: &[usize],
+    t: &Transform,
+    seed: u64,
+    epoch: usize,
+    first_position: usize,
+) -> Vec<f32> {
+    assert_eq!(ds.height, ds.width, "rotated copies need square images");
+    let (lut, n, side) = (table(t), ds.image_size(), ds.height);
+    let views = crate::spec::SSKD_VIEWS;
+    let mut out = vec![0f32; indices.len() * views * n];
+    out.par_chunks_mut(views * n)
+        .zip(indices.par_iter())
+        .enumerate()
+        .for_each(|(k, (o, &i))| {
+            let position = first_position + k;
+            let p = Placement::draw(t, seed, epoch, position);
+            let img = ds.image(i);
+            place(img, side, side, t.crop_padding, p, &lut, &mut o[..n]);
+            for (q, view) in o.chunks_mut(n).enumerate().skip(1) {
+                let keys = [epoch as u64, position as u64, q as u64];
+                let mut r = Rng::stream(seed, "rotation-crop", &keys);
+                let range = 2 * t.crop_padding as u64 + 1;
+                let (dx, dy) = (r.below(range) as usize, r.below(range) as usize);
+                let crop = Placement {
+                    dx,
+                    dy,
+                    flip: false,
+                };
+                let img = turned(img, side, p.flip, q);
+                place(&img, side, side, t.crop_padding, crop, &lut, view);
+            }
+        });
+    out
+}
+
 /// A test batch of rows `start..end`: normalisation only.
 pub fn test_batch(ds: &Dataset, start: usize, end: usize, t: &Transform) -> Vec<f32> {
     let lut = table(t);
@@ -222,5 +288,29 @@ mod tests {
             batch,
             train_batch(&d, &[0, 1, 2, 3, 4, 5, 6, 7], &t, 3, 2, 0)
         );
+    }
+
+    #[test]
+    fn rotated_copies_are_the_upright_image_turned_counterclockwise() {
+        // One 3×3 image, bytes 0..27; no padding, so every crop is the whole image.
+        let ds = Dataset {
+            images: (0..27).collect(),
+            labels: vec![0],
+            height: 3,
+            width: 3,
+            classes: 1,
+            files: None,
+        };
+        let t = tf(0, false);
+        let b = rotated_batch(&ds, &[0], &t, 7, 1, 0);
+        assert_eq!(b.len(), 4 * 27);
+        assert_eq!(b[..27], train_batch(&ds, &[0], &t, 7, 1, 0)[..]);
+        // numpy: rot90([[0,1,2],[3,4,5],[6,7,8]]) = [[2,5,8],[1,4,7],[0,3,6]].
+        let quarter: Vec<f32> = [2, 5, 8, 1, 4, 7, 0, 3, 6].map(|v| v as f32).to_vec();
+        assert_eq!(b[27..36], quarter[..]);
+        assert_eq!(b[54..63], [8, 7, 6, 5, 4, 3, 2, 1, 0].map(|v| v as f32));
+        assert_eq!(b[81..90], [6, 3, 0, 7, 4, 1, 8, 5, 2].map(|v| v as f32));
+        // The second plane turns with the first.
+        assert_eq!(b[36], 9.0 + 2.0);
     }
 }

@@ -17,6 +17,7 @@
 //! only the first term, with weight 1.
 
 pub mod crd;
+pub mod sskd;
 
 use crate::data::mix::LabelMix;
 use crate::spec::Method;
@@ -106,6 +107,9 @@ pub fn loss(
             // CRD's term needs the features and a memory: the trainer adds it
             // (`train::crd`).
             crd: _,
+            // SSKD's terms on the rotated copies: the trainer adds them (`train::sskd`);
+            // this composes its terms on the upright images.
+            sskd: _,
         } => {
             if teachers.is_empty() {
                 candle_core::bail!("label = \"teachers\" needs at least one teacher");

@@ -62,6 +62,7 @@ fn teachers(
         epsilon: 0.0,
         sample_weight: SampleWeight::None,
         crd: None,
+        sskd: None,
     }
 }
 
@@ -237,6 +238,7 @@ fn epsilon_smooths_the_hard_label_term_of_a_teacher_method() {
         epsilon,
         sample_weight: SampleWeight::None,
         crd: None,
+        sskd: None,
     };
     let (mut hard, mut ls) = (0.0, 0.0);
     for i in 0..2 {
@@ -283,6 +285,7 @@ fn wsl(t: f64, alpha: f64) -> Method {
         epsilon: 0.0,
         sample_weight: SampleWeight::Wsl,
         crd: None,
+        sskd: None,
     }
 }
 

@@ -144,7 +144,8 @@ pub fn memory(plan: &Plan, runs: &[String]) -> u64 {
     };
     let classes = first.spec.data.classes;
     let resolution = first.spec.data.resolution;
-    let batch = first.spec.schedule.batch as u64;
+    // SSKD's batches hold each image's rotated copies.
+    let batch = (first.spec.schedule.batch * first.spec.views()) as u64;
     let resident: u64 = members
         .iter()
         .map(|r| 4 * parameters(r.spec.model, classes))

@@ -142,10 +142,11 @@ fn teacher_model(plan: &Plan, t: &TeacherRef, fallback: ModelName) -> ModelName 
 }
 
 /// Seconds of one epoch of `r` alone: its steps, its teachers' forward passes, its
-/// evaluation.
+/// evaluation (SSKD's steps and teacher passes on each image's rotated copies).
 fn alone_epoch(plan: &Plan, r: &PlannedRun, rates: &Rates) -> f64 {
     let d = &r.spec.data;
     let (train, test) = images(d);
+    let train = train * r.spec.views();
     let teachers: f64 = r
         .spec
         .teachers
@@ -166,6 +167,7 @@ pub fn estimate(plan: &Plan, ids: &BTreeSet<&str>, cohorts: &[Cohort], rates: &R
         e.epochs += epochs;
         e.images += images(&r.spec.data).0 as u64 * epochs as u64;
         e.alone_hours += alone_epoch(plan, r, rates) * epochs as f64 / 3600.0;
+        e.alone_hours += sskd_head(plan, r, rates) / 3600.0;
     }
     for c in cohorts {
         let members: Vec<&PlannedRun> = c
@@ -186,6 +188,7 @@ pub fn estimate(plan: &Plan, ids: &BTreeSet<&str>, cohorts: &[Cohort], rates: &R
                 .collect();
             let d = &active[0].spec.data;
             let (train, test) = images(d);
+            let train = train * active[0].spec.views();
             let mut seen = BTreeSet::new();
             let mut seconds = 0.0;
             for r in &active {
@@ -200,6 +203,28 @@ pub fn estimate(plan: &Plan, ids: &BTreeSet<&str>, cohorts: &[Cohort], rates: &R
             }
             e.cohort_hours += seconds / 3600.0;
         }
+        // Members with the same teacher train its SSKD head once.
+        let mut heads = BTreeSet::new();
+        for r in members.iter().filter(|r| r.spec.method.sskd().is_some()) {
+            if r.spec
+                .teachers
+                .first()
+                .is_some_and(|t| heads.insert(identity(t)))
+            {
+                e.cohort_hours += sskd_head(plan, r, rates) / 3600.0;
+            }
+        }
     }
     e
+}
+
+/// Seconds of an SSKD run's teacher head: its epochs of the teacher's forward pass on the
+/// rotated copies (the head's own step is negligible beside it).
+fn sskd_head(plan: &Plan, r: &PlannedRun, rates: &Rates) -> f64 {
+    let (Some(k), Some(t)) = (r.spec.method.sskd(), r.spec.teachers.first()) else {
+        return 0.0;
+    };
+    let d = &r.spec.data;
+    let m = teacher_model(plan, t, r.spec.model);
+    (k.head_epochs * images(d).0 * r.spec.views()) as f64 * rates.forward(m, d)
 }

@@ -38,6 +38,19 @@ pub(super) fn method_spec(
         ("crd_temperature", w.crd_temperature.is_some()),
         ("crd_momentum", w.crd_momentum.is_some()),
     ];
+    // SSKD's settings, which need one of its terms.
+    let sskd_settings = [
+        ("sskd_tf_temperature", w.sskd_tf_temperature.is_some()),
+        ("sskd_ss_temperature", w.sskd_ss_temperature.is_some()),
+        ("sskd_tf_keep", w.sskd_tf_keep.is_some()),
+        ("sskd_ss_keep", w.sskd_ss_keep.is_some()),
+        ("sskd_head_epochs", w.sskd_head_epochs.is_some()),
+        ("sskd_head_lr", w.sskd_head_lr.is_some()),
+        ("sskd_head_milestones", w.sskd_head_milestones.is_some()),
+    ];
+    let sskd_on = [m.sskd_tf_weight, m.sskd_ss_weight]
+        .iter()
+        .any(|v| v.is_some_and(|w| w.0 > 0.0));
     let teacher_fields: Vec<_> = [
         ("combine", w.combine.is_some()),
         ("temperature", w.temperature.is_some()),
@@ -47,9 +60,12 @@ pub(super) fn method_spec(
         ("teacher_reduction", w.teacher_reduction.is_some()),
         ("sample_weight", w.sample_weight.is_some()),
         ("crd_weight", w.crd_weight.is_some()),
+        ("sskd_tf_weight", w.sskd_tf_weight.is_some()),
+        ("sskd_ss_weight", w.sskd_ss_weight.is_some()),
     ]
     .into_iter()
     .chain(crd_settings)
+    .chain(sskd_settings)
     .collect();
     let (unused, why): (Vec<_>, _) = match label {
         LabelSource::Hard => (
@@ -66,6 +82,10 @@ pub(super) fn method_spec(
         LabelSource::Teachers if m.crd_weight.is_none() && crd_settings.iter().any(|c| c.1) => (
             crd_settings.to_vec(),
             "set CRD's term, which needs crd_weight",
+        ),
+        LabelSource::Teachers if !sskd_on && sskd_settings.iter().any(|c| c.1) => (
+            sskd_settings.to_vec(),
+            "set SSKD's terms, which need sskd_tf_weight or sskd_ss_weight above 0",
         ),
         LabelSource::Teachers if combine == Combine::MeanSoftmax => (
             vec![
@@ -141,34 +161,90 @@ pub(super) fn method_spec(
                         temperature: m.crd_temperature.map_or(0.07, |v| v.0),
                         momentum: m.crd_momentum.map_or(0.5, |v| v.0),
                     }),
+                // Defaults of the SSKD paper's CIFAR-100 code (METHODS.md).
+                sskd: sskd_on.then(|| crate::spec::Sskd {
+                    tf_weight: m.sskd_tf_weight.map_or(0.0, |v| v.0),
+                    tf_temperature: m.sskd_tf_temperature.map_or(4.0, |v| v.0),
+                    tf_keep: m.sskd_tf_keep.map_or(1.0, |v| v.0),
+                    ss_weight: m.sskd_ss_weight.map_or(0.0, |v| v.0),
+                    ss_temperature: m.sskd_ss_temperature.map_or(0.5, |v| v.0),
+                    ss_keep: m.sskd_ss_keep.map_or(0.75, |v| v.0),
+                    head_epochs: m.sskd_head_epochs.map_or(60, |v| v.0),
+                    head_lr: m.sskd_head_lr.map_or(0.05, |v| v.0),
+                    head_milestones: m
+                        .sskd_head_milestones
+                        .as_ref()
+                        .map_or(vec![30, 45], |v| v.iter().map(|x| x.0).collect()),
+                }),
             }
         }
     })
 }
 
-/// CRD distils one teacher's features into a memory of one embedding per training image.
-pub(super) fn crd_checks(
+/// CRD and SSKD distil one teacher's features: CRD into a memory of one embedding per
+/// training image, SSKD through rotated copies of the images; neither takes batch
+/// augmentation, and they do not combine. SSKD rotates images held in memory.
+pub(super) fn distiller_checks(
     r: &crate::recipe::Recipe,
     teachers: usize,
-    augment: &crate::spec::AugmentSpec,
+    base: &crate::spec::RunSpec,
 ) -> Vec<crate::recipe::RecipeError> {
+    let Method::Teachers { crd, sskd, .. } = &base.method else {
+        return Vec::new();
+    };
+    let (name, why) = match (crd, sskd) {
+        (None, None) => return Vec::new(),
+        (Some(_), Some(_)) => {
+            let e = "CRD (crd_weight) and SSKD (sskd_*_weight) do not combine: choose one";
+            return vec![r.error(method_span(r), "method", e)];
+        }
+        (Some(_), None) => (
+            "CRD (crd_weight)",
+            "CRD's memory holds one embedding per training image, which batch augmentation mixes",
+        ),
+        (None, Some(_)) => (
+            "SSKD (sskd_*_weight)",
+            "SSKD matches rotated copies of each image, which batch augmentation mixes",
+        ),
+    };
     let mut errors = Vec::new();
     if teachers != 1 {
         errors.push(r.error(
             r.raw.teachers.span(),
             "teachers",
-            format!("CRD (crd_weight) distils one teacher's features; {teachers} are listed"),
+            format!("{name} distils one teacher's features; {teachers} are listed"),
         ));
     }
-    if *augment != crate::spec::AugmentSpec::None {
+    if base.augment != crate::spec::AugmentSpec::None {
         let span = r.raw.augment.as_ref().map_or(0..0, |a| a.span());
-        errors.push(r.error(
-            span,
-            "augment",
-            "CRD's memory holds one embedding per training image, which batch augmentation mixes",
-        ));
+        errors.push(r.error(span, "augment", why));
+    }
+    if let Some(k) = sskd {
+        if base.transform.resized_crop.is_some() {
+            errors.push(r.error(
+                r.raw.dataset.span(),
+                "dataset",
+                "SSKD rotates images held in memory (CIFAR, STL-10, synthetic); ImageNet is \
+                 read from files",
+            ));
+        }
+        let m = &k.head_milestones;
+        if m.windows(2).any(|w| w[0] >= w[1]) || m.iter().any(|&e| e >= k.head_epochs) {
+            errors.push(r.error(
+                method_span(r),
+                "sskd_head_milestones",
+                format!(
+                    "milestones must increase and stay below sskd_head_epochs ({}), found {m:?}",
+                    k.head_epochs
+                ),
+            ));
+        }
     }
     errors
+}
+
+fn method_span(r: &crate::recipe::Recipe) -> std::ops::Range<usize> {
+    r.raw.method.as_ref().map_or(0..0, |m| m.span())
 }
 
 #[cfg(test)]
@@ -260,5 +336,75 @@ mod tests {
         }
         assert_ne!(crd.id(), crd_kd.id());
         assert_ne!(crd_kd.id(), kd.id());
+    }
+
+    #[test]
+    fn issue_19_sskd_takes_one_teacher_its_paper_defaults_and_batches_of_its_own() {
+        let one = "teachers = [ { model = \"resnet14\", seeds = [0] } ]";
+        let two = "teachers = [ { model = \"resnet14\", seeds = [0, 1] } ]";
+        let recipe = |method: &str, extra: &str| {
+            let m = format!("method = {method}\n{extra}");
+            VANILLA.replace("method = \"vanilla\"", &m)
+        };
+        let error = |text: &str| {
+            let (_d, s) = set(&[("r.toml", text)]);
+            build(&s, &full()).unwrap_err().to_string()
+        };
+        let e = error(&recipe("\"sskd\"", two));
+        assert!(e.contains("SSKD (sskd_*_weight) distils one teacher's features; 2 are listed"));
+        let e = error(&recipe(
+            "\"sskd\"",
+            &format!("{one}\naugment = {{ kind = \"mixup\" }}"),
+        ));
+        assert!(
+            e.contains("key `augment`") && e.contains("rotated copies"),
+            "{e}"
+        );
+        let e = error(&recipe("{ preset = \"kd\", sskd_ss_keep = 0.5 }", one));
+        assert!(
+            e.contains("`sskd_ss_keep` would have no effect") && e.contains("sskd_ss_weight"),
+            "{e}"
+        );
+        let e = error(&recipe("{ preset = \"sskd\", crd_weight = 0.8 }", one));
+        assert!(e.contains("do not combine"), "{e}");
+        let e = error(&recipe(
+            "{ preset = \"sskd\", sskd_head_milestones = [30, 60] }",
+            one,
+        ));
+        assert!(
+            e.contains("key `sskd_head_milestones`") && e.contains("below sskd_head_epochs (60)"),
+            "{e}"
+        );
+        let sskd = last_spec(&recipe("\"sskd\"", one));
+        let paper = crate::spec::Sskd {
+            tf_weight: 2.7,
+            tf_temperature: 4.0,
+            tf_keep: 1.0,
+            ss_weight: 10.0,
+            ss_temperature: 0.5,
+            ss_keep: 0.75,
+            head_epochs: 60,
+            head_lr: 0.05,
+            head_milestones: vec![30, 45],
+        };
+        assert_eq!(sskd.method.sskd(), Some(&paper));
+        assert!(matches!(
+            sskd.method,
+            Method::Teachers {
+                hard_weight: 0.1,
+                teacher_weight: 0.9,
+                temperature: 4.0,
+                ..
+            }
+        ));
+        // Both weights 0 is KD with SSKD's weights: no rotated batches, no SSKD in the spec.
+        let off = "{ preset = \"sskd\", sskd_tf_weight = 0.0, sskd_ss_weight = 0.0 }";
+        let off = last_spec(&recipe(off, one));
+        assert_eq!(off.method.sskd(), None);
+        assert_eq!(off.views(), 1);
+        assert_eq!(sskd.views(), crate::spec::SSKD_VIEWS);
+        // Rotated batches are not the others' batches: no cohort with KD.
+        assert_ne!(sskd.batch_key(), off.batch_key());
+        assert_ne!(sskd.id(), off.id());
     }
 }

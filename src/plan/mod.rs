@@ -11,7 +11,7 @@ mod scale;
 
 pub use cohort::{cohorts, memory, parameters, within_budget, Cohort};
 pub use estimate::{estimate, images, Estimate, Rates};
-use method::{crd_checks, method_spec};
+use method::{distiller_checks, method_spec};
 pub use scale::Scale;
 
 use crate::recipe::{
@@ -258,9 +258,7 @@ fn resolve_recipe(r: &Recipe, scale: &Scale) -> Result<Resolved, Vec<RecipeError
             Err(e) => errors.push(e),
         }
     }
-    if let Method::Teachers { crd: Some(_), .. } = &base.method {
-        errors.extend(crd_checks(r, teacher_refs.len(), &base.augment));
-    }
+    errors.extend(distiller_checks(r, teacher_refs.len(), &base));
     if !errors.is_empty() {
         return Err(errors);
     }

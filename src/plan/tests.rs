@@ -401,7 +401,7 @@ fn issue_15_cohorts_share_batches_and_never_hold_a_student_with_its_teacher() {
     let cs = cohorts(&p);
     let mut sizes: Vec<usize> = cs.iter().map(|c| c.runs.len()).collect();
     sizes.sort_unstable();
-    assert_eq!(sizes, [10, 10, 10, 26, 26, 26, 30, 30, 30]);
+    assert_eq!(sizes, [2, 2, 2, 10, 10, 10, 26, 26, 26, 30, 30, 30]);
     assert_eq!(sizes.iter().sum::<usize>(), p.runs.len());
     for c in &cs {
         let runs: Vec<&PlannedRun> = c.runs.iter().map(|id| p.get(id).unwrap()).collect();
@@ -503,7 +503,8 @@ fn issue_15_a_cohort_over_its_memory_budget_is_split_in_order() {
         whole
     );
     let biggest = whole.iter().map(|c| memory(&p, &c.runs)).max().unwrap();
-    assert!(biggest > gib && biggest < 2 * gib, "{biggest}");
+    // The largest: an SSKD cohort, whose batches hold four copies of each image.
+    assert!(biggest > 3 * gib && biggest < 6 * gib, "{biggest}");
     // At 1.2 GiB the larger cohorts split; every part fits or is a run alone, and the
     // parts hold the same runs in the same order.
     let budget = gib + gib / 5;

@@ -35,6 +35,7 @@ const BUILTIN_PRESETS: &[(&str, &str)] = &[
     ("wsl", include_str!("../../recipes/methods/wsl.toml")),
     ("crd", include_str!("../../recipes/methods/crd.toml")),
     ("crd-kd", include_str!("../../recipes/methods/crd-kd.toml")),
+    ("sskd", include_str!("../../recipes/methods/sskd.toml")),
 ];
 
 /// One cell recipe with its source (kept for error positions).
@@ -424,6 +425,15 @@ fn merge(base: MethodFields, over: MethodFields) -> MethodFields {
         crd_negatives: over.crd_negatives.or(base.crd_negatives),
         crd_temperature: over.crd_temperature.or(base.crd_temperature),
         crd_momentum: over.crd_momentum.or(base.crd_momentum),
+        sskd_tf_weight: over.sskd_tf_weight.or(base.sskd_tf_weight),
+        sskd_ss_weight: over.sskd_ss_weight.or(base.sskd_ss_weight),
+        sskd_tf_temperature: over.sskd_tf_temperature.or(base.sskd_tf_temperature),
+        sskd_ss_temperature: over.sskd_ss_temperature.or(base.sskd_ss_temperature),
+        sskd_tf_keep: over.sskd_tf_keep.or(base.sskd_tf_keep),
+        sskd_ss_keep: over.sskd_ss_keep.or(base.sskd_ss_keep),
+        sskd_head_epochs: over.sskd_head_epochs.or(base.sskd_head_epochs),
+        sskd_head_lr: over.sskd_head_lr.or(base.sskd_head_lr),
+        sskd_head_milestones: over.sskd_head_milestones.or(base.sskd_head_milestones),
     }
 }
 

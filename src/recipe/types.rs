@@ -153,6 +153,21 @@ pub struct MethodFields {
     pub crd_temperature: Option<Positive<f64>>,
     /// CRD's memory momentum (0.5).
     pub crd_momentum: Option<UnitInterval>,
+    /// SSKD's weights of its rotated-copy KD term (2.7) and similarity term (10); either
+    /// above 0 adds SSKD's rotated copies and both terms.
+    pub sskd_tf_weight: Option<NonNegative>,
+    pub sskd_ss_weight: Option<NonNegative>,
+    /// Their temperatures (4 and 0.5).
+    pub sskd_tf_temperature: Option<Positive<f64>>,
+    pub sskd_ss_temperature: Option<Positive<f64>>,
+    /// The share of the teacher's wrong rows each keeps (1 and 0.75).
+    pub sskd_tf_keep: Option<UnitInterval>,
+    pub sskd_ss_keep: Option<UnitInterval>,
+    /// The teacher's projection head: epochs (60), learning rate (0.05), milestones
+    /// ([30, 45]).
+    pub sskd_head_epochs: Option<Positive<usize>>,
+    pub sskd_head_lr: Option<Positive<f64>>,
+    pub sskd_head_milestones: Option<Vec<Positive<usize>>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

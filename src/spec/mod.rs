@@ -174,7 +174,21 @@ pub enum Method {
         /// left out of the spec.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         crd: Option<Crd>,
+        /// SSKD's terms on rotated copies of each image (SSKD); absent, the default, is
+        /// left out of the spec.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sskd: Option<Sskd>,
     },
+}
+
+impl Method {
+    /// SSKD's settings, when the method has its terms.
+    pub fn sskd(&self) -> Option<&Sskd> {
+        match self {
+            Method::Teachers { sskd, .. } => sskd.as_ref(),
+            _ => None,
+        }
+    }
 }
 
 /// Contrastive representation distillation (Tian et al., ICLR 2020, "Contrastive
@@ -196,6 +210,35 @@ pub struct Crd {
     /// The memory's momentum: `m ← normalise(momentum·m + (1 - momentum)·v)`.
     pub momentum: f64,
 }
+
+/// Self-supervised knowledge distillation (Xu et al., ECCV 2020, "Knowledge Distillation
+/// Meets Self-Supervision", Sec. 3 and its CIFAR-100 code): every training image is seen
+/// at 0°, 90°, 180° and 270°; a projection head on the teacher's pooled features is trained
+/// first, the teacher frozen, to match each rotated copy to its upright image by cosine
+/// similarity; the student then learns, beside the hard-label and KD terms of the upright
+/// images (the method's own), the teacher's outputs on the rotated copies (`tf`) and the
+/// teacher's similarity matrix (`ss`), each on the copies the teacher ranks best
+/// (`keep`: the share of the teacher's wrong rows kept). `method::sskd` has the formulas,
+/// `train::sskd` the head and the batches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sskd {
+    /// Weight, temperature and kept share of wrong rows of the rotated copies' KD term.
+    pub tf_weight: f64,
+    pub tf_temperature: f64,
+    pub tf_keep: f64,
+    /// The same of the similarity term.
+    pub ss_weight: f64,
+    pub ss_temperature: f64,
+    pub ss_keep: f64,
+    /// The teacher's head: epochs, learning rate and its milestones (1-based, × the
+    /// schedule's gamma), with the schedule's batch, momentum and weight decay.
+    pub head_epochs: usize,
+    pub head_lr: f64,
+    pub head_milestones: Vec<usize>,
+}
+
+/// The rotated copies of each image SSKD trains on: 0°, 90°, 180°, 270°.
+pub const SSKD_VIEWS: usize = 4;
 
 fn is_zero(v: &f64) -> bool {
     *v == 0.0
@@ -241,18 +284,28 @@ impl RunSpec {
     }
 
     /// What the run's training batches depend on, as text: its data (dataset, subset,
-    /// held-out split), seed, batch size, transform and batch augmentation. The order,
+    /// held-out split), seed, batch size, transform, batch augmentation and views. The order,
     /// crops, flips and mixes are keyed by (seed, epoch, position), never by the model,
     /// the method or the learning rate, so runs with equal keys see identical batches.
     pub fn batch_key(&self) -> String {
         format!(
-            "{}|seed {}|batch {}|{}|{}",
+            "{}|seed {}|batch {}|{}|{}|views {}",
             text(&self.data),
             self.seed,
             self.schedule.batch,
             text(&self.transform),
             text(&self.augment),
+            self.views(),
         )
+    }
+
+    /// Images per sample in a training batch: SSKD's rotated copies, else 1.
+    pub fn views(&self) -> usize {
+        if self.method.sskd().is_some() {
+            SSKD_VIEWS
+        } else {
+            1
+        }
     }
 }
 

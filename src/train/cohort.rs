@@ -15,6 +15,8 @@
 //!   be written ends the member that wrote and stops the others (`CohortStopped`).
 
 use super::crd::CrdState;
+use super::sskd::{HeadCache, SskdState};
+use super::teachers::{TeacherOutput, Teachers};
 use super::{
     argmax_rows, checkpoint_state, diverged, evaluate, restore, sgd, CandleTrainer, Outcome,
     RunSink, TeacherSource,
@@ -44,7 +46,7 @@ pub struct Member<'a> {
 pub struct CohortStopped(pub String);
 
 /// A member in training.
-struct Student<'a> {
+pub(super) struct Student<'a> {
     /// Its place in the cohort (and in the results).
     index: usize,
     spec: &'a RunSpec,
@@ -54,8 +56,10 @@ struct Student<'a> {
     opt: sgd::Sgd,
     /// CRD's heads and memories, when its method has CRD's term.
     crd: Option<CrdState>,
+    /// SSKD's heads, when its method has SSKD's terms.
+    sskd: Option<SskdState>,
     /// Its teachers, as indices into the cohort's distinct teachers, in its own order.
-    teachers: Vec<usize>,
+    pub(super) teachers: Vec<usize>,
     epochs: Vec<EpochRecord>,
     /// The evaluations of its last epoch trained here.
     last: Option<(Evaluation, Option<Evaluation>)>,
@@ -79,56 +83,6 @@ enum Stop {
         index: usize,
         error: anyhow::Error,
     },
-}
-
-/// A teacher's features and logits on a batch, or why it has none.
-type TeacherOutput = Result<(Tensor, Tensor), String>;
-
-/// The cohort's distinct teachers (by weights file), each loaded once.
-struct Teachers {
-    sources: Vec<TeacherSource>,
-    nets: Vec<Result<model::ResNet, String>>,
-}
-
-impl Teachers {
-    fn load(t: &CandleTrainer, members: &[Member], classes: usize) -> Self {
-        let mut sources: Vec<TeacherSource> = Vec::new();
-        for s in members.iter().flat_map(|m| m.teachers) {
-            if !sources.contains(s) {
-                sources.push(s.clone());
-            }
-        }
-        let nets = sources
-            .iter()
-            .map(|s| {
-                model::checkpoint::load_teacher(&s.path, s.model, classes, t.kernels, &t.device)
-                    .with_context(|| format!("loading teacher {}", s.path.display()))
-                    .map_err(|e| format!("{e:#}"))
-            })
-            .collect();
-        Self { sources, nets }
-    }
-
-    fn index_of(&self, s: &TeacherSource) -> usize {
-        self.sources
-            .iter()
-            .position(|x| x == s)
-            .expect("every member's teacher is loaded")
-    }
-
-    /// The pooled features and logits of the teachers that `students` use on `x` (eval
-    /// mode, no graph).
-    fn outputs(&self, students: &[Student], x: &Tensor) -> Vec<Option<TeacherOutput>> {
-        (0..self.sources.len())
-            .map(|i| {
-                let used = students.iter().any(|s| s.teachers.contains(&i));
-                used.then(|| match &self.nets[i] {
-                    Ok(net) => net.features_t(x, false).map_err(|e| format!("{e:#}")),
-                    Err(why) => Err(why.clone()),
-                })
-            })
-            .collect()
-    }
 }
 
 /// Each member's result, filled in as members end.
@@ -179,14 +133,15 @@ impl CandleTrainer {
         };
         let teachers = Teachers::load(self, &members, splits.train.classes);
         let mut students = Vec::new();
+        let mut heads = HeadCache::new();
         for (index, m) in members.into_iter().enumerate() {
             let Member {
                 spec,
                 teachers: ts,
                 sink,
             } = m;
-            match self.student(spec, ts, &mut *sink, &teachers, &splits) {
-                Ok((net, varmap, opt, crd, epochs)) => students.push(Student {
+            match self.student(spec, ts, &mut *sink, (&teachers, &mut heads), &splits) {
+                Ok((net, varmap, opt, (crd, sskd), epochs)) => students.push(Student {
                     index,
                     spec,
                     sink,
@@ -194,6 +149,7 @@ impl CandleTrainer {
                     varmap,
                     opt,
                     crd,
+                    sskd,
                     teachers: ts.iter().map(|t| teachers.index_of(t)).collect(),
                     epochs,
                     last: None,
@@ -234,13 +190,13 @@ impl CandleTrainer {
         spec: &RunSpec,
         ts: &[TeacherSource],
         sink: &mut dyn RunSink,
-        teachers: &Teachers,
+        (teachers, heads): (&Teachers, &mut HeadCache),
         splits: &Splits,
     ) -> anyhow::Result<(
         model::ResNet,
         candle_nn::VarMap,
         sgd::Sgd,
-        Option<CrdState>,
+        (Option<CrdState>, Option<SskdState>),
         Vec<EpochRecord>,
     )> {
         let classes = spec.data.classes;
@@ -269,6 +225,7 @@ impl CandleTrainer {
             (Method::Teachers { crd: Some(_), .. }, _) => bail!("CRD needs exactly one teacher"),
             _ => None,
         };
+        let mut sskd = SskdState::for_run(spec, ts, &varmap, &self.device)?;
         let s = &spec.schedule;
         let mut opt = sgd::Sgd::new(model::trainable_vars(&varmap), s.momentum, s.weight_decay);
         let mut epochs = Vec::new();
@@ -278,10 +235,23 @@ impl CandleTrainer {
             if let Some(c) = &mut crd {
                 c.restore(&mut tensors).with_context(at)?;
             }
+            if let Some(k) = &mut sskd {
+                k.restore(&mut tensors, &self.device).with_context(at)?;
+            }
             restore(&varmap, &mut opt, tensors).with_context(at)?;
             epochs = ck.epochs;
+        } else if let (Some(k), [t]) = (&mut sskd, ts) {
+            let i = teachers.index_of(t);
+            let net = teachers.nets[i]
+                .as_ref()
+                .map_err(|why| anyhow::anyhow!("{why}"))?;
+            let teacher = (net, i, model::feature_dim(t.model));
+            let (train, tf) = (&splits.train, &spec.transform);
+            let stop = || sink.stop_requested();
+            let s = &spec.schedule;
+            k.train_head(teacher, train, tf, s, spec.seed, heads, &stop, &self.device)?;
         }
-        Ok((net, varmap, opt, crd, epochs))
+        Ok((net, varmap, opt, (crd, sskd), epochs))
     }
 
     // Long: one epoch of the cohort in one place: the order of the random streams, the
@@ -311,16 +281,22 @@ impl CandleTrainer {
         // A last batch of one image is dropped: BatchNorm needs two.
         let batches: Vec<&[usize]> = order.chunks(batch).filter(|b| b.len() >= 2).collect();
         // Made ahead of the steps when the images are decoded from files.
-        let mut made =
-            match data::batches::train(train, &batches, &lead.transform, seed, epoch, batch) {
-                Ok(m) => m,
-                Err(e) => {
-                    for s in students.drain(..) {
-                        ends.fail(s.index, s.sink, anyhow::anyhow!("epoch {epoch}: {e:#}"));
-                    }
-                    return Ok(());
+        let mut made = match data::batches::train(
+            train,
+            &batches,
+            &lead.transform,
+            (seed, epoch),
+            batch,
+            lead.views(),
+        ) {
+            Ok(m) => m,
+            Err(e) => {
+                for s in students.drain(..) {
+                    ends.fail(s.index, s.sink, anyhow::anyhow!("epoch {epoch}: {e:#}"));
                 }
-            };
+                return Ok(());
+            }
+        };
         for (bi, idx) in batches.iter().enumerate() {
             if let Some(signal) = students.iter().find_map(|s| s.sink.stop_requested()) {
                 return Err(Stop::Signal(signal));
@@ -348,7 +324,7 @@ impl CandleTrainer {
                 let t = crate::method::mixed_targets(&mixed.labels, classes, 0.0);
                 (xb.clone(), t)
             });
-            let x = match Tensor::from_vec(xb, (idx.len(), 3, h, w), dev) {
+            let x = match Tensor::from_vec(xb, (idx.len() * lead.views(), 3, h, w), dev) {
                 Ok(x) => x,
                 Err(e) => {
                     let why = format!("epoch {epoch}, batch {}: {e:#}", bi + 1);
@@ -449,6 +425,9 @@ impl CandleTrainer {
         if let Some(c) = &s.crd {
             state.extend(c.state()?);
         }
+        if let Some(k) = &s.sskd {
+            state.extend(k.state());
+        }
         let state = safetensors::serialize(state, None)?;
         s.sink
             .epoch(&rec, &state)
@@ -541,7 +520,25 @@ fn step(
         .collect::<anyhow::Result<Vec<_>>>()?;
     let teacher_logits: Vec<Tensor> = teacher.iter().map(|o| o.1.clone()).collect();
     let (features, out) = s.net.features_t(b.x, true)?;
-    let mut loss = crate::method::loss(&s.spec.method, &out, b.mixes, &teacher_logits, dev)?;
+    let (mut loss, out) = match (&s.sskd, teacher.first()) {
+        (Some(k), Some((f_t, l_t))) => {
+            let labels: Vec<u16> = b.samples.iter().map(|&i| b.labels[i]).collect();
+            k.loss(
+                &s.spec.method,
+                (&features, &out),
+                (f_t, l_t),
+                b.mixes,
+                &labels,
+            )?
+        }
+        _ => {
+            let m = &s.spec.method;
+            (
+                crate::method::loss(m, &out, b.mixes, &teacher_logits, dev)?,
+                out,
+            )
+        }
+    };
     if let (Some(c), Some((f_t, _))) = (&mut s.crd, teacher.first()) {
         loss = (loss + c.loss(&features, f_t, b.samples, b.labels, b.at)?)?;
     }

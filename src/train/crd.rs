@@ -8,11 +8,12 @@
 //! the CRD code's CIFAR sampler) from `Rng::stream(seed, "crd-negatives", [epoch, batch])`:
 //! the same draws alone or in a cohort, and after a resume.
 
+use super::linear_vars;
 use crate::method::crd;
 use crate::rng::Rng;
 use crate::spec::Crd;
 use anyhow::{bail, Context};
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{Device, Tensor, Var};
 use candle_nn::VarMap;
 use std::collections::HashMap;
 
@@ -37,31 +38,6 @@ pub struct CrdState {
     pending: Option<(Tensor, Tensor, Tensor)>,
 }
 
-/// A head's weight and bias, `U(-1/√fan_in, 1/√fan_in)` as PyTorch's `Linear`, from the
-/// run's own stream (the model's initial weights stay those of the same seed without CRD).
-fn head(
-    varmap: &VarMap,
-    name: &str,
-    fan_in: usize,
-    dim: usize,
-    r: &mut Rng,
-    dev: &Device,
-) -> anyhow::Result<(Var, Var)> {
-    let bound = 1.0 / (fan_in as f64).sqrt();
-    let mut make = |shape: &[usize], part: &str| -> anyhow::Result<Var> {
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n)
-            .map(|_| ((2.0 * r.uniform() - 1.0) * bound) as f32)
-            .collect();
-        let path = format!("crd.{name}.{part}");
-        varmap.get(shape, &path, candle_nn::Init::Const(0.0), DType::F32, dev)?;
-        let var = varmap.data().lock().expect("varmap lock")[&path].clone();
-        var.set(&Tensor::from_vec(v, shape, dev)?)?;
-        Ok(var)
-    };
-    Ok((make(&[dim, fan_in], "weight")?, make(&[dim], "bias")?))
-}
-
 impl CrdState {
     /// Adds the heads to `varmap` (before its optimiser is made) and fills the memories.
     pub fn new(
@@ -75,8 +51,8 @@ impl CrdState {
     ) -> anyhow::Result<Self> {
         let mut r = Rng::stream(seed, "crd-init", &[]);
         let heads = [
-            head(varmap, "embed_s", dims.0, cfg.dim, &mut r, dev)?,
-            head(varmap, "embed_t", dims.1, cfg.dim, &mut r, dev)?,
+            linear_vars(varmap, "crd.embed_s", (dims.0, cfg.dim), &mut r, dev)?,
+            linear_vars(varmap, "crd.embed_t", (dims.1, cfg.dim), &mut r, dev)?,
         ];
         // The CRD code's memory: uniform in ±1/√(dim/3), not normalised.
         let stdv = 1.0 / (cfg.dim as f64 / 3.0).sqrt();

@@ -4,6 +4,8 @@
 mod cohort;
 mod crd;
 pub mod sgd;
+mod sskd;
+mod teachers;
 
 pub use cohort::{CohortStopped, Member};
 
@@ -294,6 +296,33 @@ impl Trainer for CandleTrainer {
     fn train_cohort(&self, members: Vec<Member>) -> Vec<anyhow::Result<Outcome>> {
         self.cohort(members)
     }
+}
+
+/// A `Linear` layer's weight (`out × fan_in`) and bias as variables `<prefix>.weight` and
+/// `<prefix>.bias` of `varmap`, drawn `U(-1/√fan_in, 1/√fan_in)` as PyTorch's `Linear`
+/// (weight first) from `r`: the heads CRD and SSKD add to a model, from the run's own
+/// stream (the model's initial weights stay those of the same seed without them).
+fn linear_vars(
+    varmap: &candle_nn::VarMap,
+    prefix: &str,
+    (fan_in, out): (usize, usize),
+    r: &mut crate::rng::Rng,
+    dev: &Device,
+) -> anyhow::Result<(candle_core::Var, candle_core::Var)> {
+    let bound = 1.0 / (fan_in as f64).sqrt();
+    let mut make = |shape: &[usize], part: &str| -> anyhow::Result<candle_core::Var> {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n)
+            .map(|_| ((2.0 * r.uniform() - 1.0) * bound) as f32)
+            .collect();
+        let path = format!("{prefix}.{part}");
+        let init = candle_nn::Init::Const(0.0);
+        varmap.get(shape, &path, init, candle_core::DType::F32, dev)?;
+        let var = varmap.data().lock().expect("varmap lock")[&path].clone();
+        var.set(&Tensor::from_vec(v, shape, dev)?)?;
+        Ok(var)
+    };
+    Ok((make(&[out, fan_in], "weight")?, make(&[out], "bias")?))
 }
 
 #[cfg(test)]

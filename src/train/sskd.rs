@@ -1,0 +1,220 @@
+//! An SSKD student's own state (`method::sskd` has the formulas): its projection head,
+//! trained with the student by the same SGD (variables `sskd.proj_s.{0,2}.{weight,bias}`
+//! of its variable map, numbered as the `Sequential` of SSKD's code, so they are
+//! checkpointed and restored as the model is), and the teacher's head, trained before the
+//! student's first epoch with the teacher frozen and then fixed, checkpointed as
+//! `sskd.proj_t.*` beside the model.
+//!
+//! The teacher's head trains on its own batches: order, crops and flips from the seed
+//! `rng::derive(seed, "sskd-head", [])`, so the student's batches are those of the same
+//! seed without it. It is a function of the teacher, the seed, the data and the head's
+//! settings: the members of a cohort that share them train it once.
+
+use super::{linear_vars, sgd};
+use crate::data::mix::LabelMix;
+use crate::data::{self, Dataset};
+use crate::interrupt::Interrupted;
+use crate::method::sskd;
+use crate::model;
+use crate::rng::{self, Rng};
+use crate::spec::{Method, Schedule, Sskd, Transform, SSKD_VIEWS};
+use anyhow::{bail, Context};
+use candle_core::{Device, Tensor, Var};
+use candle_nn::VarMap;
+use std::collections::HashMap;
+
+const PARTS: [&str; 4] = ["0.weight", "0.bias", "2.weight", "2.bias"];
+
+/// The teacher's trained head, by what it depends on within a cohort.
+pub type HeadCache = HashMap<String, [Tensor; 4]>;
+
+pub struct SskdState {
+    cfg: Sskd,
+    student: [Var; 4],
+    teacher: Option<[Tensor; 4]>,
+}
+
+/// A head `d → d → d` in `varmap` under `prefix`, drawn from `r`.
+fn head(
+    varmap: &VarMap,
+    prefix: &str,
+    d: usize,
+    r: &mut Rng,
+    dev: &Device,
+) -> anyhow::Result<[Var; 4]> {
+    let (w1, b1) = linear_vars(varmap, &format!("{prefix}.0"), (d, d), r, dev)?;
+    let (w2, b2) = linear_vars(varmap, &format!("{prefix}.2"), (d, d), r, dev)?;
+    Ok([w1, b1, w2, b2])
+}
+
+fn tensors(vars: &[Var; 4]) -> [&Tensor; 4] {
+    [0, 1, 2, 3].map(|i| vars[i].as_tensor())
+}
+
+/// What a teacher's head depends on in a cohort (the seed, data and batch size are the
+/// cohort's): the teacher, the head's settings and the optimiser's.
+fn cache_key(teacher: usize, cfg: &Sskd, s: &Schedule) -> String {
+    let h = (cfg.head_epochs, cfg.head_lr, &cfg.head_milestones);
+    format!(
+        "{teacher}|{h:?}|{} {} {}",
+        s.momentum, s.weight_decay, s.gamma
+    )
+}
+
+impl SskdState {
+    /// Adds the student's head to `varmap` (before its optimiser is made); `dim` the
+    /// student's feature width.
+    pub fn new(
+        cfg: Sskd,
+        seed: u64,
+        varmap: &VarMap,
+        dim: usize,
+        dev: &Device,
+    ) -> anyhow::Result<Self> {
+        let mut r = Rng::stream(seed, "sskd-init", &[]);
+        let student = head(varmap, "sskd.proj_s", dim, &mut r, dev)?;
+        Ok(Self {
+            cfg,
+            student,
+            teacher: None,
+        })
+    }
+
+    // Long: the head's training loop in one place, as SSKD's code runs it before the
+    // student's: epochs, batches, forward pass, step, learning rate.
+    /// The state of `spec`'s run when its method has SSKD's terms (its head added to
+    /// `varmap`), with its one teacher `ts`.
+    pub fn for_run(
+        spec: &crate::spec::RunSpec,
+        ts: &[super::TeacherSource],
+        varmap: &VarMap,
+        dev: &Device,
+    ) -> anyhow::Result<Option<Self>> {
+        match (spec.method.sskd(), ts) {
+            (Some(k), [_]) => {
+                let dim = model::feature_dim(spec.model);
+                Ok(Some(Self::new(k.clone(), spec.seed, varmap, dim, dev)?))
+            }
+            (Some(_), _) => bail!("SSKD needs exactly one teacher"),
+            (None, _) => Ok(None),
+        }
+    }
+
+    /// Trains the teacher's head (unless a cohort member with the same teacher already
+    /// did): `teacher` frozen, in evaluation mode, on rotated batches of `train`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn train_head(
+        &mut self,
+        (net, teacher, dim): (&model::ResNet, usize, usize),
+        train: &Dataset,
+        t: &Transform,
+        s: &Schedule,
+        seed: u64,
+        cache: &mut HeadCache,
+        stop: &dyn Fn() -> Option<i32>,
+        dev: &Device,
+    ) -> anyhow::Result<()> {
+        let key = cache_key(teacher, &self.cfg, s);
+        if let Some(h) = cache.get(&key) {
+            self.teacher = Some(h.clone());
+            return Ok(());
+        }
+        let seed = rng::derive(seed, "sskd-head", &[]);
+        let varmap = VarMap::new();
+        let vars = head(
+            &varmap,
+            "sskd.proj_t",
+            dim,
+            &mut Rng::stream(seed, "init", &[]),
+            dev,
+        )?;
+        let mut opt = sgd::Sgd::new(model::trainable_vars(&varmap), s.momentum, s.weight_decay);
+        let (h, w) = (train.height, train.width);
+        for epoch in 1..=self.cfg.head_epochs {
+            let passed = self
+                .cfg
+                .head_milestones
+                .iter()
+                .filter(|&&m| epoch > m)
+                .count();
+            let lr = self.cfg.head_lr * s.gamma.powi(passed as i32);
+            let order = Rng::stream(seed, "order", &[epoch as u64]).permutation(train.len());
+            let batches: Vec<&[usize]> = order.chunks(s.batch).filter(|b| b.len() >= 2).collect();
+            let made =
+                data::batches::train(train, &batches, t, (seed, epoch), s.batch, SSKD_VIEWS)?;
+            for (bi, (xb, idx)) in made.zip(&batches).enumerate() {
+                if let Some(signal) = stop() {
+                    return Err(Interrupted { signal }.into());
+                }
+                let at = || format!("the teacher's SSKD head, epoch {epoch}, batch {}", bi + 1);
+                let x =
+                    Tensor::from_vec(xb.with_context(at)?, (idx.len() * SSKD_VIEWS, 3, h, w), dev)?;
+                let (f, _) = net.features_t(&x, false)?;
+                let loss = sskd::head_loss(&sskd::project(&f.detach(), tensors(&vars))?)?;
+                let lv = loss.to_scalar::<f32>()?;
+                if !lv.is_finite() {
+                    bail!("{}: the loss is {lv}", at());
+                }
+                opt.step(&loss.backward()?, lr)?;
+            }
+        }
+        let trained = [0, 1, 2, 3].map(|i| vars[i].as_tensor().detach());
+        cache.insert(key, trained.clone());
+        self.teacher = Some(trained);
+        Ok(())
+    }
+
+    /// The batch's loss and the upright images' logits: the method's own terms on the
+    /// upright rows, plus SSKD's two terms. `out`, `features` the student's on all rows
+    /// (with gradient), `t_out` the teacher's features and logits.
+    pub fn loss(
+        &self,
+        method: &Method,
+        (features, out): (&Tensor, &Tensor),
+        (t_features, t_logits): (&Tensor, &Tensor),
+        mixes: &[LabelMix],
+        labels: &[u16],
+    ) -> anyhow::Result<(Tensor, Tensor)> {
+        let Some(teacher) = &self.teacher else {
+            bail!("the teacher's SSKD head was not trained");
+        };
+        let upright = sskd::upright(out)?;
+        let t_upright = sskd::upright(t_logits)?;
+        let own = crate::method::loss(method, &upright, mixes, &[t_upright], out.device())?;
+        let p_s = sskd::project(features, tensors(&self.student))?;
+        let p_t = sskd::project(&t_features.detach(), [0, 1, 2, 3].map(|i| &teacher[i]))?;
+        let terms = sskd::terms(&self.cfg, (out, &p_s), (t_logits, &p_t), labels)?;
+        Ok(((own + terms)?, upright))
+    }
+
+    /// The teacher's head, for the checkpoint.
+    pub fn state(&self) -> Vec<(String, Tensor)> {
+        self.teacher
+            .iter()
+            .flat_map(|h| {
+                PARTS
+                    .iter()
+                    .zip(h)
+                    .map(|(p, t)| (format!("sskd.proj_t.{p}"), t.clone()))
+            })
+            .collect()
+    }
+
+    /// Takes the teacher's head out of a checkpoint's tensors.
+    pub fn restore(
+        &mut self,
+        tensors: &mut HashMap<String, Tensor>,
+        dev: &Device,
+    ) -> anyhow::Result<()> {
+        let mut h = Vec::new();
+        for p in PARTS {
+            let name = format!("sskd.proj_t.{p}");
+            let t = tensors
+                .remove(&name)
+                .with_context(|| format!("no `{name}` in the checkpoint"))?;
+            h.push(t.to_device(dev)?);
+        }
+        self.teacher = Some([h[0].clone(), h[1].clone(), h[2].clone(), h[3].clone()]);
+        Ok(())
+    }
+}

@@ -1,0 +1,121 @@
+//! SSKD through the real `lecal` binary: SSKD students train the same alone as in a
+//! cohort (where they share the teacher's head and pass), their training sees rotated
+//! copies, and a run killed after a checkpoint resumes (both heads) to the same bytes.
+
+mod common;
+
+use common::{results, same};
+use std::fs;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// A Vanilla ResNet8 teacher (seed 0) and three students of seed 0: SSKD (ResNet8 and
+/// ResNet14), and KD (ResNet8), the teacher's head trained for 2 epochs.
+fn recipes(dir: &Path) {
+    let r = dir.join("recipes/s");
+    fs::create_dir_all(&r).unwrap();
+    fs::write(
+        r.join("s.table.toml"),
+        "title = \"s\"\nrows = [\"SSKD\", \"KD\"]\ncolumns = [\"ResNet8\", \"ResNet14\"]\n",
+    )
+    .unwrap();
+    let small = "{ preset = \"sskd\", sskd_head_epochs = 2, sskd_head_milestones = [1] }";
+    for (name, row, student, method) in [
+        ("sskd8", "SSKD", "resnet8", small),
+        ("sskd14", "SSKD", "resnet14", small),
+        ("kd", "KD", "resnet8", "\"kd\""),
+    ] {
+        let column = student.replace("resnet", "ResNet");
+        let text = format!(
+            "cell = {{ table = \"s\", row = \"{row}\", column = \"{column}\" }}\n\
+             dataset = \"synthetic\"\n\
+             synthetic = {{ train = 96, test = 40, resolution = 8 }}\n\
+             schedule = {{ epochs = 4, milestones = [3], batch = 16 }}\n\
+             student = \"{student}\"\nseeds = [0]\nmethod = {method}\n\
+             teachers = [ {{ model = \"resnet8\", seeds = [0], schedule = {{ epochs = 2, \
+             milestones = [1], batch = 32 }} }} ]\n"
+        );
+        fs::write(r.join(format!("{name}.toml")), text).unwrap();
+    }
+}
+
+fn run_to_end(dir: &Path, results: &str, args: &[&str]) -> String {
+    common::run_to_end(dir, results, "recipes/s", args)
+}
+
+fn is_sskd(run: &Path) -> bool {
+    fs::read_to_string(run.join("run.toml")).is_ok_and(|t| t.contains("[spec.method.sskd]"))
+}
+
+#[test]
+fn sskd_students_train_the_same_alone_and_in_a_cohort() {
+    let d = tempfile::tempdir().unwrap();
+    recipes(d.path());
+    run_to_end(d.path(), "alone", &["--no-cohorts"]);
+    let log = run_to_end(d.path(), "together", &[]);
+    // The SSKD students see rotated batches, the KD student plain ones: two cohorts.
+    assert!(log.contains("cohort of 2 runs (seed 0)"), "{log}");
+    let alone = results(&d.path().join("alone"), 4);
+    same(&alone, &results(&d.path().join("together"), 4));
+    // The SSKD students keep their own projection heads beside the model.
+    let with_heads = alone
+        .iter()
+        .filter(|(k, v)| {
+            k.ends_with("weights.safetensors")
+                && String::from_utf8_lossy(&v[..v.len().min(20_000)])
+                    .contains("sskd.proj_s.2.weight")
+        })
+        .count();
+    assert_eq!(with_heads, 2);
+    let runs: Vec<_> = fs::read_dir(d.path().join("alone/runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(runs.iter().filter(|r| is_sskd(r)).count(), 2);
+}
+
+#[test]
+fn an_sskd_cohort_killed_after_a_checkpoint_resumes_to_identical_results() {
+    let d = tempfile::tempdir().unwrap();
+    recipes(d.path());
+    run_to_end(d.path(), "alone", &["--no-cohorts"]);
+    let reference = results(&d.path().join("alone"), 4);
+    let killed = d.path().join("killed");
+    let mut child = common::run_command(d.path(), "killed", "recipes/s", &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    let at = |e: usize| {
+        common::checkpoint_epochs(&killed, is_sskd)
+            .into_iter()
+            .any(|x| x >= e)
+    };
+    while !at(1) && child.try_wait().unwrap().is_none() {
+        assert!(t.elapsed() < Duration::from_secs(120), "no SSKD checkpoint");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the runs finished before the kill"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The checkpoints carry the teacher's trained head.
+    let heads = fs::read_dir(killed.join("runs"))
+        .unwrap()
+        .map(|r| r.unwrap().path())
+        .filter(|r| is_sskd(r))
+        .flat_map(|r| fs::read_dir(r.join("checkpoint")).into_iter().flatten())
+        .filter_map(|e| fs::read(e.unwrap().path()).ok())
+        .filter(|b| {
+            String::from_utf8_lossy(&b[..b.len().min(20_000)]).contains("sskd.proj_t.0.weight")
+        })
+        .count();
+    assert!(heads > 0, "no checkpoint holds the teacher's head");
+    let last = run_to_end(d.path(), "killed", &[]);
+    assert!(last.contains("resume "), "{last}");
+    same(&reference, &results(&killed, 4));
+}

@@ -202,6 +202,75 @@ def crd(d, rep):
                     rel(t[f"memory_{side}_after"], memory), TOL["grad"])
 
 
+def sskd(d, rep):
+    """SSKD (Xu et al. 2020), written from the paper and its CIFAR code's conventions: rows
+    4i upright, 4i+1..4i+3 rotated; cosine similarity of each rotated row with every upright
+    row; rows kept by the teacher's rank of the right answer (stable order); KD of the
+    upright rows, of the kept rotated rows and of the kept similarity rows."""
+    t = load_file(f"{d}/sskd.safetensors")
+    hw, tw, T, tf_w, tf_T, ss_w, ss_T = (float(v) for v in t["consts"])
+    y = t["labels"].long()
+    b = y.shape[0]
+    rows = torch.arange(4 * b)
+    nor, aug = rows % 4 == 0, rows % 4 != 0
+
+    def project(f, w):
+        return F.linear(F.relu(F.linear(f, w["w1"], w["b1"])), w["w2"], w["b2"])
+
+    teacher_head = {h: t[f"t_{h}"] for h in ["w1", "b1", "w2", "b2"]}
+
+    def similarity(h):
+        n, a = h[nor], h[aug]
+        return F.cosine_similarity(a.unsqueeze(2).expand(-1, -1, b),
+                                   n.unsqueeze(2).expand(-1, -1, 3 * b).transpose(0, 2), dim=1)
+
+    def kept(scores, right, keep):
+        order = torch.argsort(scores, dim=1, descending=True, stable=True)
+        rank = torch.argmax((order == right.unsqueeze(1)).long(), dim=1)
+        wrong = int((rank > 0).sum())
+        n = len(rank) - wrong + int(wrong * keep)
+        return torch.sort(torch.argsort(rank, stable=True)[:n])[0]
+
+    def kl(s, q, temp):
+        return F.kl_div(F.log_softmax(s / temp, 1), F.softmax(q / temp, 1),
+                        reduction="batchmean") * temp * temp
+
+    with torch.no_grad():
+        t_sim = similarity(project(t["f_t"], teacher_head))
+    own_col = torch.arange(b).repeat_interleave(3)
+    for case in ["paper", "half"]:
+        tf_keep, ss_keep = (float(v) for v in t[f"{case}.keep"])
+        leaf = {k: t[k].clone().requires_grad_(True) for k in ["s_logits", "f_s"]}
+        head = {h: t[f"s_{h}"].clone().requires_grad_(True) for h in ["w1", "b1", "w2", "b2"]}
+        z, zt = leaf["s_logits"], t["t_logits"]
+        tf_rows = kept(zt[aug], y.repeat_interleave(3), tf_keep)
+        ss_rows = kept(t_sim, own_col, ss_keep)
+        for name, ours, theirs in [("tf", t[f"{case}.tf_rows"], tf_rows),
+                                   ("ss", t[f"{case}.ss_rows"], ss_rows)]:
+            same = ours.long().tolist() == theirs.tolist()
+            rep.row("select", f"sskd {case}: {name} rows kept ({len(theirs)})", 0.0 if same else 1.0, 0.0)
+        s_sim = similarity(project(leaf["f_s"], head))
+        loss = (hw * F.cross_entropy(z[nor], y) + tw * kl(z[nor], zt[nor], T)
+                + tf_w * kl(z[aug][tf_rows], zt[aug][tf_rows], tf_T)
+                + ss_w * kl(s_sim[ss_rows], t_sim[ss_rows], ss_T))
+        loss.backward()
+        ours = t[f"{case}.loss"].reshape(())
+        rep.row("loss", f"sskd {case}: the loss", abs(ours.item() - loss.item()) / abs(loss.item()),
+                TOL["loss"])
+        for name, g in [("s_logits", z.grad), ("f_s", leaf["f_s"].grad)] + [
+                (f"s_{h}", head[h].grad) for h in head]:
+            rep.row("grad", f"sskd {case}: d/d{name}", rel(t[f"{case}.grad_{name}"], g), TOL["grad"])
+    head = {h: t[f"t_{h}"].clone().requires_grad_(True) for h in ["w1", "b1", "w2", "b2"]}
+    loss = F.cross_entropy(similarity(project(t["f_t"], head)), own_col)
+    loss.backward()
+    ours = t["head.loss"].reshape(())
+    rep.row("loss", "sskd: the teacher head's loss", abs(ours.item() - loss.item()) / abs(loss.item()),
+            TOL["loss"])
+    for h, leaf in head.items():
+        rep.row("grad", f"sskd: the teacher head's d/d{h}", rel(t[f"head.grad_t_{h}"], leaf.grad),
+                TOL["grad"])
+
+
 def sgd(d, rep):
     t = load_file(f"{d}/sgd.safetensors")
     before = prefixed(t, "before.")
@@ -549,6 +618,7 @@ def main():
     print("== logits"); models(a.dir, rep)
     print("== losses and gradients"); losses(a.dir, rep)
     print("== CRD"); crd(a.dir, rep)
+    print("== SSKD"); sskd(a.dir, rep)
     print("== SGD"); sgd(a.dir, rep)
     print("== learning rates"); schedules(a.dir, rep)
     print("== short training, replayed")

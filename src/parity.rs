@@ -11,6 +11,10 @@
 //! - `crd.safetensors`: CRD's term (embedding heads, scores against the memories, NCE
 //!   with its constants fixed at this batch) and its gradients with respect to the
 //!   student's features and both heads, and the memories after the batch's update;
+//! - `sskd.safetensors`: SSKD's loss (the preset's own terms on the upright rows, the
+//!   rotated copies' KD and the similarity KD over the rows kept) with the paper's and
+//!   with smaller kept shares, its gradients with respect to the student's logits,
+//!   features and head, the rows kept, and the teacher head's loss and gradients;
 //! - `sgd.safetensors`: two SGD steps of ResNet20 (momentum, weight decay on every
 //!   parameter, BatchNorm running statistics) and their losses;
 //! - `schedules.csv`: the learning rate at every epoch of each schedule preset;
@@ -33,6 +37,8 @@ use candle_core::{Device, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
 
+mod sskd;
+
 const CLASSES: usize = 100;
 const BATCH: usize = 8;
 
@@ -45,6 +51,7 @@ pub fn dump(dir: &Path, seeds: u64) -> anyhow::Result<()> {
     models(dir)?;
     losses(dir)?;
     crd(dir)?;
+    sskd::dump(dir, &preset_methods(&["sskd"], 1)?[0].1)?;
     sgd_steps(dir)?;
     schedules(dir)?;
     for (case, augment) in [("plain", ""), ("mixup", "augment = { kind = \"mixup\" }\n")] {
@@ -114,13 +121,13 @@ fn seed_sample(dir: &Path, seeds: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn random(shape: &[usize], rng: &mut Rng, scale: f64) -> anyhow::Result<Tensor> {
+pub(crate) fn random(shape: &[usize], rng: &mut Rng, scale: f64) -> anyhow::Result<Tensor> {
     let n: usize = shape.iter().product();
     let v: Vec<f32> = (0..n).map(|_| (rng.normal() * scale) as f32).collect();
     Ok(Tensor::from_vec(v, shape, &Device::Cpu)?)
 }
 
-fn save(tensors: &HashMap<String, Tensor>, path: &Path) -> anyhow::Result<()> {
+pub(crate) fn save(tensors: &HashMap<String, Tensor>, path: &Path) -> anyhow::Result<()> {
     candle_core::safetensors::save(tensors, path)
         .with_context(|| format!("cannot write {}", path.display()))
 }
@@ -160,10 +167,12 @@ fn models(dir: &Path) -> anyhow::Result<()> {
     save(&out, &dir.join("models.safetensors"))
 }
 
-/// The method of every preset, as the planner resolves it for a student with `teachers`
-/// teacher runs (every preset whose label source fits).
-fn preset_methods(teachers: usize) -> anyhow::Result<Vec<(String, Method)>> {
-    let presets = ["vanilla", "smoothing", "kd", "sl", "en-sl", "kd-sl", "wsl"];
+/// The presets whose loss `losses` checks on logits alone.
+const LOSS_PRESETS: [&str; 7] = ["vanilla", "smoothing", "kd", "sl", "en-sl", "kd-sl", "wsl"];
+
+/// The method of each of `presets`, as the planner resolves it for a student with
+/// `teachers` teacher runs.
+fn preset_methods(presets: &[&str], teachers: usize) -> anyhow::Result<Vec<(String, Method)>> {
     let rows: Vec<String> = presets.iter().map(|p| format!("\"{p}\"")).collect();
     let mut files = vec![(
         "p.table.toml".to_string(),
@@ -173,7 +182,7 @@ fn preset_methods(teachers: usize) -> anyhow::Result<Vec<(String, Method)>> {
         ),
     )];
     let seeds: Vec<String> = (0..teachers).map(|s| s.to_string()).collect();
-    for p in presets {
+    for &p in presets {
         let teacher_line = if ["vanilla", "smoothing"].contains(&p) {
             String::new()
         } else {
@@ -243,7 +252,7 @@ fn losses(dir: &Path) -> anyhow::Result<()> {
         .map(|_| random(&[BATCH, CLASSES], &mut rng, 3.0))
         .collect::<anyhow::Result<_>>()?;
     for teachers in [1, 3] {
-        for (preset, method) in preset_methods(teachers)? {
+        for (preset, method) in preset_methods(&LOSS_PRESETS, teachers)? {
             if teachers == 3 && !matches!(method, Method::Teachers { .. }) {
                 continue;
             }

@@ -285,6 +285,10 @@ impl RunSink for StoreSink<'_> {
         lock(self.progress).batch(epoch, epochs, done, total);
     }
 
+    fn note(&mut self, text: &str) {
+        lock(self.progress).line(&format!("  {}: {text}", self.run.id));
+    }
+
     fn stop_requested(&self) -> Option<i32> {
         interrupt::requested()
     }

@@ -167,5 +167,23 @@ pub fn upright(t: &Tensor) -> Result<Tensor> {
     split(t).map(|(u, _)| u)
 }
 
+/// SSKD's loss of a batch and its upright logits: `method`'s own terms (`method::loss`:
+/// hard label and KD) on the upright rows, plus `terms`. `s_logits`, `s_proj` the
+/// student's logits and projections of the `4B` rows, `t_logits`, `t_proj` the
+/// teacher's; `mixes` and `labels` the B images'.
+pub fn loss(
+    method: &crate::spec::Method,
+    cfg: &Sskd,
+    (s_logits, s_proj): (&Tensor, &Tensor),
+    (t_logits, t_proj): (&Tensor, &Tensor),
+    (mixes, labels): (&[crate::data::mix::LabelMix], &[u16]),
+) -> Result<(Tensor, Tensor)> {
+    let upright_s = upright(s_logits)?;
+    let teacher = [upright(t_logits)?];
+    let own = super::loss(method, &upright_s, mixes, &teacher, s_logits.device())?;
+    let extra = terms(cfg, (s_logits, s_proj), (t_logits, t_proj), labels)?;
+    Ok(((own + extra)?, upright_s))
+}
+
 #[cfg(test)]
 mod tests;

@@ -247,9 +247,8 @@ impl CandleTrainer {
                 .map_err(|why| anyhow::anyhow!("{why}"))?;
             let teacher = (net, i, model::feature_dim(t.model));
             let (train, tf) = (&splits.train, &spec.transform);
-            let stop = || sink.stop_requested();
             let s = &spec.schedule;
-            k.train_head(teacher, train, tf, s, spec.seed, heads, &stop, &self.device)?;
+            k.train_head(teacher, train, tf, s, spec.seed, heads, sink, &self.device)?;
         }
         Ok((net, varmap, opt, (crd, sskd), epochs))
     }

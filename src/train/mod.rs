@@ -53,6 +53,9 @@ pub trait RunSink {
     /// crop, flip, normalisation and mixing (`B×3×H×W`), its `B×K` label targets, and the
     /// loss of the step taken on it.
     fn batch(&mut self, _epoch: usize, _index: usize, _x: &[f32], _targets: &[f32], _loss: f64) {}
+    /// A line worth showing the user about the run's progress outside its epochs (SSKD's
+    /// teacher head, trained before them).
+    fn note(&mut self, _text: &str) {}
     /// A stop signal, if one has arrived: the trainer then stops before its next step.
     fn stop_requested(&self) -> Option<i32> {
         None

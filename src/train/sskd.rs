@@ -111,12 +111,13 @@ impl SskdState {
         s: &Schedule,
         seed: u64,
         cache: &mut HeadCache,
-        stop: &dyn Fn() -> Option<i32>,
+        sink: &mut dyn super::RunSink,
         dev: &Device,
     ) -> anyhow::Result<()> {
         let key = cache_key(teacher, &self.cfg, s);
         if let Some(h) = cache.get(&key) {
             self.teacher = Some(h.clone());
+            sink.note("SSKD teacher head: the one trained for its cohort");
             return Ok(());
         }
         let seed = rng::derive(seed, "sskd-head", &[]);
@@ -130,7 +131,9 @@ impl SskdState {
         )?;
         let mut opt = sgd::Sgd::new(model::trainable_vars(&varmap), s.momentum, s.weight_decay);
         let (h, w) = (train.height, train.width);
-        for epoch in 1..=self.cfg.head_epochs {
+        let epochs = self.cfg.head_epochs;
+        for epoch in 1..=epochs {
+            let (mut loss_sum, mut right, mut rows) = (0.0, 0, 0);
             let passed = self
                 .cfg
                 .head_milestones
@@ -143,20 +146,36 @@ impl SskdState {
             let made =
                 data::batches::train(train, &batches, t, (seed, epoch), s.batch, SSKD_VIEWS)?;
             for (bi, (xb, idx)) in made.zip(&batches).enumerate() {
-                if let Some(signal) = stop() {
+                if let Some(signal) = sink.stop_requested() {
                     return Err(Interrupted { signal }.into());
                 }
                 let at = || format!("the teacher's SSKD head, epoch {epoch}, batch {}", bi + 1);
                 let x =
                     Tensor::from_vec(xb.with_context(at)?, (idx.len() * SSKD_VIEWS, 3, h, w), dev)?;
                 let (f, _) = net.features_t(&x, false)?;
-                let loss = sskd::head_loss(&sskd::project(&f.detach(), tensors(&vars))?)?;
+                let p = sskd::project(&f.detach(), tensors(&vars))?;
+                let loss = sskd::head_loss(&p)?;
                 let lv = loss.to_scalar::<f32>()?;
                 if !lv.is_finite() {
                     bail!("{}: the loss is {lv}", at());
                 }
+                let best = sskd::similarity(&p.detach())?.argmax(1)?.to_vec1::<u32>()?;
+                let own = sskd::own_columns(idx.len());
+                right += best
+                    .iter()
+                    .zip(&own)
+                    .filter(|(a, b)| **a as usize == **b)
+                    .count();
+                rows += own.len();
+                loss_sum += lv as f64 * own.len() as f64;
                 opt.step(&loss.backward()?, lr)?;
             }
+            sink.note(&format!(
+                "SSKD teacher head, epoch {epoch}/{epochs}: loss {:.4}, rotated copies matched \
+                 to their image {:.2}%",
+                loss_sum / rows.max(1) as f64,
+                100.0 * right as f64 / rows.max(1) as f64
+            ));
         }
         let trained = [0, 1, 2, 3].map(|i| vars[i].as_tensor().detach());
         cache.insert(key, trained.clone());
@@ -178,13 +197,10 @@ impl SskdState {
         let Some(teacher) = &self.teacher else {
             bail!("the teacher's SSKD head was not trained");
         };
-        let upright = sskd::upright(out)?;
-        let t_upright = sskd::upright(t_logits)?;
-        let own = crate::method::loss(method, &upright, mixes, &[t_upright], out.device())?;
         let p_s = sskd::project(features, tensors(&self.student))?;
         let p_t = sskd::project(&t_features.detach(), [0, 1, 2, 3].map(|i| &teacher[i]))?;
-        let terms = sskd::terms(&self.cfg, (out, &p_s), (t_logits, &p_t), labels)?;
-        Ok(((own + terms)?, upright))
+        let (s, t) = ((out, &p_s), (t_logits, &p_t));
+        Ok(sskd::loss(method, &self.cfg, s, t, (mixes, labels))?)
     }
 
     /// The teacher's head, for the checkpoint.

@@ -7,37 +7,26 @@ mod common;
 use common::{results, same};
 use std::fs;
 use std::path::Path;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 /// A Vanilla ResNet8 teacher (seed 0) and three students of seed 0: SSKD (ResNet8 and
 /// ResNet14), and KD (ResNet8), the teacher's head trained for 2 epochs.
 fn recipes(dir: &Path) {
-    let r = dir.join("recipes/s");
-    fs::create_dir_all(&r).unwrap();
-    fs::write(
-        r.join("s.table.toml"),
-        "title = \"s\"\nrows = [\"SSKD\", \"KD\"]\ncolumns = [\"ResNet8\", \"ResNet14\"]\n",
-    )
-    .unwrap();
     let small = "{ preset = \"sskd\", sskd_head_epochs = 2, sskd_head_milestones = [1] }";
-    for (name, row, student, method) in [
-        ("sskd8", "SSKD", "resnet8", small),
-        ("sskd14", "SSKD", "resnet14", small),
-        ("kd", "KD", "resnet8", "\"kd\""),
-    ] {
-        let column = student.replace("resnet", "ResNet");
-        let text = format!(
-            "cell = {{ table = \"s\", row = \"{row}\", column = \"{column}\" }}\n\
-             dataset = \"synthetic\"\n\
-             synthetic = {{ train = 96, test = 40, resolution = 8 }}\n\
-             schedule = {{ epochs = 4, milestones = [3], batch = 16 }}\n\
-             student = \"{student}\"\nseeds = [0]\nmethod = {method}\n\
-             teachers = [ {{ model = \"resnet8\", seeds = [0], schedule = {{ epochs = 2, \
-             milestones = [1], batch = 32 }} }} ]\n"
-        );
-        fs::write(r.join(format!("{name}.toml")), text).unwrap();
-    }
+    common::cells(
+        dir,
+        "s",
+        &["SSKD", "KD"],
+        &[
+            ("sskd8", "SSKD", "resnet8", small),
+            ("sskd14", "SSKD", "resnet14", small),
+            ("kd", "KD", "resnet8", "\"kd\""),
+        ],
+        "dataset = \"synthetic\"\n\
+         synthetic = { train = 96, test = 40, resolution = 8 }\n\
+         schedule = { epochs = 4, milestones = [3], batch = 16 }\nseeds = [0]\n\
+         teachers = [ { model = \"resnet8\", seeds = [0], schedule = { epochs = 2, \
+         milestones = [1], batch = 32 } } ]\n",
+    );
 }
 
 fn run_to_end(dir: &Path, results: &str, args: &[&str]) -> String {
@@ -82,27 +71,7 @@ fn an_sskd_cohort_killed_after_a_checkpoint_resumes_to_identical_results() {
     run_to_end(d.path(), "alone", &["--no-cohorts"]);
     let reference = results(&d.path().join("alone"), 4);
     let killed = d.path().join("killed");
-    let mut child = common::run_command(d.path(), "killed", "recipes/s", &[])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    let at = |e: usize| {
-        common::checkpoint_epochs(&killed, is_sskd)
-            .into_iter()
-            .any(|x| x >= e)
-    };
-    while !at(1) && child.try_wait().unwrap().is_none() {
-        assert!(t.elapsed() < Duration::from_secs(120), "no SSKD checkpoint");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "the runs finished before the kill"
-    );
-    child.kill().unwrap();
-    child.wait().unwrap();
+    common::kill_after_checkpoint(d.path(), "killed", "recipes/s", is_sskd);
     // The checkpoints carry the teacher's trained head.
     let heads = fs::read_dir(killed.join("runs"))
         .unwrap()

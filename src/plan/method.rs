@@ -254,25 +254,31 @@ mod tests {
     use crate::recipe::tests::VANILLA;
     use crate::spec::Method;
 
+    const ONE: &str = "teachers = [ { model = \"resnet14\", seeds = [0] } ]";
+    const TWO: &str = "teachers = [ { model = \"resnet14\", seeds = [0, 1] } ]";
+
+    /// The Vanilla test recipe with `method` and more lines.
+    fn recipe(method: &str, extra: &str) -> String {
+        let m = format!("method = {method}\n{extra}");
+        VANILLA.replace("method = \"vanilla\"", &m)
+    }
+
+    /// The planner's error on one recipe.
+    fn error(text: &str) -> String {
+        let (_d, s) = set(&[("r.toml", text)]);
+        build(&s, &full()).unwrap_err().to_string()
+    }
+
     #[test]
     fn issue_19_wsl_weights_only_the_per_teacher_kl_and_makes_runs_of_its_own() {
-        let teachers = "teachers = [ { model = \"resnet14\", seeds = [0] } ]";
-        let recipe = |method: &str, extra: &str| {
-            let m = format!("method = {method}\n{extra}");
-            VANILLA.replace("method = \"vanilla\"", &m)
-        };
-        let built = |text: &str| {
-            let (_d, s) = set(&[("r.toml", text)]);
-            build(&s, &full()).map_err(|e| e.to_string())
-        };
         for (method, extra) in [
-            ("{ preset = \"sl\", sample_weight = \"wsl\" }", teachers),
+            ("{ preset = \"sl\", sample_weight = \"wsl\" }", ONE),
             ("{ preset = \"vanilla\", sample_weight = \"wsl\" }", ""),
         ] {
-            let e = built(&recipe(method, extra)).unwrap_err();
+            let e = error(&recipe(method, extra));
             assert!(e.contains("`sample_weight` would have no effect"), "{e}");
         }
-        let spec = |m: &str| last_spec(&recipe(m, teachers));
+        let spec = |m: &str| last_spec(&recipe(m, ONE));
         let (kd, wsl) = (spec("\"kd\""), spec("\"wsl\""));
         assert!(matches!(
             wsl.method,
@@ -290,30 +296,20 @@ mod tests {
 
     #[test]
     fn issue_19_crd_takes_one_teacher_no_batch_augmentation_and_its_paper_defaults() {
-        let one = "teachers = [ { model = \"resnet14\", seeds = [0] } ]";
-        let two = "teachers = [ { model = \"resnet14\", seeds = [0, 1] } ]";
-        let recipe = |method: &str, extra: &str| {
-            let m = format!("method = {method}\n{extra}");
-            VANILLA.replace("method = \"vanilla\"", &m)
-        };
-        let error = |text: &str| {
-            let (_d, s) = set(&[("r.toml", text)]);
-            build(&s, &full()).unwrap_err().to_string()
-        };
-        let e = error(&recipe("\"crd\"", two));
+        let e = error(&recipe("\"crd\"", TWO));
         assert!(
             e.contains("r.toml") && e.contains("distils one teacher's features; 2 are listed"),
             "{e}"
         );
         let e = error(&recipe(
             "\"crd-kd\"",
-            &format!("{one}\naugment = {{ kind = \"ricap\" }}"),
+            &format!("{ONE}\naugment = {{ kind = \"ricap\" }}"),
         ));
         assert!(
             e.contains("key `augment`") && e.contains("batch augmentation"),
             "{e}"
         );
-        let e = error(&recipe("{ preset = \"kd\", crd_dim = 64 }", one));
+        let e = error(&recipe("{ preset = \"kd\", crd_dim = 64 }", ONE));
         assert!(e.contains("`crd_dim` would have no effect"), "{e}");
         let e = error(&recipe("{ preset = \"vanilla\", crd_weight = 0.8 }", ""));
         assert!(e.contains("`crd_weight` would have no effect"), "{e}");
@@ -324,9 +320,9 @@ mod tests {
             temperature: 0.07,
             momentum: 0.5,
         };
-        let crd = last_spec(&recipe("\"crd\"", one));
-        let crd_kd = last_spec(&recipe("\"crd-kd\"", one));
-        let kd = last_spec(&recipe("{ preset = \"crd-kd\", crd_weight = 0.0 }", one));
+        let crd = last_spec(&recipe("\"crd\"", ONE));
+        let crd_kd = last_spec(&recipe("\"crd-kd\"", ONE));
+        let kd = last_spec(&recipe("{ preset = \"crd-kd\", crd_weight = 0.0 }", ONE));
         for (spec, weight) in [(&crd, 0.0), (&crd_kd, 1.0)] {
             assert!(
                 matches!(spec.method, Method::Teachers { crd: Some(c), teacher_weight, hard_weight: 1.0, temperature: 4.0, .. } if c == paper && teacher_weight == weight),
@@ -340,42 +336,32 @@ mod tests {
 
     #[test]
     fn issue_19_sskd_takes_one_teacher_its_paper_defaults_and_batches_of_its_own() {
-        let one = "teachers = [ { model = \"resnet14\", seeds = [0] } ]";
-        let two = "teachers = [ { model = \"resnet14\", seeds = [0, 1] } ]";
-        let recipe = |method: &str, extra: &str| {
-            let m = format!("method = {method}\n{extra}");
-            VANILLA.replace("method = \"vanilla\"", &m)
-        };
-        let error = |text: &str| {
-            let (_d, s) = set(&[("r.toml", text)]);
-            build(&s, &full()).unwrap_err().to_string()
-        };
-        let e = error(&recipe("\"sskd\"", two));
+        let e = error(&recipe("\"sskd\"", TWO));
         assert!(e.contains("SSKD (sskd_*_weight) distils one teacher's features; 2 are listed"));
         let e = error(&recipe(
             "\"sskd\"",
-            &format!("{one}\naugment = {{ kind = \"mixup\" }}"),
+            &format!("{ONE}\naugment = {{ kind = \"mixup\" }}"),
         ));
         assert!(
             e.contains("key `augment`") && e.contains("rotated copies"),
             "{e}"
         );
-        let e = error(&recipe("{ preset = \"kd\", sskd_ss_keep = 0.5 }", one));
+        let e = error(&recipe("{ preset = \"kd\", sskd_ss_keep = 0.5 }", ONE));
         assert!(
             e.contains("`sskd_ss_keep` would have no effect") && e.contains("sskd_ss_weight"),
             "{e}"
         );
-        let e = error(&recipe("{ preset = \"sskd\", crd_weight = 0.8 }", one));
+        let e = error(&recipe("{ preset = \"sskd\", crd_weight = 0.8 }", ONE));
         assert!(e.contains("do not combine"), "{e}");
         let e = error(&recipe(
             "{ preset = \"sskd\", sskd_head_milestones = [30, 60] }",
-            one,
+            ONE,
         ));
         assert!(
             e.contains("key `sskd_head_milestones`") && e.contains("below sskd_head_epochs (60)"),
             "{e}"
         );
-        let sskd = last_spec(&recipe("\"sskd\"", one));
+        let sskd = last_spec(&recipe("\"sskd\"", ONE));
         let paper = crate::spec::Sskd {
             tf_weight: 2.7,
             tf_temperature: 4.0,
@@ -399,7 +385,7 @@ mod tests {
         ));
         // Both weights 0 is KD with SSKD's weights: no rotated batches, no SSKD in the spec.
         let off = "{ preset = \"sskd\", sskd_tf_weight = 0.0, sskd_ss_weight = 0.0 }";
-        let off = last_spec(&recipe(off, one));
+        let off = last_spec(&recipe(off, ONE));
         assert_eq!(off.method.sskd(), None);
         assert_eq!(off.views(), 1);
         assert_eq!(sskd.views(), crate::spec::SSKD_VIEWS);

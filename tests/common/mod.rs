@@ -140,3 +140,54 @@ pub fn run_to_end(dir: &Path, results: &str, recipes: &str, args: &[&str]) -> St
     assert!(out.status.success(), "{}", output_text(&out));
     output_text(&out)
 }
+
+/// `recipes/<name>` in `dir`: a table `<name>` of `rows` and columns ResNet8 and ResNet14,
+/// and one recipe per `(file, row, student, method)` with the lines of `setting` (data,
+/// schedule, seeds, teachers).
+pub fn cells(
+    dir: &Path,
+    name: &str,
+    rows: &[&str],
+    cells: &[(&str, &str, &str, &str)],
+    setting: &str,
+) {
+    let r = dir.join("recipes").join(name);
+    fs::create_dir_all(&r).unwrap();
+    let quoted: Vec<String> = rows.iter().map(|r| format!("\"{r}\"")).collect();
+    let table = format!(
+        "title = \"{name}\"\nrows = [{}]\ncolumns = [\"ResNet8\", \"ResNet14\"]\n",
+        quoted.join(", ")
+    );
+    fs::write(r.join(format!("{name}.table.toml")), table).unwrap();
+    for (file, row, student, method) in cells {
+        let column = student.replace("resnet", "ResNet");
+        let text = format!(
+            "cell = {{ table = \"{name}\", row = \"{row}\", column = \"{column}\" }}\n\
+             student = \"{student}\"\nmethod = {method}\n{setting}"
+        );
+        fs::write(r.join(format!("{file}.toml")), text).unwrap();
+    }
+}
+
+/// Starts `lecal run RECIPES` into `results` (in `dir`), waits until one of the runs that
+/// `keep` accepts has a checkpoint, and kills the process before it finishes.
+pub fn kill_after_checkpoint(dir: &Path, results: &str, recipes: &str, keep: fn(&Path) -> bool) {
+    use std::time::{Duration, Instant};
+    let mut child = run_command(dir, results, recipes, &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let at = dir.join(results);
+    let t = Instant::now();
+    while checkpoint_epochs(&at, keep).is_empty() && child.try_wait().unwrap().is_none() {
+        assert!(t.elapsed() < Duration::from_secs(120), "no checkpoint");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the runs finished before the kill"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -42,19 +42,13 @@ fn is_crd(run: &Path) -> bool {
 fn crd_students_train_the_same_alone_and_in_a_cohort() {
     let d = tempfile::tempdir().unwrap();
     recipes(d.path());
-    run_to_end(d.path(), "alone", &["--no-cohorts"]);
-    let log = run_to_end(d.path(), "together", &[]);
-    assert!(log.contains("cohort of 3 runs (seed 0)"), "{log}");
-    let alone = results(&d.path().join("alone"), 4);
-    same(&alone, &results(&d.path().join("together"), 4));
     // The CRD students keep their trained heads beside the model.
-    let with_heads = alone
-        .iter()
-        .filter(|(k, v)| {
-            k.ends_with("weights.safetensors")
-                && String::from_utf8_lossy(&v[..v.len().min(20_000)]).contains("crd.embed_t.weight")
-        })
-        .count();
+    let (_, with_heads) = common::alone_as_in_a_cohort(
+        d.path(),
+        "recipes/k",
+        ("cohort of 3 runs (seed 0)", 4),
+        "crd.embed_t.weight",
+    );
     assert_eq!(with_heads, 2);
     // CRD's term is in the training loss: the CRD and KD students of ResNet8 differ.
     let runs = fs::read_dir(d.path().join("alone/runs")).unwrap();

@@ -41,21 +41,14 @@ fn is_sskd(run: &Path) -> bool {
 fn sskd_students_train_the_same_alone_and_in_a_cohort() {
     let d = tempfile::tempdir().unwrap();
     recipes(d.path());
-    run_to_end(d.path(), "alone", &["--no-cohorts"]);
-    let log = run_to_end(d.path(), "together", &[]);
-    // The SSKD students see rotated batches, the KD student plain ones: two cohorts.
-    assert!(log.contains("cohort of 2 runs (seed 0)"), "{log}");
-    let alone = results(&d.path().join("alone"), 4);
-    same(&alone, &results(&d.path().join("together"), 4));
-    // The SSKD students keep their own projection heads beside the model.
-    let with_heads = alone
-        .iter()
-        .filter(|(k, v)| {
-            k.ends_with("weights.safetensors")
-                && String::from_utf8_lossy(&v[..v.len().min(20_000)])
-                    .contains("sskd.proj_s.2.weight")
-        })
-        .count();
+    // The SSKD students see rotated batches, the KD student plain ones: two cohorts; the
+    // SSKD students keep their own projection heads beside the model.
+    let (_, with_heads) = common::alone_as_in_a_cohort(
+        d.path(),
+        "recipes/s",
+        ("cohort of 2 runs (seed 0)", 4),
+        "sskd.proj_s.2.weight",
+    );
     assert_eq!(with_heads, 2);
     let runs: Vec<_> = fs::read_dir(d.path().join("alone/runs"))
         .unwrap()

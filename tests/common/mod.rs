@@ -191,3 +191,27 @@ pub fn kill_after_checkpoint(dir: &Path, results: &str, recipes: &str, keep: fn(
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Trains `recipes` in `dir` run by run (`alone`) and as cohorts (`together`), asserts
+/// that the cohort log says `cohort` and that the `runs` done runs' files are the same
+/// bytes; the files, and how many final weights files hold a variable named `var`.
+pub fn alone_as_in_a_cohort(
+    dir: &Path,
+    recipes: &str,
+    (cohort, runs): (&str, usize),
+    var: &str,
+) -> (BTreeMap<String, Vec<u8>>, usize) {
+    run_to_end(dir, "alone", recipes, &["--no-cohorts"]);
+    let log = run_to_end(dir, "together", recipes, &[]);
+    assert!(log.contains(cohort), "{log}");
+    let alone = results(&dir.join("alone"), runs);
+    same(&alone, &results(&dir.join("together"), runs));
+    let holding = alone
+        .iter()
+        .filter(|(k, v)| {
+            k.ends_with("weights.safetensors")
+                && String::from_utf8_lossy(&v[..v.len().min(20_000)]).contains(var)
+        })
+        .count();
+    (alone, holding)
+}

@@ -209,6 +209,11 @@ def sskd(d, rep):
     upright rows, of the kept rotated rows and of the kept similarity rows."""
     t = load_file(f"{d}/sskd.safetensors")
     hw, tw, T, tf_w, tf_T, ss_w, ss_T = (float(v) for v in t["consts"])
+    # The preset's settings against the paper's CIFAR-100 code (student.py's defaults).
+    paper = (0.1, 0.9, 4.0, 2.7, 4.0, 10.0, 0.5, 1.0, 0.75)
+    ours = (hw, tw, T, tf_w, tf_T, ss_w, ss_T, *(float(v) for v in t["paper.keep"]))
+    rep.row("preset", "sskd: weights, temperatures, kept shares are the paper's",
+            max(abs(a - b) for a, b in zip(ours, paper)), 1e-6)
     y = t["labels"].long()
     b = y.shape[0]
     rows = torch.arange(4 * b)
@@ -245,10 +250,15 @@ def sskd(d, rep):
         z, zt = leaf["s_logits"], t["t_logits"]
         tf_rows = kept(zt[aug], y.repeat_interleave(3), tf_keep)
         ss_rows = kept(t_sim, own_col, ss_keep)
-        for name, ours, theirs in [("tf", t[f"{case}.tf_rows"], tf_rows),
-                                   ("ss", t[f"{case}.ss_rows"], ss_rows)]:
+        for name, ours, theirs, keep in [("tf", t[f"{case}.tf_rows"], tf_rows, tf_keep),
+                                         ("ss", t[f"{case}.ss_rows"], ss_rows, ss_keep)]:
             same = ours.long().tolist() == theirs.tolist()
-            rep.row("select", f"sskd {case}: {name} rows kept ({len(theirs)})", 0.0 if same else 1.0, 0.0)
+            rep.row("select", f"sskd {case}: {name} rows kept ({len(theirs)} of {3 * b})",
+                    0.0 if same else 1.0, 0.0)
+            if keep < 1:
+                # Some rows are wrong and some of those left out: the selection is tested.
+                rep.row("select", f"sskd {case}: {name} leaves rows out",
+                        0.0 if len(theirs) < 3 * b else 1.0, 0.0)
         s_sim = similarity(project(leaf["f_s"], head))
         loss = (hw * F.cross_entropy(z[nor], y) + tw * kl(z[nor], zt[nor], T)
                 + tf_w * kl(z[aug][tf_rows], zt[aug][tf_rows], tf_T)

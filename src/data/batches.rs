@@ -22,6 +22,13 @@ pub fn train<'a>(
     batch: usize,
     views: usize,
 ) -> anyhow::Result<Batches<'a>> {
+    if views != 1 && ds.height != ds.width {
+        anyhow::bail!(
+            "rotated copies need square images; these are {}×{}",
+            ds.height,
+            ds.width
+        );
+    }
     let Some(files) = &ds.files else {
         // Owned, so that the batches outlive the caller's list of them.
         let memory: Vec<&'a [usize]> = batches.to_vec();
@@ -86,4 +93,37 @@ fn resized_crop(t: &Transform) -> anyhow::Result<&crate::spec::ResizedCrop> {
         standard.ratio
     );
     Ok(crop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotated_copies_of_images_that_are_not_square_are_an_error() {
+        let ds = Dataset {
+            images: vec![0; 2 * 3 * 4 * 6],
+            labels: vec![0, 1],
+            height: 4,
+            width: 6,
+            classes: 2,
+            files: None,
+        };
+        let t = Transform {
+            crop_padding: 0,
+            flip: false,
+            mean: [0.0; 3],
+            std: [1.0; 3],
+            resized_crop: None,
+        };
+        let rows = [0usize, 1];
+        let e = train(&ds, &[&rows], &t, (0, 1), 2, crate::spec::SSKD_VIEWS)
+            .err()
+            .expect("an error");
+        assert!(
+            e.to_string().contains("square images; these are 4×6"),
+            "{e}"
+        );
+        assert!(train(&ds, &[&rows], &t, (0, 1), 2, 1).is_ok());
+    }
 }

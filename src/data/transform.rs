@@ -124,7 +124,7 @@ fn turned(img: &[u8], side: usize, flip: bool, quarters: usize) -> Vec<u8> {
     out
 }
 
-/// SSKD's training batch: each image four times, sample by sample (`4·indices.len()`
+/// SSKD's training batch (of square images: `batches::train` checks): each image four times, sample by sample (`4·indices.len()`
 /// images). The upright copy is the image of `train_batch` (the same crop and flip); the
 /// copies at 90°, 180° and 270° are that flip turned, each cropped on its own, with the
 /// crop drawn from `(seed, "rotation-crop", [epoch, position, quarter])`, as SSKD's data
@@ -137,7 +137,6 @@ pub fn rotated_batch(
     epoch: usize,
     first_position: usize,
 ) -> Vec<f32> {
-    assert_eq!(ds.height, ds.width, "rotated copies need square images");
     let (lut, n, side) = (table(t), ds.image_size(), ds.height);
     let views = crate::spec::SSKD_VIEWS;
     let mut out = vec![0f32; indices.len() * views * n];

@@ -47,7 +47,13 @@ pub fn project(f: &Tensor, head: [&Tensor; 4]) -> Result<Tensor> {
 
 /// `x / max(‖x‖₂, ε)`, row by row.
 fn unit_rows(x: &Tensor) -> Result<Tensor> {
-    let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.maximum(COS_EPS)?;
+    // Clamped before the root, so that a zero row has a finite gradient (the root's
+    // derivative at 0 is not).
+    let norm = x
+        .sqr()?
+        .sum_keepdim(D::Minus1)?
+        .maximum(COS_EPS * COS_EPS)?
+        .sqrt()?;
     x.broadcast_div(&norm)
 }
 

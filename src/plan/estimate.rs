@@ -203,14 +203,17 @@ pub fn estimate(plan: &Plan, ids: &BTreeSet<&str>, cohorts: &[Cohort], rates: &R
             }
             e.cohort_hours += seconds / 3600.0;
         }
-        // Members with the same teacher train its SSKD head once.
+        // Members with the same teacher and head settings train their SSKD head once (as
+        // `train::sskd` shares it).
         let mut heads = BTreeSet::new();
-        for r in members.iter().filter(|r| r.spec.method.sskd().is_some()) {
-            if r.spec
-                .teachers
-                .first()
-                .is_some_and(|t| heads.insert(identity(t)))
-            {
+        for r in &members {
+            let (Some(k), Some(t)) = (r.spec.method.sskd(), r.spec.teachers.first()) else {
+                continue;
+            };
+            let s = &r.spec.schedule;
+            let head = (k.head_epochs, k.head_lr, &k.head_milestones);
+            let (m, wd, g) = (s.momentum, s.weight_decay, s.gamma);
+            if heads.insert(format!("{}|{head:?}|{m} {wd} {g}", identity(t))) {
                 e.cohort_hours += sskd_head(plan, r, rates) / 3600.0;
             }
         }

@@ -50,8 +50,9 @@ pub trait RunSink {
         false
     }
     /// Training batch `index` (0-based) of `epoch` as the student saw it: the images after
-    /// crop, flip, normalisation and mixing (`B×3×H×W`), its `B×K` label targets, and the
-    /// loss of the step taken on it.
+    /// crop, flip, normalisation and mixing (`B×3×H×W`; with SSKD's rotated copies
+    /// `4B×3×H×W`, image by image), its `B×K` label targets, and the loss of the step
+    /// taken on it.
     fn batch(&mut self, _epoch: usize, _index: usize, _x: &[f32], _targets: &[f32], _loss: f64) {}
     /// A line worth showing the user about the run's progress outside its epochs (SSKD's
     /// teacher head, trained before them).

@@ -106,6 +106,30 @@ pub fn hold_out(train: &Dataset, n: usize) -> (Dataset, Dataset) {
     (train.subset(&rest), train.subset(&val))
 }
 
+/// `n` of `train`'s images, balanced over the classes: each class's images ranked by a
+/// permutation fixed by the set's size alone, then the first-ranked of every class, the
+/// second-ranked, and so on (a class that runs out leaves its turns to the others), so
+/// every run on a dataset (any seed, method or model) trains on the same images. They keep
+/// the dataset's order, and a smaller subset is part of a larger one.
+pub fn subset(train: &Dataset, n: usize) -> Dataset {
+    let order =
+        crate::rng::Rng::stream(0, "train-subset", &[train.len() as u64]).permutation(train.len());
+    let mut seen = vec![0usize; train.classes];
+    let mut ranked: Vec<(usize, usize, usize)> = order
+        .iter()
+        .enumerate()
+        .map(|(position, &i)| {
+            let class = usize::from(train.labels[i]);
+            seen[class] += 1;
+            (seen[class], position, i)
+        })
+        .collect();
+    ranked.sort_unstable();
+    let mut chosen: Vec<usize> = ranked[..n].iter().map(|&(_, _, i)| i).collect();
+    chosen.sort_unstable();
+    train.subset(&chosen)
+}
+
 /// Checks, without loading, that the files a run needs are there: run before training so
 /// that missing data stops the command at once instead of failing every run.
 pub fn check_available(spec: &DataSpec, data_dir: &Path) -> anyhow::Result<()> {
@@ -197,6 +221,14 @@ pub fn load(spec: &DataSpec, data_dir: &Path) -> anyhow::Result<Splits> {
         splits.train = train;
         splits.validation = Some(val);
     }
+    if let Some(n) = spec.train_subset {
+        anyhow::ensure!(
+            (2..=splits.train.len()).contains(&n),
+            "a training subset of {n} images: expected 2 to {}",
+            splits.train.len()
+        );
+        splits.train = subset(&splits.train, n);
+    }
     if let Some(n) = spec.train_limit {
         splits.train.truncate(n);
     }
@@ -239,5 +271,46 @@ mod tests {
         assert_eq!(hold_out(&all, 12), (train, val.clone()));
         let larger = hold_out(&all, 13).1;
         assert!((0..12).all(|i| (0..13).any(|j| larger.image(j) == val.image(i))));
+    }
+
+    #[test]
+    fn a_training_subset_is_balanced_fixed_nested_and_in_order() {
+        let spec = SyntheticSpec {
+            train: 103,
+            test: 5,
+            data_seed: 2,
+            confusion: 0.0,
+        };
+        let all = synthetic::generate(&spec, 10, 8).train;
+        let index = |d: &Dataset, i: usize| (0..all.len()).find(|&j| all.image(j) == d.image(i));
+        let picked = |n: usize| -> Vec<usize> {
+            let s = subset(&all, n);
+            assert_eq!(s.len(), n);
+            (0..n).map(|i| index(&s, i).unwrap()).collect()
+        };
+        let small = picked(25);
+        // Balanced: 2 or 3 of each class; in the dataset's order; labels kept.
+        let mut per_class = [0; 10];
+        for &i in &small {
+            per_class[usize::from(all.labels[i])] += 1;
+        }
+        assert!(per_class.iter().all(|&c| c == 2 || c == 3), "{per_class:?}");
+        assert!(small.windows(2).all(|w| w[0] < w[1]));
+        let s = subset(&all, 25);
+        assert!((0..25).all(|i| s.labels[i] == all.labels[small[i]]));
+        // Fixed, and a larger subset holds the smaller one.
+        assert_eq!(picked(25), small);
+        let large = picked(60);
+        assert!(small.iter().all(|i| large.contains(i)));
+        // A class with fewer images leaves its turns to the others.
+        let few = all.subset(
+            &(0..all.len())
+                .filter(|&i| all.labels[i] != 3 || i < 20)
+                .collect::<Vec<_>>(),
+        );
+        let n3 = (0..few.len()).filter(|&i| few.labels[i] == 3).count();
+        assert!(n3 < 10);
+        let s = subset(&few, few.len() - 1);
+        assert_eq!((0..s.len()).filter(|&i| s.labels[i] == 3).count(), n3);
     }
 }

@@ -118,9 +118,12 @@ pub fn images(d: &DataSpec) -> (usize, usize) {
         (None, DatasetName::Imagenet) => (1_281_167, 50_000),
         (None, DatasetName::Synthetic) => (0, 0),
     };
+    // As `data::load`: the validation set first, then the subset, then the scale's limit.
+    let train = train.saturating_sub(d.validation.unwrap_or(0));
+    let train = d.train_subset.map_or(train, |n| n.min(train));
     let train = d.train_limit.map_or(train, |l| l.min(train));
     let test = d.test_limit.map_or(test, |l| l.min(test));
-    (train.saturating_sub(d.validation.unwrap_or(0)), test)
+    (train, test)
 }
 
 /// What a set of runs costs.

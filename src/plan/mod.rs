@@ -5,23 +5,23 @@
 //! for by several cells (or serving as a teacher) appears once.
 
 mod cohort;
+mod data;
 mod estimate;
 mod method;
 mod scale;
 
 pub use cohort::{cohorts, memory, parameters, within_budget, Cohort};
+pub use data::SYNTHETIC_DEFAULTS;
+use data::{data_spec, teacher_data, transform_spec};
 pub use estimate::{estimate, images, Estimate, Rates};
 use method::{distiller_checks, method_spec};
 pub use scale::Scale;
 
 use crate::recipe::{
-    Augment, CellRef, DatasetName, ModelName, Recipe, RecipeError, RecipeErrors, RecipeSet,
-    ScheduleChoice, SchedulePreset, ScheduleTable, TeacherDecl,
+    Augment, CellRef, ModelName, Recipe, RecipeError, RecipeErrors, RecipeSet, ScheduleChoice,
+    SchedulePreset, ScheduleTable, TeacherDecl,
 };
-use crate::spec::{
-    AugmentSpec, DataSpec, Method, RunSpec, Schedule, SyntheticSpec, TeacherRef, Transform,
-    TRAINER_VERSION,
-};
+use crate::spec::{AugmentSpec, Method, RunSpec, Schedule, TeacherRef, TRAINER_VERSION};
 use std::collections::BTreeMap;
 
 /// A run and why it is in the plan.
@@ -246,7 +246,8 @@ fn resolve_recipe(r: &Recipe, scale: &Scale) -> Result<Resolved, Vec<RecipeError
         teachers: Vec::new(),
         scale: scale.name.clone(),
     };
-    // Teacher runs: vanilla runs of the named model on the same data.
+    // Teacher runs: vanilla runs of the named model on the same data (all of its training
+    // images when the student trains on a subset).
     let mut teacher_specs = Vec::new();
     let mut teacher_refs = Vec::new();
     for t in raw.teachers.get_ref() {
@@ -366,6 +367,7 @@ fn teacher(
         let spec = RunSpec {
             seed,
             model: t.model,
+            data: teacher_data(&student.data, scale),
             schedule: schedule.clone(),
             method: Method::Hard,
             augment: AugmentSpec::None,
@@ -376,155 +378,6 @@ fn teacher(
         specs.push(spec);
     }
     Ok((specs, refs))
-}
-
-/// Defaults of the synthetic dataset when a recipe leaves them out.
-pub const SYNTHETIC_DEFAULTS: SyntheticSpec = SyntheticSpec {
-    train: 2000,
-    test: 500,
-    data_seed: 0,
-    confusion: 0.0,
-};
-
-fn data_spec(r: &Recipe, scale: &Scale) -> Result<DataSpec, RecipeError> {
-    let raw = &r.raw;
-    let name = *raw.dataset.get_ref();
-    let sized = [DatasetName::Stl10, DatasetName::Imagenet];
-    if let Some(v) = raw.resolution.as_ref().filter(|_| !sized.contains(&name)) {
-        return Err(r.error(
-            v.span(),
-            "resolution",
-            format!(
-                "`resolution` applies to stl10 and imagenet only; {} has its own (for synthetic data: synthetic.resolution)",
-                name.as_str()
-            ),
-        ));
-    }
-    let (classes, resolution, synthetic, train_n, test_n) = match name {
-        DatasetName::Cifar10 => (10, 32, None, 50_000, 10_000),
-        DatasetName::Cifar100 => (100, 32, None, 50_000, 10_000),
-        DatasetName::Synthetic => {
-            let o = raw
-                .synthetic
-                .as_ref()
-                .map(|s| s.get_ref().clone())
-                .unwrap_or_default();
-            let d = SYNTHETIC_DEFAULTS;
-            let s = SyntheticSpec {
-                train: o.train.map_or(d.train, |v| v.0),
-                test: o.test.map_or(d.test, |v| v.0),
-                data_seed: o.data_seed.unwrap_or(d.data_seed),
-                confusion: o.confusion.unwrap_or(d.confusion),
-            };
-            if !(0.0..=1.0).contains(&s.confusion) {
-                let span = raw.synthetic.as_ref().map_or(0..0, |s| s.span());
-                return Err(r.error(span, "synthetic.confusion", "expected a share from 0 to 1"));
-            }
-            let (tr, te) = (s.train, s.test);
-            let classes = o.classes.map_or(10, |v| v.0);
-            if !(2..=1000).contains(&classes) {
-                let span = raw.synthetic.as_ref().map_or(0..0, |s| s.span());
-                return Err(r.error(span, "synthetic.classes", "expected 2 to 1000 classes"));
-            }
-            let res = o.resolution.map_or(16, |v| v.0);
-            if !(8..=256).contains(&res) {
-                let span = raw.synthetic.as_ref().map_or(0..0, |s| s.span());
-                return Err(r.error(
-                    span,
-                    "synthetic.resolution",
-                    "expected a resolution from 8 to 256 pixels",
-                ));
-            }
-            (classes, res, Some(s), tr, te)
-        }
-        DatasetName::Stl10 => (10, stl10_resolution(r)?, None, 5_000, 8_000),
-        DatasetName::Imagenet => (1000, imagenet_crop(r)?, None, 1_281_167, 50_000),
-    };
-    let validation = raw.validation.as_ref().map(|v| v.get_ref().0);
-    if let Some(v) = validation {
-        if v + 2 > train_n {
-            let span = raw.validation.as_ref().map_or(0..0, |v| v.span());
-            return Err(r.error(
-                span,
-                "validation",
-                format!("{v} images held out of {train_n} leave fewer than 2 to train on"),
-            ));
-        }
-    }
-    Ok(DataSpec {
-        name,
-        classes,
-        resolution,
-        synthetic,
-        train_limit: scale.train_limit(train_n - validation.unwrap_or(0)),
-        test_limit: scale.test_limit(test_n),
-        validation,
-    })
-}
-
-/// The side an STL-10 recipe trains at (`resolution`, 96 when absent).
-fn stl10_resolution(r: &Recipe) -> Result<usize, RecipeError> {
-    let allowed = crate::spec::STL10_RESOLUTIONS;
-    let res = r
-        .raw
-        .resolution
-        .as_ref()
-        .map_or(allowed[0], |v| v.get_ref().0);
-    if !allowed.contains(&res) {
-        let span = r.raw.resolution.as_ref().map_or(0..0, |v| v.span());
-        return Err(r.error(
-            span,
-            "resolution",
-            format!("STL-10 is trained at one of {allowed:?} pixels a side, not {res}"),
-        ));
-    }
-    Ok(res)
-}
-
-/// The crop side of an ImageNet recipe (`resolution`, 224 when absent): smaller crops make
-/// smoke runs fast, and the run's spec records them.
-fn imagenet_crop(r: &Recipe) -> Result<usize, RecipeError> {
-    let size = r.raw.resolution.as_ref().map_or(224, |v| v.get_ref().0);
-    if !(16..=512).contains(&size) {
-        let span = r.raw.resolution.as_ref().map_or(0..0, |v| v.span());
-        return Err(r.error(
-            span,
-            "resolution",
-            format!("an ImageNet crop of 16 to 512 pixels a side, not {size}"),
-        ));
-    }
-    Ok(size)
-}
-
-fn transform_spec(r: &Recipe, data: &DataSpec) -> Transform {
-    // The paper normalises CIFAR-10 with the CIFAR-100 statistics too (methods.md).
-    let (mean, std) = match &r.raw.normalize {
-        Some(n) => (n.mean, [n.std[0].0, n.std[1].0, n.std[2].0]),
-        None => match data.name {
-            DatasetName::Synthetic => ([0.5; 3], [0.25; 3]),
-            // STL-10's own training-split statistics: the paper gives none (inferred).
-            DatasetName::Stl10 => ([0.4467, 0.4398, 0.4066], [0.2603, 0.2566, 0.2713]),
-            DatasetName::Imagenet => ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
-            _ => ([0.5071, 0.4867, 0.4408], [0.2675, 0.2565, 0.2761]),
-        },
-    };
-    if data.name == DatasetName::Imagenet {
-        return Transform {
-            crop_padding: 0,
-            flip: true,
-            mean,
-            std,
-            resized_crop: Some(crate::spec::ResizedCrop::imagenet(data.resolution)),
-        };
-    }
-    Transform {
-        // 4 px at 32x32 (the paper); the same eighth of the side at other resolutions.
-        crop_padding: data.resolution / 8,
-        flip: true,
-        mean,
-        std,
-        resized_crop: None,
-    }
 }
 
 fn schedule_spec(choice: &ScheduleChoice, scale: &Scale) -> Result<Schedule, String> {

@@ -89,6 +89,7 @@ fn ids_change_with_every_field() {
         ("data.train_limit", |s| s.data.train_limit = Some(10)),
         ("data.test_limit", |s| s.data.test_limit = Some(10)),
         ("data.validation", |s| s.data.validation = Some(10)),
+        ("data.train_subset", |s| s.data.train_subset = Some(10)),
         ("transform.crop_padding", |s| s.transform.crop_padding += 1),
         ("transform.flip", |s| s.transform.flip = !s.transform.flip),
         ("transform.mean", |s| s.transform.mean[2] += 0.01),

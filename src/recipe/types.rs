@@ -38,6 +38,9 @@ pub struct RawRecipe {
     /// Training images held out as a validation set, evaluated every epoch beside the
     /// test set.
     pub validation: Option<Spanned<Positive<usize>>>,
+    /// The student trains on this many of the training images (balanced over the classes);
+    /// its teachers, planned as runs of a model, on all of them.
+    pub train_subset: Option<Spanned<Positive<usize>>>,
 }
 
 fn no_teachers() -> Spanned<Vec<TeacherDecl>> {

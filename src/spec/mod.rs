@@ -44,6 +44,10 @@ pub struct DataSpec {
     /// spec when none, so that runs without one keep their ids.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation: Option<usize>,
+    /// Train on this many of the training images only (`data::subset`: balanced over the
+    /// classes, the same images for every run of the dataset); left out when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_subset: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -31,11 +31,23 @@ pub struct Placement {
 impl Placement {
     pub fn draw(t: &Transform, seed: u64, epoch: usize, position: usize) -> Self {
         let mut r = Rng::stream(seed, "crop-flip", &[epoch as u64, position as u64]);
+        let crop = Self::crop(t, &mut r);
+        Self {
+            flip: t.flip && r.below(2) == 1,
+            ..crop
+        }
+    }
+
+    /// A random crop's offsets drawn from `r` (x, then y), without a flip.
+    fn crop(t: &Transform, r: &mut Rng) -> Self {
         let range = 2 * t.crop_padding as u64 + 1;
         let dx = r.below(range) as usize;
         let dy = r.below(range) as usize;
-        let flip = t.flip && r.below(2) == 1;
-        Self { dx, dy, flip }
+        Self {
+            dx,
+            dy,
+            flip: false,
+        }
     }
 
     pub fn identity(t: &Transform) -> Self {
@@ -150,14 +162,7 @@ pub fn rotated_batch(
             place(img, side, side, t.crop_padding, p, &lut, &mut o[..n]);
             for (q, view) in o.chunks_mut(n).enumerate().skip(1) {
                 let keys = [epoch as u64, position as u64, q as u64];
-                let mut r = Rng::stream(seed, "rotation-crop", &keys);
-                let range = 2 * t.crop_padding as u64 + 1;
-                let (dx, dy) = (r.below(range) as usize, r.below(range) as usize);
-                let crop = Placement {
-                    dx,
-                    dy,
-                    flip: false,
-                };
+                let crop = Placement::crop(t, &mut Rng::stream(seed, "rotation-crop", &keys));
                 let img = turned(img, side, p.flip, q);
                 place(&img, side, side, t.crop_padding, crop, &lut, view);
             }

@@ -48,7 +48,7 @@ fn head(
 }
 
 fn tensors(vars: &[Var; 4]) -> [&Tensor; 4] {
-    [0, 1, 2, 3].map(|i| vars[i].as_tensor())
+    vars.each_ref().map(|v| v.as_tensor())
 }
 
 /// What a teacher's head depends on in a cohort (the seed, data and batch size are the
@@ -177,7 +177,7 @@ impl SskdState {
                 100.0 * right as f64 / rows.max(1) as f64
             ));
         }
-        let trained = [0, 1, 2, 3].map(|i| vars[i].as_tensor().detach());
+        let trained = vars.each_ref().map(|v| v.as_tensor().detach());
         cache.insert(key, trained.clone());
         self.teacher = Some(trained);
         Ok(())
@@ -198,7 +198,7 @@ impl SskdState {
             bail!("the teacher's SSKD head was not trained");
         };
         let p_s = sskd::project(features, tensors(&self.student))?;
-        let p_t = sskd::project(&t_features.detach(), [0, 1, 2, 3].map(|i| &teacher[i]))?;
+        let p_t = sskd::project(&t_features.detach(), teacher.each_ref())?;
         let (s, t) = ((out, &p_s), (t_logits, &p_t));
         Ok(sskd::loss(method, &self.cfg, s, t, (mixes, labels))?)
     }
@@ -222,15 +222,15 @@ impl SskdState {
         tensors: &mut HashMap<String, Tensor>,
         dev: &Device,
     ) -> anyhow::Result<()> {
-        let mut h = Vec::new();
-        for p in PARTS {
+        let mut part = |p: &str| -> anyhow::Result<Tensor> {
             let name = format!("sskd.proj_t.{p}");
             let t = tensors
                 .remove(&name)
                 .with_context(|| format!("no `{name}` in the checkpoint"))?;
-            h.push(t.to_device(dev)?);
-        }
-        self.teacher = Some([h[0].clone(), h[1].clone(), h[2].clone(), h[3].clone()]);
+            Ok(t.to_device(dev)?)
+        };
+        let [w1, b1, w2, b2] = PARTS;
+        self.teacher = Some([part(w1)?, part(b1)?, part(w2)?, part(b2)?]);
         Ok(())
     }
 }

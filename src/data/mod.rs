@@ -246,19 +246,29 @@ mod tests {
     use super::*;
     use crate::spec::SyntheticSpec;
 
-    #[test]
-    fn a_held_out_validation_set_is_fixed_disjoint_and_in_order() {
+    /// `n` synthetic training images of ten classes, 8×8, from `data_seed`.
+    fn training_images(n: usize, data_seed: u64) -> Dataset {
         let spec = SyntheticSpec {
-            train: 50,
+            train: n,
             test: 5,
-            data_seed: 4,
+            data_seed,
             confusion: 0.0,
         };
-        let all = synthetic::generate(&spec, 10, 8).train;
+        synthetic::generate(&spec, 10, 8).train
+    }
+
+    /// Where image `i` of `part` is in `all`.
+    fn position(all: &Dataset, part: &Dataset, i: usize) -> Option<usize> {
+        (0..all.len()).find(|&j| all.image(j) == part.image(i))
+    }
+
+    #[test]
+    fn a_held_out_validation_set_is_fixed_disjoint_and_in_order() {
+        let all = training_images(50, 4);
         let (train, val) = hold_out(&all, 12);
         assert_eq!((train.len(), val.len()), (38, 12));
         // Every image lands in exactly one part, each part in the dataset's order.
-        let index = |d: &Dataset, i: usize| (0..all.len()).find(|&j| all.image(j) == d.image(i));
+        let index = |d: &Dataset, i: usize| position(&all, d, i);
         let mut seen: Vec<usize> = (0..train.len())
             .map(|i| index(&train, i).unwrap())
             .chain((0..val.len()).map(|i| index(&val, i).unwrap()))
@@ -275,14 +285,8 @@ mod tests {
 
     #[test]
     fn a_training_subset_is_balanced_fixed_nested_and_in_order() {
-        let spec = SyntheticSpec {
-            train: 103,
-            test: 5,
-            data_seed: 2,
-            confusion: 0.0,
-        };
-        let all = synthetic::generate(&spec, 10, 8).train;
-        let index = |d: &Dataset, i: usize| (0..all.len()).find(|&j| all.image(j) == d.image(i));
+        let all = training_images(103, 2);
+        let index = |d: &Dataset, i: usize| position(&all, d, i);
         let picked = |n: usize| -> Vec<usize> {
             let s = subset(&all, n);
             assert_eq!(s.len(), n);

@@ -227,9 +227,10 @@ pub fn load(spec: &DataSpec, data_dir: &Path) -> anyhow::Result<Splits> {
             "a training subset of {n} images: expected 2 to {}",
             splits.train.len()
         );
+        // A scaled subset is the smaller subset: still balanced over the classes.
+        let n = spec.train_limit.map_or(n, |l| l.min(n));
         splits.train = subset(&splits.train, n);
-    }
-    if let Some(n) = spec.train_limit {
+    } else if let Some(n) = spec.train_limit {
         splits.train.truncate(n);
     }
     if let Some(n) = spec.test_limit {
@@ -316,5 +317,36 @@ mod tests {
         assert!(n3 < 10);
         let s = subset(&few, few.len() - 1);
         assert_eq!((0..s.len()).filter(|&i| s.labels[i] == 3).count(), n3);
+    }
+
+    #[test]
+    fn a_scaled_subset_is_the_smaller_subset_after_the_hold_out() {
+        let spec = DataSpec {
+            name: crate::spec::DatasetName::Synthetic,
+            classes: 10,
+            resolution: 8,
+            synthetic: Some(SyntheticSpec {
+                train: 60,
+                test: 5,
+                data_seed: 3,
+                confusion: 0.0,
+            }),
+            train_limit: Some(10),
+            test_limit: None,
+            validation: Some(5),
+            train_subset: Some(25),
+        };
+        let got = load(&spec, Path::new("no-data-needed")).unwrap();
+        let (rest, val) = hold_out(&training_images(60, 3), 5);
+        assert_eq!(got.train, subset(&rest, 10));
+        assert_eq!(got.validation, Some(val));
+        let unscaled = DataSpec {
+            train_limit: None,
+            ..spec
+        };
+        assert_eq!(
+            load(&unscaled, Path::new("x")).unwrap().train,
+            subset(&rest, 25)
+        );
     }
 }

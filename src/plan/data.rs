@@ -57,7 +57,7 @@ pub(super) fn data_spec(r: &Recipe, scale: &Scale) -> Result<DataSpec, RecipeErr
             return Err(r.error(
                 span,
                 "train_subset",
-                format!("expected 2 to {available} of the {available} training images"),
+                format!("expected 2 to {available} (the training images left after validation)"),
             ));
         }
     }
@@ -227,6 +227,8 @@ mod tests {
         let p = plan_of(&student, &tenth).unwrap();
         assert_eq!(images(&p.runs[0].spec.data).0, 6);
         assert_eq!(images(&p.runs[1].spec.data).0, 2);
+        let whole = plan_of(&student.replace("train_subset = 20", ""), &tenth).unwrap();
+        assert_eq!(whole.runs[0].id, p.runs[0].id);
         // More images than the split has left after validation is an error naming the key.
         for bad in ["train_subset = 65", "train_subset = 60\nvalidation = 10"] {
             let e = plan_of(&student.replace("train_subset = 20", bad), &full())

@@ -37,7 +37,8 @@ pub struct DataSpec {
     pub resolution: usize,
     /// Generation parameters of the synthetic dataset.
     pub synthetic: Option<SyntheticSpec>,
-    /// Use only the first n training / test (and validation) images (scaled runs).
+    /// Use only the first n training / test (and validation) images (scaled runs); with a
+    /// `train_subset`, the subset of n images.
     pub train_limit: Option<usize>,
     pub test_limit: Option<usize>,
     /// Training images held out as a validation set (`data::hold_out`); left out of the
@@ -45,7 +46,8 @@ pub struct DataSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation: Option<usize>,
     /// Train on this many of the training images only (`data::subset`: balanced over the
-    /// classes, the same images for every run of the dataset); left out when none.
+    /// classes, the same images for every run of the dataset with the same validation
+    /// hold-out); left out when none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train_subset: Option<usize>,
 }

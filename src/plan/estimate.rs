@@ -126,6 +126,15 @@ pub fn images(d: &DataSpec) -> (usize, usize) {
     (train, test)
 }
 
+/// Images evaluated after each epoch: the test set and any validation split (which a
+/// scale limits as the test set).
+fn evaluated(d: &DataSpec) -> usize {
+    let validation = d
+        .validation
+        .map_or(0, |v| d.test_limit.map_or(v, |l| l.min(v)));
+    images(d).1 + validation
+}
+
 /// What a set of runs costs.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Estimate {
@@ -145,11 +154,10 @@ fn teacher_model(plan: &Plan, t: &TeacherRef, fallback: ModelName) -> ModelName 
 }
 
 /// Seconds of one epoch of `r` alone: its steps, its teachers' forward passes, its
-/// evaluation (SSKD's steps and teacher passes on each image's rotated copies).
+/// evaluations (SSKD's steps and teacher passes on each image's rotated copies).
 fn alone_epoch(plan: &Plan, r: &PlannedRun, rates: &Rates) -> f64 {
     let d = &r.spec.data;
-    let (train, test) = images(d);
-    let train = train * r.spec.views();
+    let (train, test) = (images(d).0 * r.spec.views(), evaluated(d));
     let teachers: f64 = r
         .spec
         .teachers
@@ -190,8 +198,7 @@ pub fn estimate(plan: &Plan, ids: &BTreeSet<&str>, cohorts: &[Cohort], rates: &R
                 .filter(|r| r.spec.schedule.epochs >= epoch)
                 .collect();
             let d = &active[0].spec.data;
-            let (train, test) = images(d);
-            let train = train * active[0].spec.views();
+            let (train, test) = (images(d).0 * active[0].spec.views(), evaluated(d));
             let mut seen = BTreeSet::new();
             let mut seconds = 0.0;
             for r in &active {
@@ -233,4 +240,36 @@ fn sskd_head(plan: &Plan, r: &PlannedRun, rates: &Rates) -> f64 {
     let d = &r.spec.data;
     let m = teacher_model(plan, t, r.spec.model);
     (k.head_epochs * images(d).0 * r.spec.views()) as f64 * rates.forward(m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::tests::{full, set};
+    use crate::plan::{build, cohorts};
+    use crate::recipe::tests::VANILLA;
+
+    #[test]
+    fn a_subset_trains_fewer_images_and_a_validation_split_is_evaluated_too() {
+        let text = VANILLA.replace(
+            "seeds = [0, 1]",
+            "seeds = [0]\nvalidation = 16\ntrain_subset = 20",
+        );
+        let (_d, s) = set(&[("r.toml", &text)]);
+        let p = build(&s, &full()).unwrap();
+        let rates = Rates::from_measured(
+            &[(ModelName::Resnet8, 100.0)],
+            &[(ModelName::Resnet8, 300.0)],
+            "test".into(),
+        )
+        .unwrap();
+        let all: BTreeSet<&str> = p.runs.iter().map(|r| r.id.as_str()).collect();
+        let e = estimate(&p, &all, &cohorts(&p), &rates);
+        // 8×8 images cost 1/16 of 32×32: 20 training images (of the 48 left after the
+        // hold-out) are 1.25 units; 32 test and 16 validation images evaluated, 3 units.
+        let seconds = 2.0 * (1.25 / 100.0 + 3.0 / 300.0);
+        assert_eq!((e.runs, e.epochs, e.images), (1, 2, 2 * 20));
+        assert!((e.alone_hours * 3600.0 - seconds).abs() < 1e-12, "{e:?}");
+        assert!((e.cohort_hours * 3600.0 - seconds).abs() < 1e-12, "{e:?}");
+    }
 }

@@ -245,7 +245,7 @@ fn sskd_head(plan: &Plan, r: &PlannedRun, rates: &Rates) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::tests::{full, set};
+    use crate::plan::tests::{full, resnet8_rates, set};
     use crate::plan::{build, cohorts};
     use crate::recipe::tests::VANILLA;
 
@@ -257,12 +257,7 @@ mod tests {
         );
         let (_d, s) = set(&[("r.toml", &text)]);
         let p = build(&s, &full()).unwrap();
-        let rates = Rates::from_measured(
-            &[(ModelName::Resnet8, 100.0)],
-            &[(ModelName::Resnet8, 300.0)],
-            "test".into(),
-        )
-        .unwrap();
+        let rates = resnet8_rates();
         let all: BTreeSet<&str> = p.runs.iter().map(|r| r.id.as_str()).collect();
         let e = estimate(&p, &all, &cohorts(&p), &rates);
         // 8×8 images cost 1/16 of 32×32: 20 training images (of the 48 left after the

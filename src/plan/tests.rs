@@ -25,6 +25,16 @@ pub(super) fn last_spec(text: &str) -> crate::spec::RunSpec {
         .clone()
 }
 
+/// Rates for estimate tests: a ResNet8 step at 100 img/s, a forward pass at 300.
+pub(super) fn resnet8_rates() -> Rates {
+    Rates::from_measured(
+        &[(ModelName::Resnet8, 100.0)],
+        &[(ModelName::Resnet8, 300.0)],
+        "test".into(),
+    )
+    .unwrap()
+}
+
 #[test]
 fn each_seed_becomes_a_run() {
     let (_d, s) = set(&[("r.toml", VANILLA)]);
@@ -459,12 +469,7 @@ fn issue_15_estimate_counts_a_shared_teacher_pass_once_per_cohort_batch() {
     let cs = cohorts(&p);
     assert_eq!(cs.len(), 2, "the teacher, then both students");
     // ResNet8: a step at 100 img/s, a forward pass at 300; ResNet14 costs twice as much.
-    let rates = Rates::from_measured(
-        &[(ModelName::Resnet8, 100.0)],
-        &[(ModelName::Resnet8, 300.0)],
-        "test".into(),
-    )
-    .unwrap();
+    let rates = resnet8_rates();
     let all: std::collections::BTreeSet<&str> = p.runs.iter().map(|r| r.id.as_str()).collect();
     let e = estimate(&p, &all, &cs, &rates);
     // 8×8 images cost 1/16 of 32×32: 64 training images are 4 units, 32 test images 2.

@@ -27,17 +27,28 @@ pub(super) fn data_spec(r: &Recipe, scale: &Scale) -> Result<DataSpec, RecipeErr
             ),
         ));
     }
-    let (classes, resolution, synthetic, train_n, test_n) = match name {
-        DatasetName::Cifar10 => (10, 32, None, 50_000, 10_000),
-        DatasetName::Cifar100 => (100, 32, None, 50_000, 10_000),
+    let (classes, resolution, synthetic) = match name {
+        DatasetName::Cifar10 => (10, 32, None),
+        DatasetName::Cifar100 => (100, 32, None),
         DatasetName::Synthetic => {
             let (classes, res, s) = synthetic_spec(r)?;
-            let (train, test) = (s.train, s.test);
-            (classes, res, Some(s), train, test)
+            (classes, res, Some(s))
         }
-        DatasetName::Stl10 => (10, stl10_resolution(r)?, None, 5_000, 8_000),
-        DatasetName::Imagenet => (1000, imagenet_crop(r)?, None, 1_281_167, 50_000),
+        DatasetName::Stl10 => (10, stl10_resolution(r)?, None),
+        DatasetName::Imagenet => (1000, imagenet_crop(r)?, None),
     };
+    let whole = DataSpec {
+        name,
+        classes,
+        resolution,
+        synthetic,
+        train_limit: None,
+        test_limit: None,
+        validation: None,
+        train_subset: None,
+    };
+    // The splits' sizes, from the one table of them.
+    let (train_n, test_n) = super::images(&whole);
     let validation = raw.validation.as_ref().map(|v| v.get_ref().0);
     if let Some(v) = validation {
         if v + 2 > train_n {
@@ -62,14 +73,11 @@ pub(super) fn data_spec(r: &Recipe, scale: &Scale) -> Result<DataSpec, RecipeErr
         }
     }
     Ok(DataSpec {
-        name,
-        classes,
-        resolution,
-        synthetic,
         train_limit: scale.train_limit(train_subset.unwrap_or(available)),
         test_limit: scale.test_limit(test_n),
         validation,
         train_subset,
+        ..whole
     })
 }
 

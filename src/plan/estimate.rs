@@ -109,7 +109,8 @@ fn scale(d: &DataSpec) -> f64 {
     (d.resolution * d.resolution) as f64 / 1024.0
 }
 
-/// Training and test images of one epoch.
+/// Training and test images of one epoch, from the one table of the datasets' split sizes
+/// (which the planner reads too).
 pub fn images(d: &DataSpec) -> (usize, usize) {
     let (train, test) = match (&d.synthetic, d.name) {
         (Some(s), _) => (s.train, s.test),

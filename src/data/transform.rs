@@ -137,10 +137,11 @@ fn turned(img: &[u8], side: usize, flip: bool, quarters: usize) -> Vec<u8> {
 }
 
 /// SSKD's training batch (of square images: `batches::train` checks): each image four
-/// times, sample by sample (`4·indices.len()` images). The upright copy is the image of `train_batch` (the same crop and flip); the
-/// copies at 90°, 180° and 270° are that flip turned, each cropped on its own, with the
-/// crop drawn from `(seed, "rotation-crop", [epoch, position, quarter])`, as SSKD's data
-/// pipeline flips once and crops each rotated copy.
+/// times, sample by sample (`4·indices.len()` images). The upright copy is the image of
+/// `train_batch` (the same crop and flip); the copies at 90°, 180° and 270° are that flip
+/// turned, each cropped on its own, with the crop drawn from
+/// `(seed, "rotation-crop", [epoch, position, quarter])`, as SSKD's data pipeline flips
+/// once and crops each rotated copy.
 pub fn rotated_batch(
     ds: &Dataset,
     indices: &[usize],

@@ -7,7 +7,7 @@ SCALE ?= full
 
 FUZZ_CASES ?= 100000
 
-.PHONY: build demo test test-slurm fuzz bench parity cuda table-cifar100 table-cifar10 table-stl10 table-imagenet plan-cifar100 lint clean-demo
+.PHONY: build demo test test-slurm test-cpus fuzz bench parity cuda table-cifar100 table-cifar10 table-stl10 table-imagenet plan-cifar100 lint clean-demo
 
 build:
 	$(CARGO) build --release
@@ -91,3 +91,10 @@ clean-demo:
 test-slurm:
 	scripts/slurm-local.sh install start
 	$(CARGO) test --test slurm -- --ignored --test-threads=1; rc=$$?; scripts/slurm-local.sh stop; exit $$rc
+
+# The same bits on another x86-64 CPU: the tests/cpus.rs table trained natively and on an
+# emulated AMD EPYC-Rome (AVX2 and FMA, no AVX-512), compared byte for byte. Installs
+# QEMU's user-mode emulator (Debian's qemu-user) when missing.
+test-cpus:
+	scripts/qemu-user.sh
+	$(CARGO) test --test cpus -- --ignored

@@ -3,7 +3,7 @@
 
 use crate::commands::{self, BenchOptions, RunOptions, VerifyOptions};
 use crate::device::DeviceChoice;
-use crate::model::ConvChoice;
+use crate::model::{ConvChoice, CpuKernelChoice};
 use crate::report;
 use crate::store::Store;
 use clap::{Parser, Subcommand};
@@ -86,6 +86,10 @@ pub enum Command {
         /// The convolution: auto (lecal's on the CPU, candle's on CUDA), lecal, candle.
         #[arg(long, value_enum, default_value = "auto", env = "LECAL_CONV")]
         conv: ConvChoice,
+        /// lecal's CPU matrix-product kernel: auto (AVX2 + FMA where the CPU has both),
+        /// portable (plain Rust: slower, the same bits).
+        #[arg(long, value_enum, default_value = "auto", env = "LECAL_CPU_KERNELS")]
+        cpu_kernels: CpuKernelChoice,
         /// Train each run alone. By default, runs that see identical batches (same data,
         /// seed, batch size, transform and augmentation) train together as a cohort: each
         /// batch is made once and each teacher's forward pass runs once for all of them.
@@ -185,6 +189,10 @@ pub enum Command {
         /// The convolution: auto (lecal's on the CPU, candle's on CUDA), lecal, candle.
         #[arg(long, value_enum, default_value = "auto", env = "LECAL_CONV")]
         conv: ConvChoice,
+        /// lecal's CPU matrix-product kernel: auto (AVX2 + FMA where the CPU has both),
+        /// portable (plain Rust: slower, the same bits).
+        #[arg(long, value_enum, default_value = "auto", env = "LECAL_CPU_KERNELS")]
+        cpu_kernels: CpuKernelChoice,
     },
     /// Submit the runs that are not done to Slurm: one batch job per cohort (or run),
     /// each after its teachers' jobs; returns at once.
@@ -256,6 +264,10 @@ pub enum Command {
         /// The convolution: auto (lecal's on the CPU, candle's on CUDA), lecal, candle.
         #[arg(long, value_enum, default_value = "auto", env = "LECAL_CONV")]
         conv: ConvChoice,
+        /// lecal's CPU matrix-product kernel: auto (AVX2 + FMA where the CPU has both),
+        /// portable (plain Rust: slower, the same bits).
+        #[arg(long, value_enum, default_value = "auto", env = "LECAL_CPU_KERNELS")]
+        cpu_kernels: CpuKernelChoice,
     },
 }
 
@@ -319,11 +331,13 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             job_step,
             retry_failed,
             conv,
+            cpu_kernels,
             no_cohorts,
             cohort_memory,
         } => {
             let opts = RunOptions {
                 conv,
+                cpu_kernels,
                 device,
                 devices,
                 only: (!only.is_empty()).then(|| only.into_iter().collect()),
@@ -382,9 +396,11 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             scale,
             data_dir,
             conv,
+            cpu_kernels,
         } => {
             let run = RunOptions {
                 conv,
+                cpu_kernels,
                 device,
                 devices: None,
                 scale,
@@ -416,9 +432,11 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             csv,
             check,
             conv,
+            cpu_kernels,
         } => {
             let opts = BenchOptions {
                 conv,
+                cpu_kernels,
                 baseline,
                 min_seconds,
                 parts,

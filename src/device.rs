@@ -136,12 +136,13 @@ pub fn bitwise_repeatable(d: &Device) -> bool {
     matches!(d, Device::Cpu)
 }
 
-/// The device's name and, on CUDA, the versions a run's provenance records. Nothing fails
-/// here: what cannot be read is left out.
+/// The device's name and, on the CPU, its kernel level, on CUDA the versions a run's
+/// provenance records. Nothing fails here: what cannot be read is left out.
 pub fn details(d: &Device) -> DeviceDetails {
     match d {
         Device::Cpu => DeviceDetails {
             name: cpu_name(),
+            kernel_level: Some(crate::model::CpuLevel::detect().to_string()),
             ..DeviceDetails::default()
         },
         #[cfg(feature = "cuda")]
@@ -186,6 +187,7 @@ mod cuda {
             cuda_runtime: runtime,
             cuda_toolkit: toolkit,
             cudnn: cudnn(),
+            ..DeviceDetails::default()
         }
     }
 

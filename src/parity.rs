@@ -71,7 +71,7 @@ const SEED_SETTING: &str =
 
 fn seed_sample(dir: &Path, seeds: u64) -> anyhow::Result<()> {
     let mut text = String::from("seed,accuracy,ece,nll\n");
-    let trainer = CandleTrainer::new(Device::Cpu, Kernels::LECAL, "data".into());
+    let trainer = CandleTrainer::new(Device::Cpu, Kernels::lecal(), "data".into());
     let mut spec = run_spec(SEED_SETTING)?;
     for seed in 0..seeds {
         spec.seed = seed;
@@ -135,7 +135,7 @@ pub(crate) fn save(tensors: &HashMap<String, Tensor>, path: &Path) -> anyhow::Re
 /// Weights of `m` as initialised for `seed`, with running statistics drawn so that eval
 /// mode does not see the identity.
 fn weights(m: ModelName, classes: usize, seed: u64) -> anyhow::Result<HashMap<String, Tensor>> {
-    let (_, vm) = model::build_trainable(m, classes, seed, Kernels::LECAL, &Device::Cpu)?;
+    let (_, vm) = model::build_trainable(m, classes, seed, Kernels::lecal(), &Device::Cpu)?;
     let mut w = model::snapshot(&vm);
     let mut rng = Rng::stream(seed, "parity-running", &[]);
     for (name, t) in w.iter_mut() {
@@ -156,7 +156,7 @@ fn models(dir: &Path) -> anyhow::Result<()> {
     let x = random(&[BATCH, 3, 32, 32], &mut Rng::new(11), 1.0)?;
     for m in ModelName::CIFAR {
         let w = weights(m, CLASSES, 5)?;
-        let net = model::build_frozen(m, CLASSES, w.clone(), Kernels::LECAL, &Device::Cpu)?;
+        let net = model::build_frozen(m, CLASSES, w.clone(), Kernels::lecal(), &Device::Cpu)?;
         out.insert(format!("{}.eval", m.as_str()), net.forward_t(&x, false)?);
         out.insert(format!("{}.train", m.as_str()), net.forward_t(&x, true)?);
         for (k, v) in w {
@@ -342,10 +342,11 @@ fn crd(dir: &Path) -> anyhow::Result<()> {
         .map(|k| candle_core::Var::from_tensor(&t[*k]))
         .collect::<candle_core::Result<_>>()?;
     let [f_s, w_s, b_s, w_t, b_t] = [0, 1, 2, 3, 4].map(|i| vars[i].as_tensor());
-    let v_s = c::embed(f_s, w_s, b_s)?;
-    let v_t = c::embed(&t["f_t"], w_t, b_t)?;
+    let kernels = Kernels::lecal();
+    let v_s = c::embed(f_s, w_s, b_s, kernels)?;
+    let v_t = c::embed(&t["f_t"], w_t, b_t, kernels)?;
     let memories = (&t["memory_s"], &t["memory_t"]);
-    let (loss, _) = c::term((&v_s, &v_t), memories, &index, tau, None)?;
+    let (loss, _) = c::term((&v_s, &v_t), memories, &index, tau, None, kernels)?;
     let grads = loss.backward()?;
     for (name, var) in ["f_s", "w_s", "b_s", "w_t", "b_t"].iter().zip(&vars) {
         let g = grads.get(var.as_tensor()).context("no gradient")?;
@@ -366,7 +367,7 @@ fn crd(dir: &Path) -> anyhow::Result<()> {
 fn sgd_steps(dir: &Path) -> anyhow::Result<()> {
     let (lr, momentum, wd) = (0.1, 0.9, 5e-4);
     let (net, vm) =
-        model::build_trainable(ModelName::Resnet20, 10, 3, Kernels::LECAL, &Device::Cpu)?;
+        model::build_trainable(ModelName::Resnet20, 10, 3, Kernels::lecal(), &Device::Cpu)?;
     let mut out: HashMap<String, Tensor> = model::snapshot(&vm)
         .into_iter()
         .map(|(k, v)| (format!("before.{k}"), v.copy().expect("a copy")))
@@ -497,11 +498,16 @@ fn training(dir: &Path, case: &str, augment: &str) -> anyhow::Result<()> {
         prefix: dir.join(format!("train-{case}")),
         ..Recorder::default()
     };
-    let trainer = CandleTrainer::new(Device::Cpu, Kernels::LECAL, "data".into());
+    let trainer = CandleTrainer::new(Device::Cpu, Kernels::lecal(), "data".into());
     let outcome: Outcome = trainer.train(&spec, &[], &mut rec)?;
     let classes = spec.data.classes;
-    let (_, vm) =
-        model::build_trainable(spec.model, classes, spec.seed, Kernels::LECAL, &Device::Cpu)?;
+    let (_, vm) = model::build_trainable(
+        spec.model,
+        classes,
+        spec.seed,
+        Kernels::lecal(),
+        &Device::Cpu,
+    )?;
     let mut out = rec.batches;
     for (k, v) in model::snapshot(&vm) {
         out.insert(format!("init.{k}"), v);

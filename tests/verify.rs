@@ -209,6 +209,61 @@ fn verify_finds_the_runs_identical_then_names_a_tampered_run() {
         .stdout(predicate::str::contains("2 runs verified: 2 identical"));
 }
 
+/// Issue 29: a committed run of another CPU kernel level (aarch64), or one that records
+/// none (trained before lecal recorded it), is compared within the tolerances, and the
+/// line says why; at this machine's level it is compared byte for byte.
+#[test]
+fn runs_of_another_cpu_kernel_level_are_compared_within_tolerance_saying_why() {
+    let d = tempfile::tempdir().unwrap();
+    trained(d.path());
+    let student = run_of(d.path(), "h/KD/ResNet8 seed 0");
+    let vanilla = run_of(d.path(), "h/Vanilla/ResNet8 seed 0");
+    let level = |t: &str| {
+        t.lines()
+            .find_map(|l| l.strip_prefix("kernel_level = "))
+            .map(|v| v.trim_matches('"').to_string())
+            .unwrap()
+    };
+    let here = level(&fs::read_to_string(student.join("run.toml")).unwrap());
+    edit_vouched(&student, "run.toml", |t| {
+        t.replace(
+            &format!("kernel_level = \"{here}\""),
+            "kernel_level = \"aarch64\"",
+        )
+    });
+    edit_vouched(&vanilla, "run.toml", |t| {
+        t.lines()
+            .filter(|l| !l.starts_with("kernel_level"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    });
+    let out = lecal(d.path())
+        .args(["verify", "recipes/h", "--device", "cpu"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("2 within tolerance"))
+        .get_output()
+        .stdout
+        .clone();
+    let out = String::from_utf8(out).unwrap();
+    let line = |id: &str| {
+        out.lines()
+            .find(|l| l.contains(id) && !l.starts_with(['[', ' ']))
+            .unwrap_or_else(|| panic!("{out}"))
+            .to_string()
+    };
+    let kd = line(&id_of(&student));
+    assert!(kd.starts_with("within tolerance"), "{kd}");
+    let why = format!("trained at CPU kernel level aarch64, this machine's is {here}");
+    assert!(kd.contains(&why), "{kd}");
+    let old = line(&id_of(&vanilla));
+    assert!(old.starts_with("within tolerance"), "{old}");
+    assert!(
+        old.contains("does not record its CPU kernel level"),
+        "{old}"
+    );
+}
+
 #[test]
 fn verify_trains_a_teacher_without_its_weights_again_and_verifies_it_too() {
     let d = tempfile::tempdir().unwrap();
@@ -392,11 +447,22 @@ fn a_finished_runs_provenance_has_its_build_machine_and_seed() {
         p["device"].as_str().map(|d| d.starts_with("cpu")),
         Some(true)
     );
-    // On the CPU: no CUDA versions.
+    // On the CPU: its kernel level and lecal's microkernel, no CUDA versions.
     let details = p
         .get("device_details")
         .and_then(|t| t.as_table())
         .cloned()
         .unwrap_or_default();
-    assert!(details.keys().all(|k| k == "name"), "{details:?}");
+    let cpu = ["name", "kernel_level", "cpu_kernels"];
+    assert!(
+        details.keys().all(|k| cpu.contains(&k.as_str())),
+        "{details:?}"
+    );
+    let level = details["kernel_level"].as_str().unwrap();
+    assert!(
+        ["x86-64-v3", "x86-64", std::env::consts::ARCH].contains(&level),
+        "{level}"
+    );
+    let kernels = details["cpu_kernels"].as_str().unwrap();
+    assert!(["avx2-fma", "portable"].contains(&kernels), "{kernels}");
 }

@@ -34,6 +34,8 @@ pub struct Measure {
 
 pub struct Options {
     pub device: Device,
+    /// lecal's kernels on this device (`--cpu-kernels` chose their microkernel).
+    pub kernels: Kernels,
     pub models: Vec<ModelName>,
     /// Also time candle's own convolution (on the CPU, ResNet20 and the teacher only: slow).
     pub baseline: bool,
@@ -120,11 +122,11 @@ fn implementation(device: &Device, candle_conv: bool) -> String {
 }
 
 /// candle's convolution for the baseline measurements, lecal's otherwise.
-fn kernels(candle_conv: bool) -> Kernels {
+fn kernels(o: &Options, candle_conv: bool) -> Kernels {
     if candle_conv {
         Kernels::CANDLE
     } else {
-        Kernels::LECAL
+        o.kernels
     }
 }
 
@@ -152,7 +154,7 @@ pub fn run(o: &Options) -> anyhow::Result<Vec<Measure>> {
             if candle_conv && o.device.is_cpu() && m != ModelName::Resnet20 {
                 continue;
             }
-            let mut step = Step::new(m, kernels(candle_conv), &o.device, 0)?;
+            let mut step = Step::new(m, kernels(o, candle_conv), &o.device, 0)?;
             let r = time(o.min_seconds, BATCH, || step.run().map(|_| ()))?;
             push(
                 format!("train {}", m.as_str()),
@@ -164,7 +166,7 @@ pub fn run(o: &Options) -> anyhow::Result<Vec<Measure>> {
     // A teacher's forward pass: ResNet110, evaluation mode, no graph.
     let teacher_convs: &[bool] = if part("teacher") { convs } else { &[] };
     for &candle_conv in teacher_convs {
-        let k = kernels(candle_conv);
+        let k = kernels(o, candle_conv);
         let (_, vm) = model::build_trainable(ModelName::Resnet110, CLASSES, 0, k, &o.device)?;
         let teacher = model::build_frozen(
             ModelName::Resnet110,
@@ -260,8 +262,7 @@ pub fn run(o: &Options) -> anyhow::Result<Vec<Measure>> {
 /// The cohort part: its two timings, as (what, seconds, images trained), after saying
 /// where the time goes.
 fn cohort_part(o: &Options) -> anyhow::Result<Vec<(String, f64, usize)>> {
-    let kernels = Kernels::new(model::ConvChoice::Auto, &o.device);
-    let trainer = crate::train::CandleTrainer::new(o.device.clone(), kernels, ".".into());
+    let trainer = crate::train::CandleTrainer::new(o.device.clone(), o.kernels, ".".into());
     let b = cohort::run(&trainer, o.cohort_images)?;
     let (a, c) = (b.alone_seconds, b.cohort_seconds);
     // One teacher's forward pass over a run's batches, from the two timings: the runs
@@ -302,7 +303,7 @@ fn cohort_part(o: &Options) -> anyhow::Result<Vec<(String, f64, usize)>> {
 pub fn check_device(device: &Device, kernels: Kernels) -> anyhow::Result<(f64, f64)> {
     let mut gpu =
         Step::new(ModelName::Resnet20, kernels, device, 7).context("building on the device")?;
-    let cpu_kernels = Kernels::new(model::ConvChoice::Auto, &Device::Cpu);
+    let cpu_kernels = Kernels::lecal();
     let mut cpu = Step::new(ModelName::Resnet20, cpu_kernels, &Device::Cpu, 7)?;
     let (lg, lc) = (gpu.run()?, cpu.run()?);
     let mut worst = 0f64;

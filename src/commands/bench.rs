@@ -11,6 +11,7 @@ use std::path::PathBuf;
 pub struct BenchOptions {
     /// The convolution `--check` runs where it checks only one.
     pub conv: crate::model::ConvChoice,
+    pub cpu_kernels: crate::model::CpuKernelChoice,
     pub baseline: bool,
     pub min_seconds: f64,
     pub parts: Vec<String>,
@@ -31,6 +32,7 @@ pub fn bench(
 ) -> anyhow::Result<std::process::ExitCode> {
     let BenchOptions {
         conv,
+        cpu_kernels,
         baseline,
         min_seconds,
         parts,
@@ -53,9 +55,12 @@ pub fn bench(
         std::env::set_var("NVIDIA_TF32_OVERRIDE", "0");
     }
     let dev = device::open(device)?;
+    let kernels = |conv| crate::model::Kernels::new(conv, cpu_kernels, &dev);
     if check {
-        return check_device(&dev, conv);
+        return check_device(&dev, kernels(conv).map_err(anyhow::Error::msg)?);
     }
+    // Timed: lecal's kernels (`--conv` is for `--check`), beside candle's with --baseline.
+    let kernels = kernels(crate::model::ConvChoice::Lecal).map_err(anyhow::Error::msg)?;
     let models = models
         .iter()
         .map(|m| {
@@ -74,6 +79,7 @@ pub fn bench(
     );
     let opts = crate::bench::Options {
         device: dev,
+        kernels,
         models,
         baseline,
         min_seconds,
@@ -93,17 +99,17 @@ pub fn bench(
 /// run on `dev` can use.
 fn check_device(
     dev: &candle_core::Device,
-    conv: crate::model::ConvChoice,
+    chosen: crate::model::Kernels,
 ) -> anyhow::Result<std::process::ExitCode> {
     use crate::model::Kernels;
     // With cuDNN compiled in, both convolutions a GPU run can use are checked.
     let impls: &[(Kernels, &str)] = if cfg!(feature = "cudnn") && dev.is_cuda() {
         &[
-            (Kernels::LECAL, "lecal's convolution (cuDNN)"),
+            (Kernels::lecal(), "lecal's convolution (cuDNN)"),
             (Kernels::CANDLE, "candle's convolution"),
         ]
     } else {
-        &[(Kernels::new(conv, dev), "the default convolution")]
+        &[(chosen, "the default convolution")]
     };
     let mut ok = true;
     for &(kernels, name) in impls {

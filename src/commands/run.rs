@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 /// What `lecal run` was asked besides the recipes.
 pub struct RunOptions {
     pub conv: crate::model::ConvChoice,
+    pub cpu_kernels: crate::model::CpuKernelChoice,
     pub device: DeviceChoice,
     /// Several devices (`--devices`), instead of `device`.
     pub devices: Option<DeviceList>,
@@ -72,10 +73,11 @@ pub(super) fn execute(
     let trainers: Vec<(String, CandleTrainer)> = devices
         .into_iter()
         .map(|(name, dev)| {
-            let kernels = crate::model::Kernels::new(o.conv, &dev);
-            (name, CandleTrainer::new(dev, kernels, o.data_dir.clone()))
+            let kernels = crate::model::Kernels::new(o.conv, o.cpu_kernels, &dev)
+                .map_err(anyhow::Error::msg)?;
+            Ok((name, CandleTrainer::new(dev, kernels, o.data_dir.clone())))
         })
-        .collect();
+        .collect::<anyhow::Result<_>>()?;
     let slots = jobs * trainers.len();
     let opts = exec::Options {
         jobs,

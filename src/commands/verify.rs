@@ -312,13 +312,14 @@ fn judge(store: &Store, scratch: &Store, r: &PlannedRun) -> (&'static str, Strin
             format!("training it again did not finish ({why})"),
         );
     }
-    let repeatable =
-        |r: Option<crate::store::RunRecord>| r.is_some_and(|r| r.provenance.bitwise_repeatable);
-    let mode = if repeatable(committed.record()) && repeatable(fresh.record()) {
-        Mode::Bitwise
-    } else {
-        Mode::Tolerance(Tolerance::default())
+    let (mode, why) = match (committed.record(), fresh.record()) {
+        (Some(c), Some(f)) => compare::mode(&c.provenance, &f.provenance),
+        _ => (
+            Mode::Tolerance(Tolerance::default()),
+            Some("a copy has no run.toml".into()),
+        ),
     };
+    let why = why.unwrap_or_default();
     let verdict = compare::compare(&committed.result_files(), &fresh.result_files(), mode);
     if let RunState::Damaged(why) = committed.state() {
         let found = match verdict {
@@ -332,12 +333,13 @@ fn judge(store: &Store, scratch: &Store, r: &PlannedRun) -> (&'static str, Strin
         Verdict::WithinTolerance(d) => {
             let t = Tolerance::default();
             let d = format!(
-                "{d} (not bitwise repeatable: accuracy ±{} pp, ECE ±{}, NLL ±{}, Brier ±{})",
+                "{d} ({why}: accuracy ±{} pp, ECE ±{}, NLL ±{}, Brier ±{})",
                 t.accuracy_pp, t.ece, t.nll, t.brier
             );
             ("within tolerance", d)
         }
-        Verdict::Differs(d) => ("DIFFERS", d),
+        Verdict::Differs(d) if why.is_empty() => ("DIFFERS", d),
+        Verdict::Differs(d) => ("DIFFERS", format!("{d} (compared within tolerance: {why})")),
     }
 }
 

@@ -15,6 +15,8 @@
 //!
 //! with `ε = 1e-7`; CRD's term is `L(P_s) + L(P_t)`.
 
+use crate::model::kernels::matmul::{linear, matmul};
+use crate::model::Kernels;
 use candle_core::{Result, Tensor, D};
 
 /// The ε of the NCE fractions.
@@ -27,20 +29,26 @@ pub fn normalize_rows(x: &Tensor) -> Result<Tensor> {
 }
 
 /// An embedding head: `normalise(f·Wᵀ + b)`, `W` of shape `dim × features`.
-pub fn embed(features: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    normalize_rows(&features.matmul(&weight.t()?)?.broadcast_add(bias)?)
+pub fn embed(features: &Tensor, weight: &Tensor, bias: &Tensor, k: Kernels) -> Result<Tensor> {
+    normalize_rows(&linear(features, weight, Some(bias), k)?)
 }
 
 /// `exp(m[index[i, j]] · v[i] / τ)`: each sample's memory rows scored against its
 /// embedding, `B × (K+1)`. The memory carries no gradient.
-pub fn scores(memory: &Tensor, index: &Tensor, v: &Tensor, temperature: f64) -> Result<Tensor> {
+pub fn scores(
+    memory: &Tensor,
+    index: &Tensor,
+    v: &Tensor,
+    temperature: f64,
+    k: Kernels,
+) -> Result<Tensor> {
     let (b, k1) = index.dims2()?;
     let d = v.dim(1)?;
     let rows = memory
         .detach()
         .index_select(&index.flatten_all()?, 0)?
         .reshape((b, k1, d))?;
-    (rows.matmul(&v.unsqueeze(2)?)?.squeeze(2)? / temperature)?.exp()
+    (matmul(&rows, &v.unsqueeze(2)?, k)?.squeeze(2)? / temperature)?.exp()
 }
 
 /// The normalising constant fixed at the first batch: `mean(scores) · N`.
@@ -62,17 +70,19 @@ pub fn nce_loss(scores: &Tensor, z: f64, n_data: usize) -> Result<Tensor> {
 
 /// CRD's term `L(P_s) + L(P_t)` of a batch: `v_s` scored against the teacher's memory,
 /// `v_t` against the student's, with the constants `z` (`Z_s`, `Z_t`) or, at the run's
-/// first batch, those of this batch. The term and the constants used.
+/// first batch, those of this batch. The term and the constants used; `k` runs the
+/// products.
 pub fn term(
     (v_s, v_t): (&Tensor, &Tensor),
     (memory_s, memory_t): (&Tensor, &Tensor),
     index: &Tensor,
     temperature: f64,
     z: Option<(f64, f64)>,
+    k: Kernels,
 ) -> Result<(Tensor, (f64, f64))> {
     let n = memory_s.dim(0)?;
-    let out_s = scores(memory_t, index, v_s, temperature)?;
-    let out_t = scores(memory_s, index, v_t, temperature)?;
+    let out_s = scores(memory_t, index, v_s, temperature, k)?;
+    let out_t = scores(memory_s, index, v_t, temperature, k)?;
     let (z_s, z_t) = match z {
         Some(z) => z,
         None => (normalizer(&out_s, n)?, normalizer(&out_t, n)?),

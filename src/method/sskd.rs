@@ -20,6 +20,8 @@
 //! SSKD's loss is the method's own terms on the upright rows (hard label and KD) plus
 //! `tf_weight·tf + ss_weight·ss`.
 
+use crate::model::kernels::matmul::{linear, matmul};
+use crate::model::Kernels;
 use crate::spec::{Sskd, SSKD_VIEWS};
 use candle_core::{Result, Tensor, D};
 
@@ -39,10 +41,10 @@ pub fn split(t: &Tensor) -> Result<(Tensor, Tensor)> {
 }
 
 /// The projection head `W₂·relu(W₁·f + b₁) + b₂` (weights `out × in`, as `Linear`).
-pub fn project(f: &Tensor, head: [&Tensor; 4]) -> Result<Tensor> {
+pub fn project(f: &Tensor, head: [&Tensor; 4], k: Kernels) -> Result<Tensor> {
     let [w1, b1, w2, b2] = head;
-    let hidden = f.matmul(&w1.t()?)?.broadcast_add(b1)?.relu()?;
-    hidden.matmul(&w2.t()?)?.broadcast_add(b2)
+    let hidden = linear(f, w1, Some(b1), k)?.relu()?;
+    linear(&hidden, w2, Some(b2), k)
 }
 
 /// `x / max(‖x‖₂, ε)`, row by row.
@@ -58,9 +60,9 @@ fn unit_rows(x: &Tensor) -> Result<Tensor> {
 }
 
 /// `A[r, j] = cos(p_R[r], p_N[j])` of the projections `p` of a `4B`-row batch: `3B × B`.
-pub fn similarity(p: &Tensor) -> Result<Tensor> {
+pub fn similarity(p: &Tensor, k: Kernels) -> Result<Tensor> {
     let (upright, rotated) = split(p)?;
-    unit_rows(&rotated)?.matmul(&unit_rows(&upright)?.t()?)
+    matmul(&unit_rows(&rotated)?, &unit_rows(&upright)?.t()?, k)
 }
 
 /// The column each row of `A` belongs with: `r / 3`.
@@ -79,8 +81,8 @@ pub fn rotated_labels(labels: &[u16]) -> Vec<usize> {
 }
 
 /// The teacher head's loss: `CE(A, r ↦ r / 3)`, averaged over the 3B rows.
-pub fn head_loss(p: &Tensor) -> Result<Tensor> {
-    let a = similarity(p)?;
+pub fn head_loss(p: &Tensor, k: Kernels) -> Result<Tensor> {
+    let a = similarity(p, k)?;
     let b = a.dim(1)?;
     let target: Vec<u32> = own_columns(b).iter().map(|&c| c as u32).collect();
     let target = Tensor::from_vec(target, a.dim(0)?, a.device())?;
@@ -158,13 +160,19 @@ pub fn terms(
     (s_logits, s_proj): (&Tensor, &Tensor),
     (t_logits, t_proj): (&Tensor, &Tensor),
     labels: &[u16],
+    k: Kernels,
 ) -> Result<Tensor> {
-    let t_sim = similarity(&t_proj.detach())?;
+    let t_sim = similarity(&t_proj.detach(), k)?;
     let (tf_rows, ss_rows) = selection(cfg, t_logits, &t_sim, labels)?;
     let (_, s_rot) = split(s_logits)?;
     let (_, t_rot) = split(t_logits)?;
     let tf = kl_rows_mean(&s_rot, &t_rot, &tf_rows, cfg.tf_temperature)?;
-    let ss = kl_rows_mean(&similarity(s_proj)?, &t_sim, &ss_rows, cfg.ss_temperature)?;
+    let ss = kl_rows_mean(
+        &similarity(s_proj, k)?,
+        &t_sim,
+        &ss_rows,
+        cfg.ss_temperature,
+    )?;
     (tf * cfg.tf_weight)? + (ss * cfg.ss_weight)?
 }
 
@@ -183,11 +191,12 @@ pub fn loss(
     (s_logits, s_proj): (&Tensor, &Tensor),
     (t_logits, t_proj): (&Tensor, &Tensor),
     (mixes, labels): (&[crate::data::mix::LabelMix], &[u16]),
+    k: Kernels,
 ) -> Result<(Tensor, Tensor)> {
     let upright_s = upright(s_logits)?;
     let teacher = [upright(t_logits)?];
     let own = super::loss(method, &upright_s, mixes, &teacher, s_logits.device())?;
-    let extra = terms(cfg, (s_logits, s_proj), (t_logits, t_proj), labels)?;
+    let extra = terms(cfg, (s_logits, s_proj), (t_logits, t_proj), labels, k)?;
     Ok(((own + extra)?, upright_s))
 }
 

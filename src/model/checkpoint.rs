@@ -186,7 +186,7 @@ mod tests {
                 &fixture(name),
                 ModelName::Resnet8,
                 10,
-                Kernels::LECAL,
+                Kernels::lecal(),
                 &Device::Cpu,
             )
             .unwrap();
@@ -196,7 +196,7 @@ mod tests {
             &fixture("resnet8-c10.pth"),
             ModelName::Resnet8,
             100,
-            Kernels::LECAL,
+            Kernels::lecal(),
             &Device::Cpu,
         )
         .err()
@@ -211,7 +211,7 @@ mod tests {
     fn two_training_steps_match_pytorch() {
         let expected = floats("resnet8-c10.sgd.csv");
         let (net, vm) =
-            build_trainable(ModelName::Resnet8, 10, 0, Kernels::LECAL, &Device::Cpu).unwrap();
+            build_trainable(ModelName::Resnet8, 10, 0, Kernels::lecal(), &Device::Cpu).unwrap();
         let t = read(&fixture("resnet8-c10-bare.pth")).unwrap();
         super::super::load_into(&vm, &t).unwrap();
         let params = super::super::trainable_vars(&vm);
@@ -234,7 +234,7 @@ mod tests {
             ModelName::Resnet8,
             10,
             super::super::snapshot(&vm),
-            Kernels::LECAL,
+            Kernels::lecal(),
             &Device::Cpu,
         )
         .unwrap();
@@ -267,9 +267,14 @@ mod tests {
             let tensors = read(&path).unwrap();
             check_shapes(&tensors, &narrow_shapes(model, base), stem, &path).unwrap();
             let vb = candle_nn::VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
-            let net =
-                super::super::ImageNetResNet::with_base_width(model, base, 10, Kernels::LECAL, vb)
-                    .unwrap();
+            let net = super::super::ImageNetResNet::with_base_width(
+                model,
+                base,
+                10,
+                Kernels::lecal(),
+                vb,
+            )
+            .unwrap();
             let expected = floats(&format!("{stem}.logits.csv"));
             let got = net.forward_t(&x, false).unwrap();
             let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
@@ -333,7 +338,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("w.safetensors");
         let (_, vm) =
-            build_trainable(ModelName::Resnet8, 10, 4, Kernels::LECAL, &Device::Cpu).unwrap();
+            build_trainable(ModelName::Resnet8, 10, 4, Kernels::lecal(), &Device::Cpu).unwrap();
         candle_core::safetensors::save(&super::super::snapshot(&vm), &p).unwrap();
         let t = read(&p).unwrap();
         check(&t, ModelName::Resnet8, 10, &p).unwrap();
@@ -345,7 +350,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("no tensor `layer1.1.bn1.bias`"), "{e}");
-        let net = load_teacher(&p, ModelName::Resnet8, 10, Kernels::LECAL, &Device::Cpu).unwrap();
+        let net = load_teacher(&p, ModelName::Resnet8, 10, Kernels::lecal(), &Device::Cpu).unwrap();
         let x = Tensor::zeros((2, 3, 8, 8), DType::F32, &Device::Cpu).unwrap();
         assert_eq!(net.forward_t(&x, false).unwrap().dims(), [2, 10]);
     }
@@ -357,12 +362,18 @@ mod tests {
         let link = dir.path().join("teacher.safetensors");
         std::os::unix::fs::symlink(fixture("resnet8-c10.pth"), &link).unwrap();
         let expected = floats("resnet8-c10.logits.csv");
-        let net =
-            load_teacher(&link, ModelName::Resnet8, 10, Kernels::LECAL, &Device::Cpu).unwrap();
+        let net = load_teacher(
+            &link,
+            ModelName::Resnet8,
+            10,
+            Kernels::lecal(),
+            &Device::Cpu,
+        )
+        .unwrap();
         assert_logits(&net, &expected, 1e-4, "a .pth behind a .safetensors link");
         // safetensors in a file named .pth.
         let (_, vm) =
-            build_trainable(ModelName::Resnet8, 10, 4, Kernels::LECAL, &Device::Cpu).unwrap();
+            build_trainable(ModelName::Resnet8, 10, 4, Kernels::lecal(), &Device::Cpu).unwrap();
         let p = dir.path().join("w.pth");
         candle_core::safetensors::save(&super::super::snapshot(&vm), &p).unwrap();
         check(&read(&p).unwrap(), ModelName::Resnet8, 10, &p).unwrap();

@@ -1,7 +1,7 @@
 //! A convolution layer without bias, with the parameter name `weight` (as PyTorch); the
-//! convolution it runs is the `ConvKernel` it is built with.
+//! convolution it runs is the one of the `Kernels` it is built with.
 
-use super::kernels::{conv::conv2d, ConvKernel};
+use super::kernels::{conv::conv2d, Kernels};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -11,7 +11,7 @@ pub struct Conv2d {
     weight: Tensor,
     stride: usize,
     pad: usize,
-    kernel: ConvKernel,
+    kernels: Kernels,
 }
 
 impl Conv2d {
@@ -21,7 +21,7 @@ impl Conv2d {
         size: usize,
         stride: usize,
         pad: usize,
-        kernel: ConvKernel,
+        kernels: Kernels,
         vb: VarBuilder,
     ) -> Result<Self> {
         let weight = vb.get_with_hints(
@@ -33,13 +33,13 @@ impl Conv2d {
             weight,
             stride,
             pad,
-            kernel,
+            kernels,
         })
     }
 }
 
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        conv2d(x, &self.weight, self.stride, self.pad, self.kernel)
+        conv2d(x, &self.weight, self.stride, self.pad, self.kernels)
     }
 }

@@ -11,11 +11,12 @@
 //! narrow network of the same architecture.
 
 use super::conv::Conv2d;
-use super::kernels::{ConvKernel, Kernels};
+use super::kernels::Kernels;
+use super::linear::Linear;
 use super::BatchNorm2d;
 use crate::spec::{ImagenetLayers, ModelName};
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{linear, Linear, VarBuilder};
+use candle_nn::VarBuilder;
 
 /// torchvision's `downsample`: `Sequential(conv1x1(cin, cout, stride), BatchNorm2d(cout))`.
 #[derive(Debug, Clone)]
@@ -30,7 +31,7 @@ impl Downsample {
         cin: usize,
         cout: usize,
         stride: usize,
-        k: ConvKernel,
+        k: Kernels,
         vb: VarBuilder,
     ) -> Result<Option<Self>> {
         if stride == 1 && cin == cout {
@@ -68,7 +69,7 @@ impl ConvBn {
         cout: usize,
         size: usize,
         stride: usize,
-        k: ConvKernel,
+        k: Kernels,
         vb: &VarBuilder,
     ) -> Result<Self> {
         Ok(Self {
@@ -101,13 +102,7 @@ struct Block {
 }
 
 impl Block {
-    fn basic(
-        cin: usize,
-        planes: usize,
-        stride: usize,
-        k: ConvKernel,
-        vb: VarBuilder,
-    ) -> Result<Self> {
+    fn basic(cin: usize, planes: usize, stride: usize, k: Kernels, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
             convs: vec![
                 ConvBn::new(1, cin, planes, 3, stride, k, &vb)?,
@@ -121,7 +116,7 @@ impl Block {
         cin: usize,
         planes: usize,
         stride: usize,
-        k: ConvKernel,
+        k: Kernels,
         vb: VarBuilder,
     ) -> Result<Self> {
         let out = planes * BOTTLENECK_EXPANSION;
@@ -177,7 +172,7 @@ impl ImageNetResNet {
         let ImagenetLayers { blocks, bottleneck } = model.imagenet_layers().ok_or_else(|| {
             candle_core::Error::Msg(format!("{} is not an ImageNet ResNet", model.as_str()))
         })?;
-        let k = kernels.conv;
+        let k = kernels;
         let mut cin = base;
         let mut stages = Vec::new();
         for (s, &n) in blocks.iter().enumerate() {
@@ -204,7 +199,7 @@ impl ImageNetResNet {
         Ok(Self {
             stem: ConvBn::new(1, 3, base, 7, 2, k, &vb)?,
             stages,
-            fc: linear(cin, classes, vb.pp("fc"))?,
+            fc: Linear::new(cin, classes, kernels, vb.pp("fc"))?,
         })
     }
 
@@ -430,7 +425,7 @@ mod tests {
         )
         .unwrap();
         let (net, vm) =
-            build_trainable(ModelName::Resnet18, 7, 0, Kernels::LECAL, &Device::Cpu).unwrap();
+            build_trainable(ModelName::Resnet18, 7, 0, Kernels::lecal(), &Device::Cpu).unwrap();
         assert_eq!(net.forward_t(&x, false).unwrap().dims(), [2, 7]);
         let loss = net
             .forward_t(&x, true)
@@ -458,7 +453,7 @@ mod tests {
             ModelName::Resnet50,
             4,
             5,
-            Kernels::LECAL,
+            Kernels::lecal(),
             VarBuilder::zeros(DType::F32, &Device::Cpu),
         )
         .unwrap();

@@ -10,11 +10,12 @@ pub mod checkpoint;
 mod conv;
 mod imagenet;
 pub mod kernels;
+mod linear;
 mod resnet;
 
 pub use batch_norm::BatchNorm2d;
 pub use imagenet::ImageNetResNet;
-pub use kernels::{ConvChoice, ConvKernel, Kernels};
+pub use kernels::{ConvChoice, ConvKernel, CpuKernelChoice, CpuLevel, Kernels, Microkernel};
 pub use resnet::CifarResNet;
 
 use crate::rng::Rng;
@@ -260,7 +261,7 @@ mod tests {
     use super::*;
 
     fn count(m: ModelName, k: usize) -> usize {
-        let (_, vm) = build_trainable(m, k, 0, Kernels::LECAL, &Device::Cpu).unwrap();
+        let (_, vm) = build_trainable(m, k, 0, Kernels::lecal(), &Device::Cpu).unwrap();
         parameter_count(&vm)
     }
 
@@ -278,7 +279,7 @@ mod tests {
     #[test]
     fn names_follow_the_pytorch_cifar_resnet() {
         let (_, vm) =
-            build_trainable(ModelName::Resnet8, 10, 0, Kernels::LECAL, &Device::Cpu).unwrap();
+            build_trainable(ModelName::Resnet8, 10, 0, Kernels::lecal(), &Device::Cpu).unwrap();
         let names: Vec<String> = sorted_vars(&vm).into_iter().map(|(n, _)| n).collect();
         for expected in [
             "conv1.weight",
@@ -302,17 +303,17 @@ mod tests {
     #[test]
     fn init_is_seeded_and_has_the_right_scale() {
         let a = snapshot(
-            &build_trainable(ModelName::Resnet8, 10, 1, Kernels::LECAL, &Device::Cpu)
+            &build_trainable(ModelName::Resnet8, 10, 1, Kernels::lecal(), &Device::Cpu)
                 .unwrap()
                 .1,
         );
         let b = snapshot(
-            &build_trainable(ModelName::Resnet8, 10, 1, Kernels::LECAL, &Device::Cpu)
+            &build_trainable(ModelName::Resnet8, 10, 1, Kernels::lecal(), &Device::Cpu)
                 .unwrap()
                 .1,
         );
         let c = snapshot(
-            &build_trainable(ModelName::Resnet8, 10, 2, Kernels::LECAL, &Device::Cpu)
+            &build_trainable(ModelName::Resnet8, 10, 2, Kernels::lecal(), &Device::Cpu)
                 .unwrap()
                 .1,
         );
@@ -341,7 +342,7 @@ mod tests {
     #[test]
     fn imagenet_classifier_gets_pytorchs_linear_init() {
         let (_, vm) =
-            build_trainable(ModelName::Resnet18, 10, 3, Kernels::LECAL, &Device::Cpu).unwrap();
+            build_trainable(ModelName::Resnet18, 10, 3, Kernels::lecal(), &Device::Cpu).unwrap();
         let s = snapshot(&vm);
         let bound = 1.0 / 512f32.sqrt();
         for name in ["fc.weight", "fc.bias"] {

@@ -3,11 +3,12 @@
 //! stride or width changes takes a 1×1 convolution + BN shortcut ("option B").
 
 use super::conv::Conv2d;
-use super::kernels::{ConvKernel, Kernels};
+use super::kernels::Kernels;
+use super::linear::Linear;
 use super::BatchNorm2d;
 use crate::spec::ModelName;
 use candle_core::{Result, Tensor};
-use candle_nn::{linear, Linear, Module, VarBuilder};
+use candle_nn::{Module, VarBuilder};
 
 #[derive(Debug, Clone)]
 struct BasicBlock {
@@ -18,18 +19,12 @@ struct BasicBlock {
     shortcut: Option<(Conv2d, BatchNorm2d)>,
 }
 
-fn conv3x3(
-    cin: usize,
-    cout: usize,
-    stride: usize,
-    k: ConvKernel,
-    vb: VarBuilder,
-) -> Result<Conv2d> {
+fn conv3x3(cin: usize, cout: usize, stride: usize, k: Kernels, vb: VarBuilder) -> Result<Conv2d> {
     Conv2d::new(cin, cout, 3, stride, 1, k, vb)
 }
 
 impl BasicBlock {
-    fn new(cin: usize, cout: usize, stride: usize, k: ConvKernel, vb: VarBuilder) -> Result<Self> {
+    fn new(cin: usize, cout: usize, stride: usize, k: Kernels, vb: VarBuilder) -> Result<Self> {
         let shortcut = if stride != 1 || cin != cout {
             let sc = vb.pp("shortcut");
             Some((
@@ -75,7 +70,7 @@ impl CifarResNet {
 
     /// The model `model` for `classes` classes, running `kernels`.
     pub fn new(model: ModelName, classes: usize, kernels: Kernels, vb: VarBuilder) -> Result<Self> {
-        let k = kernels.conv;
+        let k = kernels;
         let depth = model.cifar_depth().ok_or_else(|| {
             candle_core::Error::Msg(format!("model {} is not implemented", model.as_str()))
         })?;
@@ -96,7 +91,7 @@ impl CifarResNet {
             conv1: conv3x3(3, Self::WIDTHS[0], 1, k, vb.pp("conv1"))?,
             bn1: BatchNorm2d::new(Self::WIDTHS[0], vb.pp("bn1"))?,
             stages,
-            linear: linear(Self::WIDTHS[2], classes, vb.pp("linear"))?,
+            linear: Linear::new(Self::WIDTHS[2], classes, kernels, vb.pp("linear"))?,
         })
     }
 

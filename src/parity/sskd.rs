@@ -4,6 +4,7 @@
 
 use super::{random, save};
 use crate::method::sskd;
+use crate::model::Kernels;
 use crate::rng::Rng;
 use crate::spec::{Method, SSKD_VIEWS};
 use anyhow::Context;
@@ -63,6 +64,7 @@ pub fn dump(dir: &std::path::Path, method: &Method) -> anyhow::Result<()> {
         .context("the sskd preset has SSKD's terms")?
         .clone();
     let (t, labels) = inputs()?;
+    let k = Kernels::lecal();
     let mixes: Vec<_> = labels.iter().map(|&l| vec![(l, 1.0)]).collect();
     let student: Vec<String> = ["s_logits", "f_s"]
         .iter()
@@ -71,23 +73,23 @@ pub fn dump(dir: &std::path::Path, method: &Method) -> anyhow::Result<()> {
         .collect();
     let t_head: Vec<String> = HEAD.iter().map(|h| format!("t_{h}")).collect();
     let t_head_tensors: Vec<&Tensor> = t_head.iter().map(|n| &t[n]).collect();
-    let p_t = sskd::project(&t["f_t"], [0, 1, 2, 3].map(|i| t_head_tensors[i]))?;
+    let p_t = sskd::project(&t["f_t"], [0, 1, 2, 3].map(|i| t_head_tensors[i]), k)?;
     let mut half = paper.clone();
     (half.tf_keep, half.ss_keep) = (0.5, 0.5);
     let mut out = HashMap::new();
     for (case, cfg) in [("paper", &paper), ("half", &half)] {
         let v = vars(&t, &student)?;
         let h = [2, 3, 4, 5].map(|i| v[i].as_tensor());
-        let p_s = sskd::project(v[1].as_tensor(), h)?;
+        let p_s = sskd::project(v[1].as_tensor(), h, k)?;
         let s = (v[0].as_tensor(), &p_s);
         let m = (mixes.as_slice(), labels.as_slice());
-        let (loss, _) = sskd::loss(method, cfg, s, (&t["t_logits"], &p_t), m)?;
+        let (loss, _) = sskd::loss(method, cfg, s, (&t["t_logits"], &p_t), m, k)?;
         let grads = loss.backward()?;
         for (name, var) in student.iter().zip(&v) {
             let g = grads.get(var.as_tensor()).context("no gradient")?;
             out.insert(format!("{case}.grad_{name}"), g.clone());
         }
-        let (tf, ss) = sskd::selection(cfg, &t["t_logits"], &sskd::similarity(&p_t)?, &labels)?;
+        let (tf, ss) = sskd::selection(cfg, &t["t_logits"], &sskd::similarity(&p_t, k)?, &labels)?;
         for (name, rows) in [("tf_rows", tf), ("ss_rows", ss)] {
             out.insert(
                 format!("{case}.{name}"),
@@ -134,8 +136,9 @@ fn teacher_head(
     out: &mut HashMap<String, Tensor>,
 ) -> anyhow::Result<()> {
     let v = vars(t, t_head)?;
-    let p = sskd::project(&t["f_t"], [0, 1, 2, 3].map(|i| v[i].as_tensor()))?;
-    let head_loss = sskd::head_loss(&p)?;
+    let k = Kernels::lecal();
+    let p = sskd::project(&t["f_t"], [0, 1, 2, 3].map(|i| v[i].as_tensor()), k)?;
+    let head_loss = sskd::head_loss(&p, k)?;
     let grads = head_loss.backward()?;
     for (name, var) in t_head.iter().zip(&v) {
         let g = grads.get(var.as_tensor()).context("no gradient")?;

@@ -1,14 +1,15 @@
 //! Whether two copies of a run's results agree (`lecal verify`: the committed files
 //! against the run trained again). A pure function of the files' bytes.
 //!
-//! On a device that promises bitwise repeatability (both copies' `bitwise_repeatable`),
-//! the copies must be identical: summary.csv, reliability.csv, predictions.csv and
-//! logits.safetensors byte for byte, epochs.csv in every column but its two times. Else
-//! the summary's test and validation numbers must agree within a `Tolerance` and the
-//! number of epochs must be equal; the rest is not compared (a GPU's sums are not
-//! repeatable, so its predictions and logits may differ in the last bits).
+//! Where both copies were trained on a device that promises bitwise repeatability (the
+//! CPU) at the same CPU kernel level (`mode`), the copies must be identical: summary.csv,
+//! reliability.csv, predictions.csv and logits.safetensors byte for byte, epochs.csv in
+//! every column but its two times. Else the summary's test and validation numbers must
+//! agree within a `Tolerance` and the number of epochs must be equal; the rest is not
+//! compared (a GPU's sums are not repeatable, and CPUs of two levels round differently,
+//! so their predictions and logits may differ in the last bits).
 
-use super::records::Summary;
+use super::records::{Provenance, Summary};
 
 /// The result files of one copy of a run, as bytes (`None`: not there).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -59,6 +60,37 @@ pub enum Verdict {
     WithinTolerance(String),
     /// The first difference, as text.
     Differs(String),
+}
+
+/// How the copies trained with these provenances are compared, and, where not byte for
+/// byte, why not.
+pub fn mode(committed: &Provenance, fresh: &Provenance) -> (Mode, Option<String>) {
+    let tolerance = |why: String| (Mode::Tolerance(Tolerance::default()), Some(why));
+    for (p, whose) in [
+        (committed, "the committed run"),
+        (fresh, "the run trained again"),
+    ] {
+        if !p.bitwise_repeatable {
+            return tolerance(format!(
+                "{whose} trained on {}, which is not bitwise repeatable",
+                p.device
+            ));
+        }
+    }
+    let level = |p: &Provenance| p.device_details.kernel_level.clone();
+    match (level(committed), level(fresh)) {
+        (Some(c), Some(f)) if c == f => (Mode::Bitwise, None),
+        (Some(c), Some(f)) => tolerance(format!(
+            "the committed run was trained at CPU kernel level {c}, this machine's is {f}, \
+             and CPUs of two levels round differently"
+        )),
+        (None, _) => tolerance(
+            "the committed run does not record its CPU kernel level (it was trained before \
+             lecal recorded it)"
+                .into(),
+        ),
+        (_, None) => tolerance("the run trained again records no CPU kernel level".into()),
+    }
 }
 
 /// The columns of epochs.csv that are times: never compared.
@@ -269,6 +301,41 @@ mod tests {
             predictions: Some(b"index,label,prediction\n0,1,1\n1,0,2\n".to_vec()),
             logits: Some(vec![1, 2, 3, 4]),
         }
+    }
+
+    fn provenance(device: &str, level: Option<&str>) -> Provenance {
+        let mut p = Provenance {
+            device: device.into(),
+            bitwise_repeatable: device == "cpu",
+            ..Provenance::default()
+        };
+        p.device_details.kernel_level = level.map(String::from);
+        p
+    }
+
+    /// Issue 29: byte for byte only at the same CPU kernel level; otherwise within the
+    /// tolerances, saying why.
+    #[test]
+    fn the_mode_follows_the_device_and_the_cpu_kernel_level() {
+        let v3 = provenance("cpu", Some("x86-64-v3"));
+        assert_eq!(mode(&v3, &v3), (Mode::Bitwise, None));
+        let tolerance = Mode::Tolerance(Tolerance::default());
+        let arm = provenance("cpu", Some("aarch64"));
+        let (m, why) = mode(&v3, &arm);
+        assert_eq!(m, tolerance);
+        let why = why.unwrap();
+        assert!(
+            why.contains("x86-64-v3") && why.contains("aarch64"),
+            "{why}"
+        );
+        let (m, why) = mode(&provenance("cpu", None), &v3);
+        assert_eq!(m, tolerance);
+        assert!(why.unwrap().contains("does not record"));
+        let (m, why) = mode(&provenance("cuda", None), &v3);
+        assert_eq!(m, tolerance);
+        assert!(why
+            .unwrap()
+            .contains("cuda, which is not bitwise repeatable"));
     }
 
     #[test]

@@ -116,6 +116,15 @@ pub struct Provenance {
 pub struct DeviceDetails {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// On the CPU, its kernel level (`x86-64-v3`): CPUs of one level compute the same
+    /// bits for the same run, whatever else they have. Absent from records written before
+    /// lecal recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_level: Option<String>,
+    /// On the CPU, the microkernel of lecal's matrix products (`avx2-fma`, `portable`):
+    /// each gives the same bits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_kernels: Option<String>,
     /// The CUDA version the driver supports (`cuDriverGetVersion`), e.g. `13.0`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cuda_driver: Option<String>,

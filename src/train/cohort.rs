@@ -248,7 +248,8 @@ impl CandleTrainer {
             let teacher = (net, i, model::feature_dim(t.model));
             let (train, tf) = (&splits.train, &spec.transform);
             let s = &spec.schedule;
-            k.train_head(teacher, train, tf, s, spec.seed, heads, sink, &self.device)?;
+            let on = (self.kernels, &self.device);
+            k.train_head(teacher, train, tf, s, spec.seed, heads, sink, on)?;
         }
         Ok((net, varmap, opt, (crd, sskd), epochs))
     }
@@ -344,7 +345,7 @@ impl CandleTrainer {
                     labels: &train.labels,
                     at: (epoch, bi),
                 };
-                match step(s, &batch, &outputs, dev) {
+                match step(s, &batch, &outputs, (self.kernels, dev)) {
                     Ok((lv, lg)) => {
                         if let Some((x, t)) = &traced {
                             s.sink.batch(epoch, bi, x, t, lv);
@@ -506,7 +507,7 @@ fn step(
     s: &mut Student,
     b: &Batch,
     outputs: &[Option<TeacherOutput>],
-    dev: &candle_core::Device,
+    (kernels, dev): (model::Kernels, &candle_core::Device),
 ) -> anyhow::Result<(f64, Vec<f32>)> {
     let teacher = s
         .teachers
@@ -528,6 +529,7 @@ fn step(
                 (f_t, l_t),
                 b.mixes,
                 &labels,
+                kernels,
             )?
         }
         _ => {
@@ -539,7 +541,7 @@ fn step(
         }
     };
     if let (Some(c), Some((f_t, _))) = (&mut s.crd, teacher.first()) {
-        loss = (loss + c.loss(&features, f_t, b.samples, b.labels, b.at)?)?;
+        loss = (loss + c.loss(&features, f_t, b.samples, b.labels, b.at, kernels)?)?;
     }
     let lv = loss.to_scalar::<f32>()? as f64;
     if !lv.is_finite() {

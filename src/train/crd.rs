@@ -10,6 +10,7 @@
 
 use super::linear_vars;
 use crate::method::crd;
+use crate::model::Kernels;
 use crate::rng::Rng;
 use crate::spec::Crd;
 use anyhow::{bail, Context};
@@ -130,14 +131,16 @@ impl CrdState {
         samples: &[usize],
         labels: &[u16],
         (epoch, batch): (usize, usize),
+        k: Kernels,
     ) -> anyhow::Result<Tensor> {
         let dev = f_s.device();
         let index = self.index(samples, labels, epoch, batch, dev)?;
         let [(ws, bs), (wt, bt)] = &self.heads;
-        let v_s = crd::embed(f_s, ws.as_tensor(), bs.as_tensor())?;
-        let v_t = crd::embed(&f_t.detach(), wt.as_tensor(), bt.as_tensor())?;
+        let v_s = crd::embed(f_s, ws.as_tensor(), bs.as_tensor(), k)?;
+        let v_t = crd::embed(&f_t.detach(), wt.as_tensor(), bt.as_tensor(), k)?;
         let memories = (&self.memory_s, &self.memory_t);
-        let (l, z) = crd::term((&v_s, &v_t), memories, &index, self.cfg.temperature, self.z)?;
+        let t = self.cfg.temperature;
+        let (l, z) = crd::term((&v_s, &v_t), memories, &index, t, self.z, k)?;
         self.z = Some(z);
         let ids: Vec<u32> = samples.iter().map(|&i| i as u32).collect();
         let ids = Tensor::from_vec(ids, samples.len(), dev)?;

@@ -294,7 +294,11 @@ impl Trainer for CandleTrainer {
     }
 
     fn device_details(&self) -> crate::store::DeviceDetails {
-        crate::device::details(&self.device)
+        let mut d = crate::device::details(&self.device);
+        if self.device.is_cpu() {
+            d.cpu_kernels = Some(self.kernels.gemm.as_str().to_string());
+        }
+        d
     }
 
     fn train_cohort(&self, members: Vec<Member>) -> Vec<anyhow::Result<Outcome>> {
@@ -344,14 +348,16 @@ mod tests {
     fn teachers_see_the_students_mixed_batch() {
         let dev = Device::Cpu;
         let (student, _) =
-            model::build_trainable(ModelName::Resnet8, 10, 1, model::Kernels::LECAL, &dev).unwrap();
+            model::build_trainable(ModelName::Resnet8, 10, 1, model::Kernels::lecal(), &dev)
+                .unwrap();
         let (_, tvm) =
-            model::build_trainable(ModelName::Resnet8, 10, 2, model::Kernels::LECAL, &dev).unwrap();
+            model::build_trainable(ModelName::Resnet8, 10, 2, model::Kernels::lecal(), &dev)
+                .unwrap();
         let teacher = model::build_frozen(
             ModelName::Resnet8,
             10,
             model::snapshot(&tvm),
-            model::Kernels::LECAL,
+            model::Kernels::lecal(),
             &dev,
         )
         .unwrap();
@@ -359,7 +365,7 @@ mod tests {
             ModelName::Resnet8,
             10,
             model::snapshot(&tvm),
-            model::Kernels::LECAL,
+            model::Kernels::lecal(),
             &dev,
         )
         .unwrap();
@@ -391,7 +397,7 @@ mod tests {
             ModelName::Resnet8,
             10,
             1,
-            model::Kernels::LECAL,
+            model::Kernels::lecal(),
             &Device::Cpu,
         )
         .unwrap();

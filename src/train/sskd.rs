@@ -15,7 +15,7 @@ use crate::data::mix::LabelMix;
 use crate::data::{self, Dataset};
 use crate::interrupt::Interrupted;
 use crate::method::sskd;
-use crate::model;
+use crate::model::{self, Kernels};
 use crate::rng::{self, Rng};
 use crate::spec::{Method, Schedule, Sskd, Transform, SSKD_VIEWS};
 use anyhow::{bail, Context};
@@ -80,8 +80,6 @@ impl SskdState {
         })
     }
 
-    // Long: the head's training loop in one place, as SSKD's code runs it before the
-    // student's: epochs, batches, forward pass, step, learning rate.
     /// The state of `spec`'s run when its method has SSKD's terms (its head added to
     /// `varmap`), with its one teacher `ts`.
     pub fn for_run(
@@ -100,6 +98,8 @@ impl SskdState {
         }
     }
 
+    // Long: the head's training loop in one place, as SSKD's code runs it before the
+    // student's: epochs, batches, forward pass, step, learning rate.
     /// Trains the teacher's head (unless a cohort member with the same teacher already
     /// did): `teacher` frozen, in evaluation mode, on rotated batches of `train`.
     #[allow(clippy::too_many_arguments)]
@@ -112,7 +112,7 @@ impl SskdState {
         seed: u64,
         cache: &mut HeadCache,
         sink: &mut dyn super::RunSink,
-        dev: &Device,
+        (k, dev): (Kernels, &Device),
     ) -> anyhow::Result<()> {
         let key = cache_key(teacher, &self.cfg, s);
         if let Some(h) = cache.get(&key) {
@@ -153,13 +153,15 @@ impl SskdState {
                 let x =
                     Tensor::from_vec(xb.with_context(at)?, (idx.len() * SSKD_VIEWS, 3, h, w), dev)?;
                 let (f, _) = net.features_t(&x, false)?;
-                let p = sskd::project(&f.detach(), tensors(&vars))?;
-                let loss = sskd::head_loss(&p)?;
+                let p = sskd::project(&f.detach(), tensors(&vars), k)?;
+                let loss = sskd::head_loss(&p, k)?;
                 let lv = loss.to_scalar::<f32>()?;
                 if !lv.is_finite() {
                     bail!("{}: the loss is {lv}", at());
                 }
-                let best = sskd::similarity(&p.detach())?.argmax(1)?.to_vec1::<u32>()?;
+                let best = sskd::similarity(&p.detach(), k)?
+                    .argmax(1)?
+                    .to_vec1::<u32>()?;
                 let own = sskd::own_columns(idx.len());
                 right += best
                     .iter()
@@ -193,14 +195,15 @@ impl SskdState {
         (t_features, t_logits): (&Tensor, &Tensor),
         mixes: &[LabelMix],
         labels: &[u16],
+        k: Kernels,
     ) -> anyhow::Result<(Tensor, Tensor)> {
         let Some(teacher) = &self.teacher else {
             bail!("the teacher's SSKD head was not trained");
         };
-        let p_s = sskd::project(features, tensors(&self.student))?;
-        let p_t = sskd::project(&t_features.detach(), teacher.each_ref())?;
+        let p_s = sskd::project(features, tensors(&self.student), k)?;
+        let p_t = sskd::project(&t_features.detach(), teacher.each_ref(), k)?;
         let (s, t) = ((out, &p_s), (t_logits, &p_t));
-        Ok(sskd::loss(method, &self.cfg, s, t, (mixes, labels))?)
+        Ok(sskd::loss(method, &self.cfg, s, t, (mixes, labels), k)?)
     }
 
     /// The teacher's head, for the checkpoint.

@@ -38,7 +38,7 @@ fn close(a: f64, b: f64) {
 
 #[test]
 fn scores_are_the_exponentiated_dot_products_with_the_indexed_rows() {
-    let s = scores(&t2(&MEMORY), &index(), &t2(&V), TAU).unwrap();
+    let s = scores(&t2(&MEMORY), &index(), &t2(&V), TAU, Kernels::lecal()).unwrap();
     let got = s.to_vec2::<f32>().unwrap();
     for (g, e) in got.iter().zip(raw()) {
         for (a, b) in g.iter().zip(e) {
@@ -62,7 +62,7 @@ fn nce_loss_by_hand() {
         }
     }
     expect = -expect / 2.0;
-    let st = scores(&t2(&MEMORY), &index(), &t2(&V), TAU).unwrap();
+    let st = scores(&t2(&MEMORY), &index(), &t2(&V), TAU, Kernels::lecal()).unwrap();
     let zt = normalizer(&st, n).unwrap();
     close(zt, z);
     let l = nce_loss(&st, zt, n).unwrap().to_scalar::<f32>().unwrap() as f64;
@@ -75,7 +75,10 @@ fn the_embedding_is_a_unit_vector_of_the_linear_map() {
     let f = t2(&[[1.0, 2.0]]);
     let w = t2(&[[0.5, 0.0], [1.0, -1.0], [0.0, 2.0]]);
     let b = Tensor::from_vec(vec![0.5f32, 0.0, -1.0], 3, &Device::Cpu).unwrap();
-    let e = embed(&f, &w, &b).unwrap().to_vec2::<f32>().unwrap();
+    let e = embed(&f, &w, &b, Kernels::lecal())
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
     // f·Wᵀ + b = (1, -1, 3), norm √11.
     let n = 11f64.sqrt();
     for (a, b) in e[0].iter().zip([1.0 / n, -1.0 / n, 3.0 / n]) {

@@ -82,7 +82,7 @@ fn split_takes_row_4i_upright_and_the_next_three_rotated() {
 #[test]
 fn similarity_is_the_cosine_of_each_rotated_copy_with_each_upright_image() {
     let p = projections();
-    let got = rows(&similarity(&t2(&p)).unwrap());
+    let got = rows(&similarity(&t2(&p), Kernels::lecal()).unwrap());
     let want = similarity_f64(&p);
     assert_eq!(got.len(), 6);
     for (g, w) in got.iter().flatten().zip(want.iter().flatten()) {
@@ -102,7 +102,10 @@ fn the_head_loss_is_the_cross_entropy_of_each_row_against_its_own_image() {
         .map(|(r, row)| -log_softmax(row)[r / 3])
         .sum::<f64>()
         / 6.0;
-    let got = head_loss(&t2(&p)).unwrap().to_scalar::<f32>().unwrap();
+    let got = head_loss(&t2(&p), Kernels::lecal())
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
     close(got as f64, want);
 }
 
@@ -114,7 +117,7 @@ fn projection_is_two_linear_layers_with_a_relu_between() {
     let w2 = t2(&[vec![1.0, 2.0], vec![-1.0, 3.0]]);
     let b2 = Tensor::new(&[0.25f32, -0.25], &Device::Cpu).unwrap();
     // hidden = relu([1 - 2 + 0.5, 2 - 1 + 0]) = [0, 1]; out = [2 + 0.25, 3 - 0.25].
-    let out = project(&f, [&w1, &b1, &w2, &b2]).unwrap();
+    let out = project(&f, [&w1, &b1, &w2, &b2], Kernels::lecal()).unwrap();
     assert_eq!(rows(&out), vec![vec![2.25, 2.75]]);
 }
 
@@ -220,6 +223,7 @@ fn terms_add_the_weighted_kd_of_kept_rotated_rows_and_of_kept_similarity_rows() 
             (&t2(&s), &t2(&p_s)),
             (&t2(&t), &t2(&p_t)),
             &labels,
+            Kernels::lecal(),
         )
         .unwrap();
         let want = 2.7 * tf(&tf_rows) + 10.0 * ss(&ss_rows);
@@ -244,6 +248,7 @@ fn only_the_student_gets_a_gradient() {
         (s.as_tensor(), &(ps.as_tensor() * 2.0).unwrap()),
         (t.as_tensor(), pt.as_tensor()),
         &[2, 0],
+        Kernels::lecal(),
     )
     .unwrap();
     let g = loss.backward().unwrap();

@@ -1,6 +1,8 @@
 //! lecal's compute kernels, apart from the layers that use them (`model/`): the CPU
 //! convolution (`conv/`), its CUDA passes through cuDNN (`cudnn.rs`), the fused CPU batch
-//! norm (`batch_norm.rs`), and what they share (`common.rs`).
+//! norm (`batch_norm.rs`), the CPU matrix product with the same bits on every CPU
+//! (`gemm/`) and the matrix-product op of the linear layers and heads (`matmul.rs`), the
+//! CPU kernel level (`level.rs`), and what they share (`common.rs`).
 //!
 //! Which kernels a model runs is a [`Kernels`] value given when the model is built, never
 //! a process-wide switch: two models in one process may run different convolutions (the
@@ -11,8 +13,12 @@ mod common;
 pub mod conv;
 #[cfg(feature = "cudnn")]
 mod cudnn;
+pub mod gemm;
+pub mod level;
+pub mod matmul;
 
 use candle_core::Device;
+pub use level::{CpuKernelChoice, CpuLevel, Microkernel};
 
 /// The convolution a model runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,26 +53,45 @@ pub enum ConvChoice {
 /// The kernels a model is built with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Kernels {
+    /// The convolution; with `ConvKernel::Candle` the linear layers run candle's matrix
+    /// product too (the benchmarks' baseline: candle alone).
     pub conv: ConvKernel,
+    /// The microkernel of lecal's CPU matrix products (convolutions, linear layers,
+    /// heads): all give the same bits.
+    pub gemm: Microkernel,
 }
 
 impl Kernels {
     /// lecal's kernels, as on the CPU by default.
-    pub const LECAL: Kernels = Kernels {
-        conv: ConvKernel::Lecal,
-    };
-    /// candle's convolution everywhere.
+    pub fn lecal() -> Self {
+        Self {
+            conv: ConvKernel::Lecal,
+            gemm: Microkernel::auto(),
+        }
+    }
+
+    /// candle's convolution and matrix product everywhere.
     pub const CANDLE: Kernels = Kernels {
         conv: ConvKernel::Candle,
+        gemm: Microkernel::Portable,
     };
 
-    /// The kernels `choice` means on `device`.
-    pub fn new(choice: ConvChoice, device: &Device) -> Self {
+    /// The kernels `choice` and `cpu` mean on `device`; an error where the CPU lacks the
+    /// microkernel asked for.
+    pub fn new(choice: ConvChoice, cpu: CpuKernelChoice, device: &Device) -> Result<Self, String> {
         let conv = match choice {
             ConvChoice::Auto if device.is_cpu() => ConvKernel::Lecal,
             ConvChoice::Auto | ConvChoice::Candle => ConvKernel::Candle,
             ConvChoice::Lecal => ConvKernel::Lecal,
         };
-        Self { conv }
+        Ok(Self {
+            conv,
+            gemm: Microkernel::detect(cpu)?,
+        })
+    }
+
+    /// Whether lecal's matrix product runs on `device` (else candle's).
+    pub fn lecal_matmul_on(self, device: &Device) -> bool {
+        device.is_cpu() && self.conv == ConvKernel::Lecal
     }
 }

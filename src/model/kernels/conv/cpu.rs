@@ -15,8 +15,8 @@
 //! in a fixed order, so the result does not depend on the number of threads.
 
 use super::super::common::{filled_vec, zeroed};
+use super::super::gemm::{self, Mat, Microkernel};
 use candle_core::Result;
-use gemm::Parallelism;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
@@ -304,94 +304,52 @@ fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     }
 }
 
-/// A row-major matrix view for `matmul`: `rows × cols` with the given strides.
-#[derive(Clone, Copy)]
-struct Mat {
-    ptr: *const f32,
-    row_stride: isize,
-    col_stride: isize,
-}
-
-impl Mat {
-    fn rows(p: &[f32], cols: usize) -> Self {
-        Self {
-            ptr: p.as_ptr(),
-            row_stride: cols as isize,
-            col_stride: 1,
-        }
-    }
-
-    /// The transpose of a row-major `rows × cols` matrix.
-    fn transposed(p: &[f32], cols: usize) -> Self {
-        Self {
-            ptr: p.as_ptr(),
-            row_stride: 1,
-            col_stride: cols as isize,
-        }
-    }
-}
-
-/// `dst (m×n, row-major, row stride `ld`) = [dst +] a (m×k) · b (k×n)`, single-threaded.
+/// `dst (m×n, row-major, row stride `ld`) = [dst +] a (m×k) · b (k×n)`, on this thread.
 #[allow(clippy::too_many_arguments)]
 fn matmul(
+    kernel: Microkernel,
     dst: &mut [f32],
     ld: usize,
-    m: usize,
-    n: usize,
-    k: usize,
+    (m, n, k): (usize, usize, usize),
     a: Mat,
     b: Mat,
     accumulate: bool,
 ) {
     // SAFETY: a `&mut [f32]` is initialised `MaybeUninit<f32>` of the same layout.
     let dst = unsafe { &mut *(dst as *mut [f32] as *mut [MaybeUninit<f32>]) };
-    matmul_into(dst, ld, m, n, k, a, b, accumulate)
+    matmul_into(kernel, dst, ld, (m, n, k), a, b, accumulate)
 }
 
-/// `matmul` into a possibly uninitialised `dst`, which gemm only writes unless
-/// `accumulate` (then it must be initialised).
-#[allow(clippy::too_many_arguments)]
+/// `matmul` into a possibly uninitialised `dst`, which is only written unless `accumulate`
+/// (then it must be initialised).
 fn matmul_into(
+    kernel: Microkernel,
     dst: &mut [MaybeUninit<f32>],
     ld: usize,
-    m: usize,
-    n: usize,
-    k: usize,
+    (m, n, k): (usize, usize, usize),
     a: Mat,
     b: Mat,
     accumulate: bool,
 ) {
     assert!(n <= ld && dst.len() >= (m - 1) * ld + n);
     // SAFETY: `dst` holds the m×n matrix at row stride `ld` (checked above); the callers
-    // size `a` and `b` from the same geometry, m×k and k×n under their strides. gemm
-    // reads `dst` only when `accumulate` (`read_dst`).
+    // size `a` and `b` from the same geometry, m×k and k×n under their strides. `dst` is
+    // read only when `accumulate`; `kernel` is the model's, chosen for this CPU.
     unsafe {
         gemm::gemm(
-            m,
-            n,
-            k,
+            kernel,
             dst.as_mut_ptr().cast::<f32>(),
-            1,
-            ld as isize,
+            ld,
+            (m, n, k),
+            a,
+            b,
             accumulate,
-            a.ptr,
-            a.col_stride,
-            a.row_stride,
-            b.ptr,
-            b.col_stride,
-            b.row_stride,
-            if accumulate { 1.0 } else { 0.0 },
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::None,
         )
     }
 }
 
 /// The forward pass on slices: `y` (N, K, OH, OW).
-pub fn forward(x: &[f32], w: &[f32], g: &Geometry) -> Vec<f32> {
+pub fn forward(x: &[f32], w: &[f32], g: &Geometry, kernel: Microkernel) -> Vec<f32> {
     let (crs, ohw) = (g.crs(), g.ohw());
     // SAFETY: gemm writes every element of each image's output (`accumulate` false).
     unsafe {
@@ -402,7 +360,7 @@ pub fn forward(x: &[f32], w: &[f32], g: &Geometry) -> Vec<f32> {
                     with_scratch(crs * g.col_ld(), |col, _| {
                         im2col(xi, g, col);
                         let (a, b) = (Mat::rows(w, crs), Mat::rows(col, g.col_ld()));
-                        matmul_into(yi, ohw, g.k, ohw, crs, a, b, false);
+                        matmul_into(kernel, yi, ohw, (g.k, ohw, crs), a, b, false);
                     })
                 })
         })
@@ -411,7 +369,7 @@ pub fn forward(x: &[f32], w: &[f32], g: &Geometry) -> Vec<f32> {
 
 /// Both gradients on slices, as one vector `[dx (N, C, H, W), dW (K, C, R, S)]` (the
 /// backward op's single output).
-pub fn backward(x: &[f32], w: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
+pub fn backward(x: &[f32], w: &[f32], dy: &[f32], g: &Geometry, kernel: Microkernel) -> Vec<f32> {
     let (crs, ohw, chw) = (g.crs(), g.ohw(), g.chw());
     // The input gradient's convolution and its weights, where it applies.
     let flipped = transposed(g).map(|t| (t, flip(w, g)));
@@ -427,7 +385,8 @@ pub fn backward(x: &[f32], w: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
                 .zip(x.par_chunks(CHUNK * chw))
                 .zip(dy.par_chunks(CHUNK * g.k * ohw))
                 .map(|((dxc, xc), dyc)| {
-                    let mut dw = vec![0f32; g.k * crs];
+                    // dWᵀ (C·R·S × K): its product reads col(x) and dyᵀ in place.
+                    let mut dwt = vec![0f32; crs * g.k];
                     let mut dyt = vec![0f32; g.k * ohw];
                     with_scratch(scratch, |col, dcol| {
                         for ((dxi, xi), dyi) in dxc
@@ -436,36 +395,40 @@ pub fn backward(x: &[f32], w: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
                             .zip(dyc.chunks(g.k * ohw))
                         {
                             im2col(xi, g, col);
-                            // dW += dy[n] · col(x[n])ᵀ, with dy[n] handed over transposed:
-                            // gemm packs its left operand column by column, and gathering
-                            // the K rows of dy[n] (often 4 KiB apart) missed L1 every time.
+                            // dWᵀ += col(x[n]) · dy[n]ᵀ: each row of col(x[n]) is read in
+                            // order and dy[n]ᵀ's rows are contiguous, so neither operand is
+                            // packed (dW = dy[n] · col(x[n])ᵀ would gather col's columns).
                             transpose(dyi, g.k, ohw, &mut dyt);
-                            let (a, b) = (Mat::transposed(&dyt, g.k), Mat::transposed(col, ld));
-                            matmul(&mut dw, crs, g.k, crs, ohw, a, b, true);
+                            let (a, b) = (Mat::rows(col, ld), Mat::rows(&dyt, g.k));
+                            matmul(kernel, &mut dwt, g.k, (crs, g.k, ohw), a, b, true);
                             match &flipped {
                                 // dx[n] = W' · col'(dy[n])
                                 Some((t, wt)) => {
                                     im2col(dyi, t, dcol);
                                     let a = Mat::rows(wt, t.crs());
                                     let b = Mat::rows(dcol, t.col_ld());
-                                    matmul_into(dxi, t.ohw(), t.k, t.ohw(), t.crs(), a, b, false);
+                                    let shape = (t.k, t.ohw(), t.crs());
+                                    matmul_into(kernel, dxi, t.ohw(), shape, a, b, false);
                                 }
                                 // dx[n] = col2im(Wᵀ · dy[n])
                                 None => {
                                     let (a, b) = (Mat::transposed(w, crs), Mat::rows(dyi, ohw));
-                                    matmul(dcol, ld, crs, ohw, g.k, a, b, false);
+                                    matmul(kernel, dcol, ld, (crs, ohw, g.k), a, b, false);
                                     col2im(dcol, g, dxi);
                                 }
                             }
                         }
                     });
-                    dw
+                    dwt
                 })
                 .collect();
+            // The chunks' dWᵀ summed in chunk order, into dW's layout.
             let dw = zeroed(dw);
             for p in partials {
-                for (a, b) in dw.iter_mut().zip(p) {
-                    *a += b;
+                for (c, row) in p.chunks_exact(g.k).enumerate() {
+                    for (k, v) in row.iter().enumerate() {
+                        dw[k * crs + c] += v;
+                    }
                 }
             }
         })

@@ -1,29 +1,35 @@
 //! 2-D convolution (no bias, no dilation, one group) as a candle custom op: the CPU
 //! passes in `cpu.rs`, the CUDA passes through cuDNN (`../cudnn.rs`, the `cudnn` feature).
-//! Which convolution a layer runs is the `ConvKernel` it was built with.
+//! Which convolution a layer runs is the `ConvKernel` of the `Kernels` it was built with;
+//! on the CPU their `Microkernel` runs the matrix products.
 
 mod cpu;
 
 pub use cpu::{backward, forward, Geometry};
 
 use super::common;
-use super::ConvKernel;
+use super::gemm::Microkernel;
+use super::Kernels;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
-/// `conv2d(x, w)` with `kernel`: lecal's where it runs on `x`'s device (f32), candle's
+/// `conv2d(x, w)` with `kernels`: lecal's where it runs on `x`'s device (f32), candle's
 /// elsewhere.
 pub fn conv2d(
     x: &Tensor,
     w: &Tensor,
     stride: usize,
     pad: usize,
-    kernel: ConvKernel,
+    kernels: Kernels,
 ) -> Result<Tensor> {
-    if x.dtype() != DType::F32 || !kernel.lecal_on(x.device()) {
+    if x.dtype() != DType::F32 || !kernels.conv.lecal_on(x.device()) {
         return x.conv2d(w, pad, stride, 1, 1);
     }
-    x.contiguous()?
-        .apply_op2(&w.contiguous()?, Conv { stride, pad })
+    let op = Conv {
+        stride,
+        pad,
+        gemm: kernels.gemm,
+    };
+    x.contiguous()?.apply_op2(&w.contiguous()?, op)
 }
 
 fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
@@ -33,6 +39,7 @@ fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]>
 struct Conv {
     stride: usize,
     pad: usize,
+    gemm: Microkernel,
 }
 
 impl CustomOp2 for Conv {
@@ -52,6 +59,7 @@ impl CustomOp2 for Conv {
             f32_slice(s1, l1, "input")?,
             f32_slice(s2, l2, "weight")?,
             &g,
+            self.gemm,
         );
         Ok((CpuStorage::F32(y), Shape::from(&g.y_dims()[..])))
     }
@@ -82,6 +90,7 @@ impl CustomOp2 for Conv {
             &ConvBackward {
                 stride: self.stride,
                 pad: self.pad,
+                gemm: self.gemm,
             },
         )?;
         let (dx, dw) = common::split_gradients(&both, x, w)?;
@@ -93,6 +102,7 @@ impl CustomOp2 for Conv {
 struct ConvBackward {
     stride: usize,
     pad: usize,
+    gemm: Microkernel,
 }
 
 impl ConvBackward {
@@ -126,6 +136,7 @@ impl CustomOp3 for ConvBackward {
             f32_slice(s2, l2, "weight")?,
             f32_slice(s3, l3, "output gradient")?,
             &g,
+            self.gemm,
         );
         Ok((CpuStorage::F32(both), Shape::from(g.grads_len())))
     }

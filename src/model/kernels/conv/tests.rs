@@ -79,7 +79,7 @@ fn matches_candles_convolution_in_all_three_passes() {
         let g = Geometry::new(x.dims(), w.dims(), stride, pad).unwrap();
         let m = random(&[n, k, g.oh, g.ow], &mut rng);
         let ours = run(
-            |x, w| conv2d(x, w, stride, pad, ConvKernel::Lecal).unwrap(),
+            |x, w| conv2d(x, w, stride, pad, Kernels::lecal()).unwrap(),
             &x,
             &w,
             &m,
@@ -100,12 +100,13 @@ fn gradients_do_not_depend_on_the_thread_count() {
     let g = Geometry::new(x.dims(), w.dims(), 1, 1).unwrap();
     let dy = random(&[37, 5, 8, 8], &mut rng);
     let (xs, ws, dys) = (values(&x), values(&w), values(&dy));
+    let k = Kernels::lecal().gemm;
     let with = |threads| {
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
             .unwrap()
-            .install(|| (forward(&xs, &ws, &g), backward(&xs, &ws, &dys, &g)))
+            .install(|| (forward(&xs, &ws, &g, k), backward(&xs, &ws, &dys, &g, k)))
     };
     assert_eq!(with(1), with(3));
 }

@@ -296,3 +296,48 @@ fn a_job_longer_than_the_partition_limit_gets_the_limit() {
     assert!(jobs.iter().all(|l| l.contains("--time=0-00:30:00")), "{t}");
     assert!(t.contains("above the partition's limit 0-00:30:00"), "{t}");
 }
+
+/// Issue 30: a results folder whose path needs quoting (blanks, `$(…)`, a quote, `%`) and
+/// an option with a quoted blank and a `#` reach real sbatch as written: the job
+/// completes in that folder, Slurm shows the comment whole, its output file is there.
+#[test]
+#[ignore = "needs a Slurm cluster: make test-slurm"]
+fn awkward_paths_and_quoted_options_reach_slurm_as_written() {
+    let d = tempfile::tempdir().unwrap();
+    recipe(
+        d.path(),
+        "vanilla",
+        r#"cell = { table = "s", row = "Vanilla", column = "ResNet8" }
+dataset = "synthetic"
+synthetic = { train = 64, test = 20, resolution = 8 }
+schedule = { epochs = 1, batch = 32 }
+student = "resnet8"
+seeds = [0]
+"#,
+    );
+    let res = d.path().join("res ults $(touch pwned) it's 100%");
+    let comment = ["--extra-sbatch", "--comment='a b # c'"];
+    submit_with(d.path(), &res, "recipes/s", &comment);
+    let ended = wait_for_jobs(&res, 5);
+    assert!(ended.iter().all(|(_, s)| s == "COMPLETED"), "{ended:?}");
+    let job = jobs(&res).into_iter().next().unwrap();
+    let shown = Command::new("scontrol")
+        .args(["show", "job", &job])
+        .output()
+        .unwrap();
+    let shown = text(&shown);
+    assert!(shown.contains("Comment=a b # c"), "{shown}");
+    let outs: Vec<String> = fs::read_dir(res.join("slurm"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(&format!("-{job}.out")))
+        .collect();
+    assert_eq!(outs.len(), 1, "{shown}");
+    let runs = fs::read_dir(res.join("runs")).unwrap().flatten();
+    assert_eq!(
+        runs.filter(|r| r.path().join("done.toml").exists()).count(),
+        1
+    );
+    assert!(!d.path().join("pwned").exists() && !res.join("pwned").exists());
+}

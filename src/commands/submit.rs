@@ -2,6 +2,7 @@
 //! `--dry-run`, written and printed.
 
 use super::load_plan;
+use crate::exec::sbatch;
 use crate::exec::slurm::{self, SubmitOptions};
 use crate::plan::Rates;
 use crate::store::Store;
@@ -15,32 +16,33 @@ pub struct SubmitArgs {
     #[arg(long, default_value = "full")]
     pub scale: String,
     /// The device each job trains on: cuda:0 (the job's GPU), cpu or auto.
-    #[arg(long, default_value = "auto")]
+    #[arg(long, default_value = "auto", value_parser = sbatch::device)]
     pub device: String,
     /// Folder holding the datasets, as the jobs see it.
     #[arg(long, default_value = "data", env = "LECAL_DATA")]
     pub data_dir: PathBuf,
-    #[arg(long)]
+    #[arg(long, value_parser = sbatch::name)]
     pub partition: Option<String>,
-    #[arg(long)]
+    #[arg(long, value_parser = sbatch::name)]
     pub account: Option<String>,
-    #[arg(long)]
+    #[arg(long, value_parser = sbatch::name)]
     pub qos: Option<String>,
     /// Every job's time limit (Slurm's format); by default each job's own, from the
     /// estimate of its runs with a margin, capped at the partition's limit.
-    #[arg(long)]
+    #[arg(long, value_parser = sbatch::time)]
     pub time: Option<String>,
     /// GPUs of each job (0: CPU jobs).
     #[arg(long, default_value_t = 1)]
     pub gpus_per_job: u32,
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub cpus_per_job: Option<u32>,
     /// Memory of each job (Slurm's format, e.g. 16G).
-    #[arg(long)]
+    #[arg(long, value_parser = sbatch::mem)]
     pub mem: Option<String>,
-    /// More sbatch options for every job, e.g. '--constraint=a100 --nice=10'.
-    #[arg(long)]
-    pub extra_sbatch: Vec<String>,
+    /// More sbatch options for every job, e.g. '--constraint=a100 --nice=10' (split into
+    /// words as a shell would: '--comment="a b"' is one option).
+    #[arg(long, allow_hyphen_values = true, value_parser = sbatch::options)]
+    pub extra_sbatch: Vec<Vec<String>>,
     /// `make bench`'s CSV from the cluster's device, for the time estimates.
     #[arg(long)]
     pub bench: Option<PathBuf>,
@@ -125,11 +127,7 @@ fn sbatch_options(a: &SubmitArgs) -> Vec<String> {
     if a.gpus_per_job > 0 {
         sbatch.push(format!("--gpus={}", a.gpus_per_job));
     }
-    sbatch.extend(
-        a.extra_sbatch
-            .iter()
-            .flat_map(|e| e.split_whitespace().map(String::from)),
-    );
+    sbatch.extend(a.extra_sbatch.iter().flatten().cloned());
     sbatch
 }
 

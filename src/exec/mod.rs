@@ -21,6 +21,7 @@
 mod backend;
 mod driver;
 mod progress;
+pub mod sbatch;
 mod scheduler;
 mod select;
 pub mod slurm;

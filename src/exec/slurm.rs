@@ -13,6 +13,7 @@
 //! - `--time` from the cohort estimate (`plan::estimate`) with a margin, capped at the
 //!   partition's limit (the job then relies on requeue and resume).
 
+use super::sbatch::{pattern_path, sbatch_word, shell_word};
 use super::scheduler::units;
 use super::select::select;
 use crate::plan::{estimate, Cohort, Plan, PlannedRun, Rates};
@@ -201,7 +202,7 @@ pub fn submit(plan: &Plan, store: &Store, o: &SubmitOptions) -> anyhow::Result<S
         };
         let time = job_time(plan, &unit, o, limit, &mut report.notes)?;
         let script = dir.join(format!("{name}.sh"));
-        crate::store::write_atomic(&script, job_script(&name, &unit, &time, o).as_bytes())?;
+        crate::store::write_atomic(&script, job_script(&name, &unit, &time, o)?.as_bytes())?;
         let mut args = vec!["--parsable".to_string()];
         if !after.is_empty() {
             let ids: Vec<String> = after.iter().cloned().collect();
@@ -210,7 +211,8 @@ pub fn submit(plan: &Plan, store: &Store, o: &SubmitOptions) -> anyhow::Result<S
         }
         let job = if o.dry_run {
             let var = format!("j{n}");
-            let line = format!("{var}=$(sbatch {} {})", args.join(" "), script.display());
+            let script = shell_word(&script.display().to_string());
+            let line = format!("{var}=$(sbatch {} {script})", args.join(" "));
             shell.push(line);
             format!("${var}")
         } else {
@@ -334,39 +336,41 @@ pub fn parse_limit(s: &str) -> Option<u64> {
     Some(days * 1440 + h * 60 + m)
 }
 
-/// Quotes a word for bash.
-fn quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=,+@".contains(&b))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
-}
-
 /// The job script: `#SBATCH` options, then `lecal run --only <its runs>`, with the
 /// signal forwarded and the job requeued when lecal stopped on it.
-fn job_script(name: &str, unit: &[&PlannedRun], time: &str, o: &SubmitOptions) -> String {
-    let mut s = vec![
-        "#!/bin/bash".to_string(),
-        format!("#SBATCH --job-name={name}"),
-        format!("#SBATCH --output={}/slurm/%x-%j.out", o.results.display()),
-        "#SBATCH --open-mode=append".into(),
-        "#SBATCH --requeue".into(),
-        format!("#SBATCH --signal=B:USR1@{SIGNAL_MARGIN_SECONDS}"),
-        format!("#SBATCH --time={time}"),
+fn job_script(
+    name: &str,
+    unit: &[&PlannedRun],
+    time: &str,
+    o: &SubmitOptions,
+) -> anyhow::Result<String> {
+    let output = format!(
+        "{}/slurm/%x-%j.out",
+        pattern_path(&o.results).map_err(anyhow::Error::msg)?
+    );
+    let mut options = vec![
+        format!("--job-name={name}"),
+        format!("--output={output}"),
+        "--open-mode=append".into(),
+        "--requeue".into(),
+        format!("--signal=B:USR1@{SIGNAL_MARGIN_SECONDS}"),
+        format!("--time={time}"),
     ];
-    s.extend(o.sbatch.iter().map(|x| format!("#SBATCH {x}")));
+    options.extend(o.sbatch.iter().cloned());
+    let mut s = vec!["#!/bin/bash".to_string()];
+    s.extend(
+        options
+            .iter()
+            .map(|x| format!("#SBATCH {}", sbatch_word(x))),
+    );
     let ids: Vec<&str> = unit.iter().map(|r| r.id.as_str()).collect();
     let mut cmd = vec![
-        quote(&o.lecal.display().to_string()),
+        shell_word(&o.lecal.display().to_string()),
         "--results".into(),
-        quote(&o.results.display().to_string()),
+        shell_word(&o.results.display().to_string()),
         "run".into(),
     ];
-    cmd.extend(o.run_args.iter().map(|a| quote(a)));
+    cmd.extend(o.run_args.iter().map(|a| shell_word(a)));
     cmd.push(format!("--only={}", ids.join(",")));
     cmd.push("--job-step".into());
     if o.retry_failed {
@@ -381,7 +385,10 @@ fn job_script(name: &str, unit: &[&PlannedRun], time: &str, o: &SubmitOptions) -
     }
     s.push(String::new());
     s.push(format!("# lecal: {} runs: {}", ids.len(), ids.join(" ")));
-    s.push(format!("cd {}", quote(&o.workdir.display().to_string())));
+    s.push(format!(
+        "cd {}",
+        shell_word(&o.workdir.display().to_string())
+    ));
     s.push(format!("{} &", cmd.join(" ")));
     s.push(
         r#"child=$!
@@ -398,7 +405,7 @@ fi
 exit "$rc""#
             .into(),
     );
-    s.join("\n") + "\n"
+    Ok(s.join("\n") + "\n")
 }
 
 #[cfg(test)]
@@ -412,7 +419,5 @@ mod tests {
         assert_eq!(parse_limit("02:00:00"), Some(120));
         assert_eq!(parse_limit("infinite"), None);
         assert_eq!(format_minutes(1440 + 123), "1-02:03:00");
-        assert_eq!(quote("a b"), "'a b'");
-        assert_eq!(quote("recipes/x.toml"), "recipes/x.toml");
     }
 }

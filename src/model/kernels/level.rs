@@ -9,7 +9,12 @@
 //! - candle's sums along a row (`sum`, softmax, the loss): an 8-lane AVX2 loop where the
 //!   CPU has AVX2 (NEON on aarch64), else a scalar one; it has no AVX-512 path;
 //! - glibc's `exp`, `log`, `pow`, `sin`, `cos` …: variants compiled with FMA where the CPU
-//!   has FMA and AVX2, else SSE2 ones; none for AVX-512.
+//!   has FMA and AVX2, else SSE2 ones; none for AVX-512;
+//! - zune-jpeg's colour conversion and IDCT (ImageNet): AVX2 where the CPU has it, else
+//!   SSE or scalar; none for AVX-512;
+//! - `half`'s f32 → f16 conversion of the stored logits: F16C where present, else
+//!   software, both rounding to nearest even (the same bits either way);
+//! - SHA-256 (SHA-NI) and the allocator touch no number.
 //!
 //! So every x86-64 CPU with AVX2 and FMA computes the same bits, whatever else it has
 //! (AVX-512, AMX, more cores): that level is x86-64-v3. Other CPUs have levels of their

@@ -5,11 +5,13 @@ use super::{Cell, Exporter, Table};
 
 pub struct Latex;
 
-/// Text safe in LaTeX: its special characters escaped, ± and Greek letters as math.
+/// Text safe in LaTeX: its special characters escaped, ± and Greek letters as math, a
+/// control character (a newline, or two: a paragraph break inside the tabular) a space.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
+            c if c.is_control() => out.push(' '),
             '\\' => out.push_str("\\textbackslash{}"),
             '&' | '%' | '$' | '#' | '_' | '{' | '}' => {
                 out.push('\\');
@@ -27,6 +29,14 @@ pub fn escape(s: &str) -> String {
         }
     }
     out
+}
+
+/// Text for a `%` comment line: a newline would end the comment and make the rest live
+/// LaTeX, so every control character becomes a space.
+pub fn comment(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 fn cell_text(c: &Cell, bold_acc: bool, bold_ece: bool, top5: bool) -> String {
@@ -69,10 +79,11 @@ impl Exporter for Latex {
     fn render(&self, t: &Table) -> String {
         let mut s = format!(
             "% {}\n% Written by lecal (`lecal table {}`); needs \\usepackage{{booktabs}}.\n",
-            t.title, t.name
+            comment(&t.title),
+            comment(&t.name)
         );
         for line in t.protocol_text().lines() {
-            s.push_str(&format!("% {line}\n"));
+            s.push_str(&format!("% {}\n", comment(line)));
         }
         s.push_str("\\begin{table}[t]\n\\centering\n");
         s.push_str(&format!("\\caption{{{}}}\n", escape(&t.title)));

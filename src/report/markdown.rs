@@ -8,6 +8,51 @@ use super::{Cell, Exporter, Table};
 
 pub struct Markdown;
 
+/// Recipe text (a title, row, column) as Markdown that shows it and does nothing else: a
+/// control character (a newline would end a table row) becomes a space; `|` would start a
+/// table cell, `<` and `>` raw HTML, `[` and `]` a link or image, `*`, `_` and `` ` ``
+/// emphasis or code: each is escaped, as is the backslash.
+pub fn text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            c if c.is_control() => out.push(' '),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\\' | '|' | '[' | ']' | '*' | '_' | '`' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A table's note (a paragraph): `text`, but its `code spans` kept as code, where
+/// nothing is markup; a backtick without its pair is escaped.
+pub fn note(s: &str) -> String {
+    let parts: Vec<&str> = s.trim().split('`').collect();
+    let closed = parts.len() % 2 == 1;
+    let mut out = String::new();
+    for (i, part) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        if i % 2 == 1 && (closed || !last) {
+            let code: String = part
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            out.push_str(&format!("`{code}`"));
+        } else {
+            if i % 2 == 1 {
+                out.push_str("\\`");
+            }
+            out.push_str(&text(part));
+        }
+    }
+    out
+}
+
 pub(super) fn cell_text(c: &Cell, bold_acc: bool, bold_ece: bool, top5: bool) -> String {
     let b = |s: String, bold: bool| if bold { format!("**{s}**") } else { s };
     match c {
@@ -48,7 +93,7 @@ pub(super) fn cell_text(c: &Cell, bold_acc: bool, bold_ece: bool, top5: bool) ->
 pub(super) fn header(t: &Table, first: &str) -> String {
     let mut s = format!("| {first} |");
     for c in &t.columns {
-        s.push_str(&format!(" {c} |"));
+        s.push_str(&format!(" {} |", text(c)));
     }
     s.push_str("\n|:--|");
     for _ in &t.columns {
@@ -64,11 +109,11 @@ impl Exporter for Markdown {
     }
 
     fn render(&self, t: &Table) -> String {
-        let mut s = format!("# {}\n\n", t.title);
+        let mut s = format!("# {}\n\n", text(&t.title));
         s.push_str(&header(t, "Method"));
         let best: Vec<_> = t.columns.iter().map(|c| t.best(c)).collect();
         for (i, row) in t.rows.iter().enumerate() {
-            s.push_str(&format!("| {row} |"));
+            s.push_str(&format!("| {} |", text(row)));
             for (j, col) in t.columns.iter().enumerate() {
                 let (ba, be) = &best[j];
                 let text = cell_text(t.get(row, col), ba.contains(&i), be.contains(&i), t.top5);
@@ -79,14 +124,14 @@ impl Exporter for Markdown {
         s.push('\n');
         s.push_str(&t.protocol_text());
         s.push('\n');
-        if let Some(note) = &t.note {
-            s.push_str(&format!("\n{}\n", note.trim()));
+        if let Some(n) = &t.note {
+            s.push_str(&format!("\n{}\n", note(n)));
         }
         if !t.paper.is_empty() {
             s.push_str("\n## Published in the paper\n\n");
             s.push_str(&header(t, "Method"));
             for row in &t.rows {
-                s.push_str(&format!("| {row} |"));
+                s.push_str(&format!("| {} |", text(row)));
                 for col in &t.columns {
                     let text = match t.paper.get(&(row.clone(), col.clone())) {
                         Some(p) => match p.acc_std {
@@ -102,7 +147,7 @@ impl Exporter for Markdown {
             s.push_str("\n## Reproduction − paper\n\n");
             s.push_str(&header(t, "Method"));
             for row in &t.rows {
-                s.push_str(&format!("| {row} |"));
+                s.push_str(&format!("| {} |", text(row)));
                 for col in &t.columns {
                     let p = t.paper.get(&(row.clone(), col.clone()));
                     let text = match (t.get(row, col), p) {

@@ -334,3 +334,79 @@ fn the_reports_page_is_the_table_with_links_to_its_cells_and_no_outside_address(
     assert!(!page.contains("http"), "{page}");
     assert_eq!(page.matches("<svg").count(), 2);
 }
+
+/// Issue 30, class 2: recipe text (title, rows, columns, note, the orderings' rows)
+/// holding a newline, `|`, raw HTML, a link and TeX commands shows as text in every
+/// Markdown and LaTeX export: no extra column or row, no HTML, no link, no live command.
+#[test]
+fn recipe_text_is_escaped_in_every_markdown_and_latex_export() {
+    let mut t = table();
+    let evil_row = "Van|illa\n| x | y |\n<script>alert(1)</script> [l](http://e) **b**";
+    t.title = "T\n\\input{/etc/passwd}\r\\immediate\\write18{touch pwned}".into();
+    t.columns = vec!["A|<i>".into(), "B\n".into()];
+    let rename = |k: &(String, String)| {
+        let row = if k.0 == "Vanilla" {
+            evil_row.to_string()
+        } else {
+            k.0.clone()
+        };
+        let col = if k.1 == "A" { "A|<i>" } else { "B\n" };
+        (row, col.to_string())
+    };
+    t.cells = t
+        .cells
+        .iter()
+        .map(|(k, v)| (rename(k), v.clone()))
+        .collect();
+    t.paper = t.paper.iter().map(|(k, v)| (rename(k), *v)).collect();
+    t.rows[0] = evil_row.into();
+    t.note = Some("ok `code | here`\n<img src=x onerror=alert(1)> [x](y) `open".into());
+    let metrics = [Metric::Accuracy, Metric::Ece];
+    let view = metric::MetricTable {
+        table: t.clone(),
+        view: metric::View::new(&metrics, false),
+        cells: BTreeMap::new(),
+    };
+    let ordering = crate::recipe::Ordering {
+        first: evil_row.into(),
+        below: false,
+        second: "LS".into(),
+        measure: crate::recipe::Measure::Acc,
+    };
+    let verdicts = verdict::assess(&t, &[ordering]).unwrap();
+    for md in [
+        Markdown.render(&t),
+        view::markdown(&view),
+        verdict::markdown(&verdicts, &t),
+    ] {
+        // Each Markdown table's lines have its header's number of unescaped `|`.
+        let cells = |l: &str| l.replace("\\|", "").matches('|').count();
+        let mut header = None;
+        for l in md.lines() {
+            match (l.starts_with('|'), header) {
+                (false, _) => header = None,
+                (true, None) => header = Some(cells(l)),
+                (true, Some(n)) => assert_eq!(cells(l), n, "{l}\n{md}"),
+            }
+        }
+        assert!(md.contains(&format!("| Method | {} |", markdown::text("A|<i>"))));
+        let unescaped = md.replace("\\]", "");
+        for bad in ["<script", "<img", "<i>", "](http", "](y)", "\n| x | y |"] {
+            assert!(!unescaped.contains(bad), "{bad} in\n{md}");
+        }
+        assert!(md.starts_with("# T \\\\input"), "{md}");
+    }
+    let tex = Latex.render(&t);
+    let body: Vec<&str> = tex.lines().skip_while(|l| l.starts_with('%')).collect();
+    assert_eq!(body[0], "\\begin{table}[t]", "{tex}");
+    assert_eq!(
+        tex.lines().filter(|l| l.starts_with('%')).count(),
+        3,
+        "{tex}"
+    );
+    for live in ["\\input", "\\immediate", "\\write18"] {
+        let outside_comments = body.join("\n");
+        assert!(!outside_comments.contains(live), "{live} in\n{tex}");
+    }
+    assert!(tex.contains("Van|illa | x | y |"), "{tex}");
+}

@@ -254,14 +254,21 @@ fn ordering_text(o: &Ordering) -> String {
         Measure::Ece => "ECE",
     };
     let op = if o.below { "<" } else { ">" };
-    format!("{m}: {} {op} {}", o.first, o.second)
+    let (first, second) = (
+        super::markdown::text(&o.first),
+        super::markdown::text(&o.second),
+    );
+    format!("{m}: {first} {op} {second}")
 }
 
 pub fn markdown(v: &Verdicts, t: &Table) -> String {
-    let mut s = format!("# {}: the reproduction against the paper\n\n", t.title);
+    let mut s = format!(
+        "# {}: the reproduction against the paper\n\n",
+        super::markdown::text(&t.title)
+    );
     s.push_str(&super::markdown::header(t, "Method"));
     for row in &t.rows {
-        s.push_str(&format!("| {row} |"));
+        s.push_str(&format!("| {} |", super::markdown::text(row)));
         for col in &t.columns {
             let found = v.cells.iter().find(|c| &c.row == row && &c.column == col);
             let text = match (found, t.get(row, col)) {
@@ -320,7 +327,11 @@ fn orderings_markdown(os: &[OrderingCheck]) -> String {
         } else {
             format!(
                 "fails in {} ({} of {} columns)",
-                o.broken.join(", "),
+                o.broken
+                    .iter()
+                    .map(|c| super::markdown::text(c))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 o.compared - o.broken.len(),
                 o.compared
             )

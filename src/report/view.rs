@@ -3,7 +3,7 @@
 //! measure per column in bold, and under the table where each number comes from and how
 //! the temperatures were fitted.
 
-use super::markdown::header;
+use super::markdown::{self, header};
 use super::metric::{Metric, MetricTable, ViewCell};
 use super::Cell;
 use crate::metrics::calibration::Fit;
@@ -200,11 +200,11 @@ pub fn ts_note(t: &MetricTable) -> String {
 
 pub fn markdown(t: &MetricTable) -> String {
     let tb = &t.table;
-    let mut s = format!("# {}\n\n", tb.title);
+    let mut s = format!("# {}\n\n", markdown::text(&tb.title));
     s.push_str(&header(tb, "Method"));
     let best: Vec<_> = tb.columns.iter().map(|c| best(t, c)).collect();
     for row in &tb.rows {
-        s.push_str(&format!("| {row} |"));
+        s.push_str(&format!("| {} |", markdown::text(row)));
         for (j, col) in tb.columns.iter().enumerate() {
             s.push_str(&format!(" {} |", cell_text(t, row, col, &best[j])));
         }
@@ -217,7 +217,7 @@ pub fn markdown(t: &MetricTable) -> String {
         s.push_str(&format!("\n{}\n", ts_note(t)));
     }
     if let Some(note) = &tb.note {
-        s.push_str(&format!("\n{}\n", note.trim()));
+        s.push_str(&format!("\n{}\n", markdown::note(note)));
     }
     s
 }

@@ -14,6 +14,7 @@ pub mod device;
 pub mod exec;
 pub mod hash;
 pub mod interrupt;
+pub mod links;
 pub mod method;
 pub mod metrics;
 pub mod model;

@@ -184,6 +184,13 @@ fn each_layer_uses_only_the_layers_below_it() {
             ],
         ),
         (
+            "links",
+            &[
+                "spec", "recipe", "plan", "data", "model", "method", "train", "store", "exec",
+                "report",
+            ],
+        ),
+        (
             "rng",
             &[
                 "spec", "recipe", "plan", "data", "model", "train", "store", "exec",

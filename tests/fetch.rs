@@ -196,3 +196,28 @@ fn lecal_data_fetch_refuses_an_archive_that_is_not_the_official_one() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown dataset `mnist`, expected one of: cifar10, cifar100, stl10"));
 }
+
+/// Issue 30, class 3: a link planted at the partial download, or as the work folder, is
+/// never written through: the first is replaced by the download, the second refused.
+#[test]
+fn a_link_planted_at_the_partial_download_is_replaced_not_written_through() {
+    let (bytes, data, md5) = archive();
+    let (addr, seen) = serve(bytes, None, true);
+    let d = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    std::fs::create_dir_all(d.path().join(".fetch")).unwrap();
+    std::os::unix::fs::symlink(&victim, d.path().join(".fetch/toy.tar.gz.part")).unwrap();
+    let folder = fetch(&source(&addr, &md5), d.path(), false).unwrap();
+    // Downloaded whole from the start (no range asked of a link), the victim untouched.
+    assert_eq!(*seen.lock().unwrap(), [None]);
+    assert_eq!(std::fs::read(folder.join("data.bin")).unwrap(), data);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+
+    let d = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), d.path().join(".fetch")).unwrap();
+    let e = fetch(&source(&addr, &md5), d.path(), false).unwrap_err();
+    assert!(format!("{e:#}").contains("symbolic link"), "{e:#}");
+    assert_eq!(listing(outside.path()), ["victim"]);
+}

@@ -155,11 +155,12 @@ fn tell(plan: &plan::Plan, report: &exec::Report, job_step: bool) -> std::proces
 /// The probe is named by process: processes starting together on one folder must not
 /// remove each other's.
 fn check_writable(store: &Store) -> anyhow::Result<()> {
-    let probe = store
+    // In a folder of its own, as a run's files are (`runs/` itself may be a link).
+    let folder = store
         .runs_dir()
         .join(format!(".lecal-write-test.{}", std::process::id()));
-    crate::store::write_atomic(&probe, b"")
-        .and_then(|_| std::fs::remove_file(&probe).map_err(Into::into))
+    crate::store::write_atomic(&folder.join("probe"), b"")
+        .and_then(|_| std::fs::remove_dir_all(&folder).map_err(Into::into))
         .with_context(|| {
             format!(
                 "the results folder {} is not writable",

@@ -99,7 +99,8 @@ pub fn fetch(src: &Source, dir: &Path, bar: bool) -> anyhow::Result<PathBuf> {
         );
     }
     let work = dir.join(".fetch");
-    std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
+    crate::links::real_folder(&work)
+        .with_context(|| format!("cannot create {}", work.display()))?;
     let part = work.join(format!("{}.part", src.file()));
     download(&src.url, &part, bar)?;
     let got = md5_hex(&part)?;
@@ -132,7 +133,12 @@ pub fn fetch(src: &Source, dir: &Path, bar: bool) -> anyhow::Result<PathBuf> {
 
 /// Downloads `url` to `part`, continuing a partial file with a range request.
 fn download(url: &str, part: &Path, bar: bool) -> anyhow::Result<()> {
-    let have = std::fs::metadata(part).map_or(0, |m| m.len());
+    // Only a regular file is a partial download to resume; a link there is not one, and
+    // is replaced (never written through).
+    let have = std::fs::symlink_metadata(part)
+        .ok()
+        .filter(|m| m.file_type().is_file())
+        .map_or(0, |m| m.len());
     let mut req = ureq::get(url);
     if have > 0 {
         req = req.set("Range", &format!("bytes={have}-"));
@@ -144,12 +150,13 @@ fn download(url: &str, part: &Path, bar: bool) -> anyhow::Result<()> {
         Err(e) => bail!("cannot download {url}: {e}"),
     };
     let resumed = resp.status() == 206;
-    let mut file = std::fs::OpenOptions::new()
+    let mut options = std::fs::OpenOptions::new();
+    options
         .create(true)
         .append(resumed)
         .write(true)
-        .truncate(!resumed)
-        .open(part)
+        .truncate(!resumed);
+    let mut file = crate::links::open_nofollow(part, &mut options)
         .with_context(|| format!("cannot write {}", part.display()))?;
     let start = if resumed { have } else { 0 };
     let total = resp
@@ -209,7 +216,7 @@ fn md5_hex(path: &Path) -> anyhow::Result<String> {
 
 /// Unpacks a `.tar.gz` into `into` (the tar crate refuses entries outside it).
 fn extract(archive: &Path, into: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(into)?;
+    crate::links::real_folder(into)?;
     let f = std::fs::File::open(archive)?;
     tar::Archive::new(flate2::read::GzDecoder::new(f)).unpack(into)?;
     Ok(())

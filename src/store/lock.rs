@@ -84,16 +84,12 @@ fn read_holder(f: &mut File) -> Option<Holder> {
 /// Tries to lock the run folder `run_dir` without waiting.
 pub fn try_lock(run_dir: &Path) -> anyhow::Result<Acquired> {
     use anyhow::Context;
-    std::fs::create_dir_all(run_dir)
-        .with_context(|| format!("cannot create {}", run_dir.display()))?;
+    super::real_folder(run_dir)?;
     let path = run_dir.join(LOCK);
     loop {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        let mut file = crate::links::open_nofollow(&path, &mut options)
             .with_context(|| format!("cannot open {}", path.display()))?;
         match file.try_lock() {
             Ok(()) => {}

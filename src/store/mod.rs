@@ -33,12 +33,12 @@ use std::path::{Path, PathBuf};
 
 /// Writes `path` through a temporary file in the same folder and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    write_atomic_with(path, |tmp| {
-        let mut f = std::fs::File::create(tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        Ok(())
-    })
+    write_atomic_with(path, |f| Ok(f.write_all(bytes)?))
+}
+
+/// Creates `dir` (and its parents) as a real folder, not a link (`links::real_folder`).
+pub fn real_folder(dir: &Path) -> Result<(), WriteError> {
+    crate::links::real_folder(dir).map_err(|e| WriteError::new(dir, e))
 }
 
 /// A file of the results folder could not be written (full disk, permissions, ...). It
@@ -66,17 +66,30 @@ impl WriteError {
     }
 }
 
-/// Lets `write` fill a temporary file, then renames it to `path`. On error the temporary
-/// file is removed and `path` is untouched.
+/// Lets `write` fill a new temporary file, then renames it to `path`. On error the
+/// temporary file is removed and `path` is untouched. No link is followed: the folder
+/// must be real (`real_folder`), the temporary file is created new (whatever had its name
+/// is removed first), and the rename replaces whatever entry `path` is, a link included,
+/// never what a link points to.
 pub fn write_atomic_with(
     path: &Path,
-    write: impl FnOnce(&Path) -> anyhow::Result<()>,
+    write: impl FnOnce(&mut std::fs::File) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| WriteError::new(dir, e))?;
+    real_folder(dir)?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let result = write(&tmp).and_then(|_| std::fs::rename(&tmp, path).map_err(anyhow::Error::from));
+    let _ = std::fs::remove_file(&tmp);
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        write(&mut f)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        anyhow::Ok(())
+    })();
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
         return Err(WriteError::new(path, e).into());
@@ -97,7 +110,8 @@ pub fn remove_temporaries(dir: &Path) {
     };
     for e in entries.flatten() {
         let p = e.path();
-        if p.is_dir() {
+        // The entry's own type: a link to a folder elsewhere is not descended into.
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
             remove_temporaries(&p);
         } else if e.file_name().to_str().is_some_and(is_temporary) {
             let _ = std::fs::remove_file(&p);

@@ -90,9 +90,9 @@ impl RunDir {
         RunDir::new(&self.id, self.file(REBUILD))
     }
 
-    /// Creates the folder (and its parents).
+    /// Creates the folder (and its parents): a real folder, not a link (`real_folder`).
     pub fn create(&self) -> Result<(), WriteError> {
-        std::fs::create_dir_all(&self.path).map_err(|e| WriteError::new(&self.path, e))
+        super::real_folder(&self.path)
     }
 
     /// Removes the whole folder (a finished `rebuild/`).

@@ -310,7 +310,7 @@ fn awkward_paths_and_quoted_options_reach_slurm_as_written() {
         r#"cell = { table = "s", row = "Vanilla", column = "ResNet8" }
 dataset = "synthetic"
 synthetic = { train = 64, test = 20, resolution = 8 }
-schedule = { epochs = 1, batch = 32 }
+schedule = { epochs = 1, milestones = [], batch = 32 }
 student = "resnet8"
 seeds = [0]
 "#,

@@ -1,9 +1,12 @@
 # lecal: regenerate the paper's tables from the committed recipes.
 CARGO ?= cargo
-LECAL := target/release/lecal
+# Where cargo puts the release build: $CARGO_TARGET_DIR when set, as cargo itself reads it.
+TARGET_DIR := $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),target)
+LECAL := $(TARGET_DIR)/release/lecal
 DEVICE ?= auto
 DATA ?= data
 SCALE ?= full
+DEMO_SCALE ?= full
 
 FUZZ_CASES ?= 100000
 
@@ -15,11 +18,12 @@ build:
 $(LECAL): build
 
 # The whole pipeline on the built-in synthetic data, on the CPU, in minutes: the table,
-# then its report (results/report/demo/index.html, plots and provenance).
+# then its report (results/report/demo/index.html, plots and provenance). DEMO_SCALE=smoke
+# runs the seconds-long version of it (the committed results/tables/demo.smoke.md).
 demo: build
-	$(LECAL) run recipes/demo --device cpu
-	$(LECAL) table demo
-	$(LECAL) report demo
+	$(LECAL) run recipes/demo --device cpu --scale $(DEMO_SCALE)
+	$(LECAL) table demo --scale $(DEMO_SCALE)
+	$(LECAL) report demo --scale $(DEMO_SCALE)
 
 test:
 	$(CARGO) test --all-targets
@@ -27,14 +31,14 @@ test:
 # Throughput of lecal beside PyTorch's on this machine (installs PyTorch into .bench-venv/
 # unless BENCH_PYTHON names a Python that has it). Not part of CI.
 bench: build
-	scripts/bench.sh
+	LECAL=$(LECAL) scripts/bench.sh
 
 # lecal against PyTorch on identical inputs: logits of every model, every preset's loss and
 # gradient, SGD steps, learning rates, a short training replayed; writes PARITY.md.
 # PARITY_SEEDS=10 also compares ten seeds a side, each with its own random draws.
 # Installs PyTorch into .bench-venv/ unless PARITY_PYTHON names a Python that has it.
 parity: build
-	scripts/parity.sh
+	LECAL=$(LECAL) scripts/parity.sh
 
 # The CUDA + cuDNN build (target/cuda/release/lecal) from PyPI's CUDA wheels, checked on
 # a machine without a GPU.

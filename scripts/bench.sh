@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-LECAL=${LECAL:-target/release/lecal}
+LECAL=${LECAL:-${CARGO_TARGET_DIR:-target}/release/lecal}
 SECONDS_EACH=${BENCH_SECONDS:-5}
 DEVICE=${BENCH_DEVICE:-cpu}
 PY=${BENCH_PYTHON:-.bench-venv/bin/python}

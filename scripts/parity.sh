@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-LECAL=${LECAL:-target/release/lecal}
+LECAL=${LECAL:-${CARGO_TARGET_DIR:-target}/release/lecal}
 PY=${PARITY_PYTHON:-.bench-venv/bin/python}
 REPORT=${PARITY_REPORT:-PARITY.md}
 OUT=target/parity

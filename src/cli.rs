@@ -285,6 +285,14 @@ pub enum DataCommand {
         /// base address for every archive.
         #[arg(long)]
         url: Option<String>,
+        /// Seconds without an answer (no response, or no data) before a try is given up;
+        /// connecting waits at most 30 of them.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+        timeout: u64,
+        /// Tries in all; a stalled, refused or cut download is tried again after a pause
+        /// (2 s, doubling), resuming where it stopped.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+        tries: u32,
     },
     /// Check a dataset's folder: classes and images per split, every image decoded;
     /// exits non-zero when anything is missing or unreadable.
@@ -379,8 +387,21 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             return commands::status(&paths, &scale, &store);
         }
         Command::Models => commands::models()?,
-        Command::Data(DataCommand::Fetch { name, dir, url }) => {
-            commands::data_fetch(&name, &dir, url.as_deref())?
+        Command::Data(DataCommand::Fetch {
+            name,
+            dir,
+            url,
+            timeout,
+            tries,
+        }) => {
+            let wait = std::time::Duration::from_secs(timeout);
+            let patience = crate::data::fetch::Patience {
+                connect: wait.min(std::time::Duration::from_secs(30)),
+                read: wait,
+                attempts: tries,
+                ..Default::default()
+            };
+            commands::data_fetch(&name, &dir, url.as_deref(), &patience)?
         }
         Command::Data(DataCommand::Check { name, dir }) => {
             return commands::data_check(&name, &dir)

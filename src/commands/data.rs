@@ -16,7 +16,12 @@ fn present(name: &str, dir: &Path) -> anyhow::Result<()> {
 
 /// `lecal data fetch NAME`: nothing when the data is there; else the archive (from `url`,
 /// or `LECAL_DATA_MIRROR`, or the official address), checked and extracted.
-pub fn fetch(name: &str, dir: &Path, url: Option<&str>) -> anyhow::Result<()> {
+pub fn fetch(
+    name: &str,
+    dir: &Path,
+    url: Option<&str>,
+    patience: &fetch::Patience,
+) -> anyhow::Result<()> {
     let a = fetch::archive(name)?;
     if present(name, dir).is_ok() {
         outln!("{name}: already in {}", dir.join(a.folder).display());
@@ -26,7 +31,7 @@ pub fn fetch(name: &str, dir: &Path, url: Option<&str>) -> anyhow::Result<()> {
     let src = fetch::Source::of(a, url, mirror.as_deref());
     outln!("{name}: downloading {}", src.url);
     let bar = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let folder = fetch::fetch(&src, dir, bar)?;
+    let folder = fetch::fetch(&src, dir, bar, patience)?;
     present(name, dir)?;
     outln!(
         "{name}: checked (MD5 {}) and unpacked into {}",

@@ -6,6 +6,9 @@
 //!   and the next fetch asks for the rest (`Range: bytes=<have>-`), or starts again when
 //!   the server does not do ranges.
 //! - A finished download whose MD5 differs is removed, so the next fetch starts clean.
+//! - A server that does not answer is given up on: `Patience` bounds the wait to connect
+//!   and for each read; a stalled, refused or cut transfer is tried again with a doubling
+//!   pause (resuming where it stopped), and each try says what it waits for.
 //! - Extraction goes to `<dir>/.fetch/extract-<pid>/`; only the dataset's folder is
 //!   renamed into `<dir>`, so a failure leaves nothing half-extracted where the loaders
 //!   look.
@@ -14,6 +17,67 @@ use anyhow::{bail, Context};
 use md5::{Digest, Md5};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long a download waits, and how often it tries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Patience {
+    /// To open the connection.
+    pub connect: Duration,
+    /// For the response's headers, then for each piece of its body.
+    pub read: Duration,
+    /// Tries in all (the first included).
+    pub attempts: u32,
+    /// The pause before the second try; it doubles for each later one, up to a minute.
+    pub pause: Duration,
+}
+
+impl Default for Patience {
+    /// 30 s to connect, 60 s without data, 5 tries, pauses of 2, 4, 8 and 16 s.
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(30),
+            read: Duration::from_secs(60),
+            attempts: 5,
+            pause: Duration::from_secs(2),
+        }
+    }
+}
+
+impl Patience {
+    fn pause_before(&self, attempt: u32) -> Duration {
+        let doubled = self.pause.saturating_mul(1 << (attempt - 2).min(16));
+        doubled.min(Duration::from_secs(60))
+    }
+}
+
+/// Why one try of a download failed, and whether another try may do better.
+#[derive(Debug)]
+struct Failed {
+    why: String,
+    again: bool,
+}
+
+fn failed(why: String, again: bool) -> Failed {
+    Failed { why, again }
+}
+
+/// Whether an error is a read or connect timeout (ureq reports both as I/O errors).
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+            ) {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    e.to_string().contains("timed out")
+}
 
 /// A dataset's official archive.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,7 +154,7 @@ impl Source {
 }
 
 /// Downloads, checks and extracts `src` into `dir`; returns the extracted folder.
-pub fn fetch(src: &Source, dir: &Path, bar: bool) -> anyhow::Result<PathBuf> {
+pub fn fetch(src: &Source, dir: &Path, bar: bool, p: &Patience) -> anyhow::Result<PathBuf> {
     let target = dir.join(&src.folder);
     if target.exists() {
         bail!(
@@ -102,7 +166,7 @@ pub fn fetch(src: &Source, dir: &Path, bar: bool) -> anyhow::Result<PathBuf> {
     crate::links::real_folder(&work)
         .with_context(|| format!("cannot create {}", work.display()))?;
     let part = work.join(format!("{}.part", src.file()));
-    download(&src.url, &part, bar)?;
+    download_patiently(&src.url, &part, bar, p)?;
     let got = md5_hex(&part)?;
     if got != src.md5 {
         let _ = std::fs::remove_file(&part);
@@ -131,15 +195,59 @@ pub fn fetch(src: &Source, dir: &Path, bar: bool) -> anyhow::Result<PathBuf> {
     Ok(target)
 }
 
+/// `download`, tried again after a pause while tries remain and the failure may pass.
+fn download_patiently(url: &str, part: &Path, bar: bool, p: &Patience) -> anyhow::Result<()> {
+    let agent = ureq::AgentBuilder::new()
+        .timeout_connect(p.connect)
+        .timeout_read(p.read)
+        .build();
+    for attempt in 1..=p.attempts.max(1) {
+        if attempt > 1 {
+            let pause = p.pause_before(attempt);
+            eprintln!(
+                "trying again in {} s (try {attempt} of {})",
+                pause.as_secs_f64(),
+                p.attempts
+            );
+            std::thread::sleep(pause);
+        }
+        eprintln!(
+            "connecting to {url} (waiting up to {} s to connect and {} s for each answer)",
+            p.connect.as_secs_f64(),
+            p.read.as_secs_f64()
+        );
+        match download(&agent, url, part, bar, p) {
+            Ok(()) => return Ok(()),
+            Err(f) if f.again && attempt < p.attempts => eprintln!("{}", f.why),
+            Err(f) if f.again => bail!(
+                "{} (gave up after {} tries); run the same command again to resume it",
+                f.why,
+                p.attempts
+            ),
+            Err(f) => bail!("{}", f.why),
+        }
+    }
+    unreachable!("the last try returns")
+}
+
+// Long: one request and the copy of its body, each failure worded for where it happened;
+// split, the byte counts and the progress bar would be threaded through three functions.
 /// Downloads `url` to `part`, continuing a partial file with a range request.
-fn download(url: &str, part: &Path, bar: bool) -> anyhow::Result<()> {
+fn download(
+    agent: &ureq::Agent,
+    url: &str,
+    part: &Path,
+    bar: bool,
+    p: &Patience,
+) -> Result<(), Failed> {
+    let wait = p.read.as_secs_f64();
     // Only a regular file is a partial download to resume; a link there is not one, and
     // is replaced (never written through).
     let have = std::fs::symlink_metadata(part)
         .ok()
         .filter(|m| m.file_type().is_file())
         .map_or(0, |m| m.len());
-    let mut req = ureq::get(url);
+    let mut req = agent.get(url);
     if have > 0 {
         req = req.set("Range", &format!("bytes={have}-"));
     }
@@ -147,7 +255,24 @@ fn download(url: &str, part: &Path, bar: bool) -> anyhow::Result<()> {
         Ok(r) => r,
         // The partial file is already whole.
         Err(ureq::Error::Status(416, _)) if have > 0 => return Ok(()),
-        Err(e) => bail!("cannot download {url}: {e}"),
+        // Busy or failing servers may recover; a missing file does not.
+        Err(ureq::Error::Status(code, _)) => {
+            let again = code == 429 || code >= 500;
+            return Err(failed(
+                format!("cannot download {url}: HTTP status {code}"),
+                again,
+            ));
+        }
+        Err(e) if timed_out(&e) => {
+            return Err(failed(
+                format!(
+                    "no answer from {url}: it sent no response within {wait} s of the request \
+                     (or the connection could not be opened)"
+                ),
+                true,
+            ))
+        }
+        Err(e) => return Err(failed(format!("cannot download {url}: {e}"), true)),
     };
     let resumed = resp.status() == 206;
     let mut options = std::fs::OpenOptions::new();
@@ -156,8 +281,9 @@ fn download(url: &str, part: &Path, bar: bool) -> anyhow::Result<()> {
         .append(resumed)
         .write(true)
         .truncate(!resumed);
-    let mut file = crate::links::open_nofollow(part, &mut options)
-        .with_context(|| format!("cannot write {}", part.display()))?;
+    let cannot_write =
+        |e: std::io::Error| failed(format!("cannot write {}: {e}", part.display()), false);
+    let mut file = crate::links::open_nofollow(part, &mut options).map_err(cannot_write)?;
     let start = if resumed { have } else { 0 };
     let total = resp
         .header("Content-Length")
@@ -182,27 +308,36 @@ fn download(url: &str, part: &Path, bar: bool) -> anyhow::Result<()> {
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) => bail!(
-                "the download of {url} was cut after {done} bytes ({e}); run the same \
-                 command again to resume it"
-            ),
+            Err(e) if timed_out(&e) => {
+                return Err(failed(
+                    format!(
+                        "the download of {url} stalled: no data for {wait} s after {done} bytes"
+                    ),
+                    true,
+                ))
+            }
+            Err(e) => {
+                return Err(failed(
+                    format!("the download of {url} was cut after {done} bytes ({e})"),
+                    true,
+                ))
+            }
         };
-        file.write_all(&buf[..n])
-            .with_context(|| format!("cannot write {}", part.display()))?;
+        file.write_all(&buf[..n]).map_err(cannot_write)?;
         done += n as u64;
         if let Some(b) = &progress {
             b.set_position(done);
         }
     }
-    file.sync_all()?;
+    file.sync_all().map_err(cannot_write)?;
     if let Some(b) = progress {
         b.finish_and_clear();
     }
     if let Some(t) = total.filter(|&t| done < t) {
-        bail!(
-            "the download of {url} was cut after {done} of {t} bytes; run the same command \
-             again to resume it"
-        );
+        return Err(failed(
+            format!("the download of {url} was cut after {done} of {t} bytes"),
+            true,
+        ));
     }
     Ok(())
 }

@@ -286,26 +286,35 @@ pub fn table(
     Ok(())
 }
 
-/// `lecal status`: runs by state; fails when runs are damaged.
+/// `lecal status`: runs by state. Exits 0 when no run is damaged or failed (done,
+/// partial and pending runs are progress), 1 when one is (README, "Status").
 pub fn status(
     paths: &[PathBuf],
     scale: &str,
     store: &Store,
 ) -> anyhow::Result<std::process::ExitCode> {
     let (_, plan) = load_plan(paths, scale)?;
-    let damaged = print_status(&plan, store)?;
+    let (damaged, failed) = print_status(&plan, store)?;
     if damaged > 0 {
         eprintln!(
             "error: {damaged} runs are damaged: restore their files (`git checkout`) or remove \
              their folders to train them again"
         );
-        return Ok(std::process::ExitCode::FAILURE);
     }
-    Ok(std::process::ExitCode::SUCCESS)
+    if failed > 0 {
+        eprintln!(
+            "error: {failed} runs failed: see why with `lecal show <run>`; `lecal run \
+             --retry-failed` trains them again"
+        );
+    }
+    Ok(match damaged + failed {
+        0 => std::process::ExitCode::SUCCESS,
+        _ => std::process::ExitCode::FAILURE,
+    })
 }
 
-/// Prints the runs by state; returns how many are damaged.
-fn print_status(plan: &Plan, store: &Store) -> anyhow::Result<usize> {
+/// Prints the runs by state; returns how many are damaged and how many failed.
+fn print_status(plan: &Plan, store: &Store) -> anyhow::Result<(usize, usize)> {
     use crate::exec::slurm;
     let states: Vec<RunState> = plan.runs.iter().map(|r| store.state(&r.id)).collect();
     // Runs submitted to Slurm: their jobs' states, from one squeue call.
@@ -346,6 +355,10 @@ fn print_status(plan: &Plan, store: &Store) -> anyhow::Result<usize> {
                         r.id
                     ),
                 ),
+                _ if !store.run(&r.id).vouched() => (
+                    0,
+                    format!("{} (unverified: no done.toml vouches for its files)", r.id),
+                ),
                 _ => (0, r.id.clone()),
             },
             RunState::Partial(_) => (
@@ -379,7 +392,7 @@ fn print_status(plan: &Plan, store: &Store) -> anyhow::Result<usize> {
             outln!("  {id}");
         }
     }
-    Ok(groups[4].1.len())
+    Ok((groups[4].1.len(), groups[2].1.len()))
 }
 
 /// `lecal models`: the model zoo with parameter counts.

@@ -81,10 +81,29 @@ fn resolve(arg: &str, store: &Store) -> anyhow::Result<RunDir> {
                 .and_then(|p| p.file_name())
                 .and_then(|n| n.to_str());
         }
-        let Some(id) = name else {
-            bail!("{}: not a run folder", path.display());
+        let Some(id) = name.filter(|n| looks_like_run_id(n)) else {
+            bail!(
+                "{} is not a run folder (its name is no run id, `<dataset>-<model>-<12 hex \
+                 digits>`)",
+                path.display()
+            );
         };
-        return Ok(RunDir::new(id, path.to_path_buf()));
+        let dir = RunDir::new(id, path.to_path_buf());
+        if !dir.holds_a_run() {
+            bail!(
+                "{} is not a run folder: it holds none of the files a run writes first",
+                path.display()
+            );
+        }
+        return Ok(dir);
+    }
+    let there = store.run_dir(arg);
+    if !arg.contains('/') && std::fs::metadata(&there).is_ok_and(|m| !m.is_dir()) {
+        bail!(
+            "{} is not a folder (a file took the run folder's place); remove it, and `lecal \
+             run` trains the run again",
+            there.display()
+        );
     }
     if arg.contains('/') || arg.is_empty() {
         bail!("no run folder {arg}");
@@ -122,6 +141,16 @@ fn resolve(arg: &str, store: &Store) -> anyhow::Result<RunDir> {
             )
         }
     }
+}
+
+/// `<dataset>-<model>-<12 hex digits>`.
+fn looks_like_run_id(name: &str) -> bool {
+    let mut parts = name.rsplitn(3, '-');
+    let hash = parts.next().unwrap_or("");
+    hash.len() == 12
+        && hash.bytes().all(|b| b.is_ascii_hexdigit())
+        && parts.next().is_some_and(|m| !m.is_empty())
+        && parts.next().is_some_and(|d| !d.is_empty())
 }
 
 /// done, failed, running, partial, pending or damaged, with what it means.

@@ -321,7 +321,12 @@ fn judge(store: &Store, scratch: &Store, r: &PlannedRun) -> (&'static str, Strin
     };
     let why = why.unwrap_or_default();
     let verdict = compare::compare(&committed.result_files(), &fresh.result_files(), mode);
-    if let RunState::Damaged(why) = committed.state() {
+    // The weights are not committed, but where they are they must be the done record's.
+    let damage = match (committed.state(), committed.weights()) {
+        (RunState::Damaged(why), _) | (_, Weights::Damaged(why)) => Some(why),
+        _ => None,
+    };
+    if let Some(why) = damage {
         let found = match verdict {
             Verdict::Differs(d) => format!("trained again, {d}"),
             _ => "trained again, its files match".into(),

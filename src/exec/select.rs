@@ -65,19 +65,10 @@ pub fn select<'a>(
         let left = match &states[r.id.as_str()] {
             RunState::Done => match rebuild_failed {
                 Some(ended) => Some(ended),
-                None if sel.rebuild.contains(&r.id) => {
-                    let why = match store.run(&r.id).weights() {
-                        Weights::Damaged(why) => format!("its weights are damaged ({why})"),
-                        _ => "its weights (never committed) are not here".to_string(),
-                    };
-                    sel.notes.push(format!(
-                        "run {}: done, but {why}; its students need them, so it trains again \
-                         in {}/{REBUILD} and its files stay",
-                        r.id, r.id,
-                    ));
-                    None
+                None => {
+                    let rebuild = sel.rebuild.contains(&r.id);
+                    done(store, &r.id, rebuild, &mut sel.notes)
                 }
-                None => Some(Ended::AlreadyDone),
             },
             RunState::Failed { epoch, reason } if !retry_failed => {
                 Some(failed_earlier(*epoch, reason))
@@ -117,6 +108,36 @@ fn keep_only(sel: &mut Selection, states: &BTreeMap<&str, RunState>, only: &BTre
             }
             None => sel.train.push(r),
         }
+    }
+}
+
+/// A done run: `None` when it trains again in its `rebuild/` folder for its weights (its
+/// students need them), else already done, or skipped when its weights are damaged (its
+/// numbers stand, as done.toml vouches for them, but it is damaged, as `status` says, and
+/// the invocation exits non-zero).
+fn done(store: &Store, id: &str, rebuild: bool, notes: &mut Vec<String>) -> Option<Ended> {
+    let weights = store.run(id).weights();
+    if rebuild {
+        let why = match weights {
+            Weights::Damaged(why) => format!("its weights are damaged ({why})"),
+            _ => "its weights (never committed) are not here".to_string(),
+        };
+        notes.push(format!(
+            "run {id}: done, but {why}; its students need them, so it trains again in \
+             {id}/{REBUILD} and its files stay"
+        ));
+        return None;
+    }
+    match weights {
+        Weights::Damaged(why) => {
+            let why = format!(
+                "done, but {why}; delete that file (its numbers stand), or `lecal run` trains \
+                 it again when a student needs its weights"
+            );
+            notes.push(format!("error: run {id}: {why}"));
+            Some(Ended::Skipped(why))
+        }
+        _ => Some(Ended::AlreadyDone),
     }
 }
 

@@ -39,10 +39,17 @@ impl Exporter for Csv {
                 let p = t.paper.get(&(row.clone(), col.clone()));
                 let (status, n, seeds, nums) = match t.get(row, col) {
                     Cell::Missing => ("missing", 0, 0, vec![String::new(); 7]),
-                    Cell::Pending { seeds } => ("pending", 0, *seeds, vec![String::new(); 7]),
+                    Cell::Pending { seeds, failed } => {
+                        let state = if *failed > 0 { "failed" } else { "pending" };
+                        (state, 0, *seeds, vec![String::new(); 7])
+                    }
                     Cell::Cited(_) => ("cited", 0, 0, vec![String::new(); 7]),
                     Cell::Done(s) => (
-                        if s.n == s.seeds { "done" } else { "partial" },
+                        match (s.n == s.seeds, s.unverified > 0) {
+                            (_, true) => "unverified",
+                            (true, false) => "done",
+                            (false, false) => "partial",
+                        },
                         s.n,
                         s.seeds,
                         vec![

@@ -50,14 +50,18 @@ fn cell_text(c: &Cell, bold_acc: bool, bold_ece: bool, top5: bool) -> String {
     };
     match c {
         Cell::Missing => "--".into(),
-        Cell::Pending { .. } => "pending".into(),
+        Cell::Pending { failed: 0, .. } => "pending".into(),
+        Cell::Pending { .. } => "failed".into(),
         Cell::Cited(p) => format!("{} (cited)", acc_ece(p.acc, p.acc_std, p.ece)),
         Cell::Done(s) => {
-            let n = if s.n != s.seeds {
+            let mut n = if s.n != s.seeds {
                 format!(" ($n={}$)", s.n)
             } else {
                 String::new()
             };
+            if s.unverified > 0 {
+                n.push_str(" (unverified)");
+            }
             let text = acc_ece(s.acc_mean, s.acc_std, s.ece_mean);
             match s.top5_mean.filter(|_| top5) {
                 // "top-1 / top-5 / ECE".
@@ -82,7 +86,11 @@ impl Exporter for Latex {
             comment(&t.title),
             comment(&t.name)
         );
-        for line in t.protocol_text().lines() {
+        for line in t
+            .protocol_text()
+            .lines()
+            .chain(t.remarks.iter().map(String::as_str))
+        {
             s.push_str(&format!("% {}\n", comment(line)));
         }
         s.push_str("\\begin{table}[t]\n\\centering\n");

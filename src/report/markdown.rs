@@ -57,7 +57,8 @@ pub(super) fn cell_text(c: &Cell, bold_acc: bool, bold_ece: bool, top5: bool) ->
     let b = |s: String, bold: bool| if bold { format!("**{s}**") } else { s };
     match c {
         Cell::Missing => "—".into(),
-        Cell::Pending { .. } => "pending".into(),
+        Cell::Pending { failed: 0, .. } => "pending".into(),
+        Cell::Pending { .. } => "failed".into(),
         Cell::Cited(p) => {
             let mut acc = b(format!("{:.2}", p.acc), bold_acc);
             if let Some(sd) = p.acc_std {
@@ -85,7 +86,12 @@ pub(super) fn cell_text(c: &Cell, bold_acc: bool, bold_ece: bool, top5: bool) ->
             } else {
                 String::new()
             };
-            format!("{acc} / {ece}{n}")
+            let unverified = if s.unverified > 0 {
+                " (unverified)"
+            } else {
+                ""
+            };
+            format!("{acc} / {ece}{n}{unverified}")
         }
     }
 }
@@ -122,6 +128,12 @@ impl Exporter for Markdown {
             s.push('\n');
         }
         s.push('\n');
+        for r in &t.remarks {
+            s.push_str(&format!("- {}\n", text(r)));
+        }
+        if !t.remarks.is_empty() {
+            s.push('\n');
+        }
         s.push_str(&t.protocol_text());
         s.push('\n');
         if let Some(n) = &t.note {

@@ -40,15 +40,19 @@ pub struct CellStats {
     pub brier_mean: f64,
     /// Mean top-5 accuracy, when every run's summary has one.
     pub top5_mean: Option<f64>,
+    /// Done runs without a done record: nothing vouches for their files, so the cell is
+    /// marked and never best.
+    pub unverified: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cell {
     /// No recipe gives this cell.
     Missing,
-    /// A recipe exists, no seed is done yet.
+    /// A recipe exists, no seed is done yet; `failed` of them failed (shown as failed).
     Pending {
         seeds: usize,
+        failed: usize,
     },
     Done(CellStats),
     /// A result quoted from the literature (a `cited` row of the table spec).
@@ -70,6 +74,9 @@ pub struct Table {
     pub top5: bool,
     pub cells: BTreeMap<(String, String), Cell>,
     pub paper: BTreeMap<(String, String), PaperValue>,
+    /// What a reader must know of the cells' runs: each failed run (where and why) and
+    /// each done run that nothing vouches for. Printed below the table.
+    pub remarks: Vec<String>,
 }
 
 /// Mean and sample standard deviation (n-1); no std for a single value.
@@ -86,7 +93,7 @@ pub fn mean_std(xs: &[f64]) -> (f64, Option<f64>) {
 /// Reduces per-seed summaries to a cell.
 pub fn cell_stats(seeds: usize, done: &[store::Summary]) -> Cell {
     if done.is_empty() {
-        return Cell::Pending { seeds };
+        return Cell::Pending { seeds, failed: 0 };
     }
     let col = |f: fn(&store::Summary) -> f64| done.iter().map(f).collect::<Vec<_>>();
     let (acc_mean, acc_std) = mean_std(&col(|s| s.accuracy));
@@ -105,6 +112,7 @@ pub fn cell_stats(seeds: usize, done: &[store::Summary]) -> Cell {
             .map(|s| s.top5)
             .collect::<Option<Vec<f64>>>()
             .map(|v| mean_std(&v).0),
+        unverified: 0,
     })
 }
 
@@ -135,6 +143,53 @@ pub(super) fn on_split(
     }
 }
 
+/// One cell from its runs: the done ones reduced, each failed or unverified run told in
+/// `remarks`, each damaged one's reason added to `damaged`.
+fn gather(
+    cell: &CellRef,
+    cp: &crate::plan::CellPlan,
+    split: Split,
+    store: &Store,
+    remarks: &mut Vec<String>,
+    damaged: &mut Vec<String>,
+) -> anyhow::Result<Cell> {
+    let (mut done, mut failed, mut unverified) = (Vec::new(), 0, 0);
+    for (seed, id) in &cp.runs {
+        let run = store.run(id);
+        match run.summary() {
+            Ok(Some(s)) => {
+                if !run.vouched() {
+                    unverified += 1;
+                    remarks.push(format!(
+                        "unverified: {cell} seed {seed}, run {id}: no done.toml vouches for \
+                         its files"
+                    ));
+                }
+                done.push(on_split(s, split, cell)?)
+            }
+            Ok(None) => {
+                if let Some(f) = run.failure() {
+                    failed += 1;
+                    let at = format!("epoch {}", f.epoch);
+                    let why = match f.reason.starts_with(&at) {
+                        true => f.reason,
+                        false => format!("{at}: {}", f.reason),
+                    };
+                    remarks.push(format!("failed: {cell} seed {seed}, run {id}: {why}"));
+                }
+            }
+            Err(why) => damaged.push(why),
+        }
+    }
+    let mut c = cell_stats(cp.runs.len(), &done);
+    match &mut c {
+        Cell::Pending { failed: f, .. } => *f = failed,
+        Cell::Done(s) => s.unverified = unverified,
+        _ => {}
+    }
+    Ok(c)
+}
+
 /// Builds a table from its spec, the plan of its recipes and the results folder.
 pub fn assemble(
     spec: &TableSpec,
@@ -143,20 +198,10 @@ pub fn assemble(
     scale: &str,
 ) -> anyhow::Result<Table> {
     let mut cells = BTreeMap::new();
-    let mut damaged = Vec::new();
+    let (mut damaged, mut remarks) = (Vec::new(), Vec::new());
     for (cell, cp) in plan.cells.iter().filter(|(c, _)| c.table == spec.name) {
-        let mut done = Vec::new();
-        for (_, id) in &cp.runs {
-            match store.summary(id) {
-                Ok(Some(s)) => done.push(on_split(s, spec.raw.split, cell)?),
-                Ok(None) => {}
-                Err(why) => damaged.push(why),
-            }
-        }
-        cells.insert(
-            (cell.row.clone(), cell.column.clone()),
-            cell_stats(cp.runs.len(), &done),
-        );
+        let c = gather(cell, cp, spec.raw.split, store, &mut remarks, &mut damaged)?;
+        cells.insert((cell.row.clone(), cell.column.clone()), c);
     }
     if !damaged.is_empty() {
         anyhow::bail!(
@@ -203,6 +248,7 @@ pub fn assemble(
         top5: spec.raw.top5,
         cells,
         paper,
+        remarks,
     })
 }
 
@@ -240,7 +286,9 @@ impl Table {
             .iter()
             .enumerate()
             .filter_map(|(i, r)| match self.get(r, col) {
-                Cell::Done(s) => Some((i, round_acc(s.acc_mean), round_ece(s.ece_mean))),
+                Cell::Done(s) if s.unverified == 0 => {
+                    Some((i, round_acc(s.acc_mean), round_ece(s.ece_mean)))
+                }
                 Cell::Cited(p) => Some((i, round_acc(p.acc), round_ece(p.ece))),
                 _ => None,
             })

@@ -39,7 +39,13 @@ fn table() -> Table {
         stats(3, &[70.0, 71.0, 72.0], &[0.07, 0.08, 0.09]),
     );
     cells.insert(k("LS", "A"), stats(3, &[69.0, 70.0], &[0.02, 0.03]));
-    cells.insert(k("Vanilla", "B"), Cell::Pending { seeds: 3 });
+    cells.insert(
+        k("Vanilla", "B"),
+        Cell::Pending {
+            seeds: 3,
+            failed: 0,
+        },
+    );
     cells.insert(
         k("LS", "B"),
         stats(3, &[60.0, 61.0, 62.0], &[0.05, 0.05, 0.05]),
@@ -64,6 +70,7 @@ fn table() -> Table {
         top5: false,
         cells,
         paper,
+        remarks: vec![],
     }
 }
 

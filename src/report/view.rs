@@ -254,7 +254,7 @@ pub fn csv(t: &MetricTable) -> String {
                     let status = if c.n == c.seeds { "done" } else { "partial" };
                     (status, c.n, c.seeds, numbers(t, c))
                 }
-                (Cell::Pending { seeds }, _) => ("pending", 0, *seeds, vec![]),
+                (Cell::Pending { seeds, .. }, _) => ("pending", 0, *seeds, vec![]),
                 (Cell::Cited(_), _) => ("cited", 0, 0, vec![]),
                 _ => ("missing", 0, 0, vec![]),
             };

@@ -320,3 +320,22 @@ impl RunSpec {
 fn text<T: Serialize>(v: &T) -> String {
     toml::to_string(v).expect("a spec part always serialises")
 }
+
+/// A complete spec for tests that need a run whose id is its spec's hash.
+#[cfg(test)]
+pub fn example() -> RunSpec {
+    toml::from_str(
+        r#"trainer_version = 5
+seed = 0
+model = "resnet8"
+teachers = []
+scale = "smoke"
+data = { name = "synthetic", classes = 10, resolution = 8, synthetic = { train = 64, test = 20, data_seed = 0, confusion = 0.0 } }
+transform = { crop_padding = 1, flip = true, mean = [0.5, 0.5, 0.5], std = [0.25, 0.25, 0.25] }
+schedule = { lr = 0.05, momentum = 0.9, weight_decay = 0.0005, batch = 32, epochs = 1, milestones = [], gamma = 0.1 }
+method = { label = "hard" }
+augment = { kind = "none" }
+"#,
+    )
+    .expect("the example spec parses")
+}

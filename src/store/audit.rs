@@ -47,6 +47,23 @@ impl RunDir {
         }
     }
 
+    /// Whether the folder holds any of the files a run writes from its first moments (its
+    /// record, lock, epochs, checkpoints, failure or summary): a folder of another kind
+    /// is not taken for a pending run.
+    pub fn holds_a_run(&self) -> bool {
+        [RUN, EPOCHS, FAILED, SUMMARY]
+            .iter()
+            .any(|f| self.file(f).is_file())
+            || super::checkpoint::dir(self.path()).is_dir()
+            || self.path().join(lock::LOCK).is_file()
+    }
+
+    /// Whether a done record vouches for the run's files (a done run without one was
+    /// written before done records existed, or had it removed: done, unverified).
+    pub fn vouched(&self) -> bool {
+        self.file(DONE).is_file()
+    }
+
     /// The live process training the run, if one holds its lock (`Some(None)`: it has not
     /// written who it is yet). Takes no lock and writes nothing.
     pub fn holder(&self) -> Option<Option<Holder>> {
@@ -85,29 +102,17 @@ impl RunDir {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{RunState, Summary, Weights};
+    use crate::store::{RunState, Weights};
 
     fn done_run(root: &std::path::Path) -> RunDir {
-        let r = RunDir::new("run-a", root.join("run-a"));
-        r.create().unwrap();
-        for f in [RUN, EPOCHS, RELIABILITY, PREDICTIONS, LOGITS, WEIGHTS] {
-            std::fs::write(r.file(f), format!("{f}\n")).unwrap();
-        }
-        r.write_summary(&Summary {
-            id: "run-a".into(),
-            accuracy: 50.0,
-            ..Default::default()
-        })
-        .unwrap();
-        r.write_done().unwrap();
-        r
+        super::super::run_dir::done_example(root)
     }
 
     #[test]
     fn a_done_run_is_copied_whole_with_its_weights_and_is_done_there() {
         let d = tempfile::tempdir().unwrap();
         let r = done_run(&d.path().join("a"));
-        let to = RunDir::new("run-a", d.path().join("b/run-a"));
+        let to = RunDir::new(r.id(), d.path().join("b").join(r.id()));
         r.copy_done_to(&to).unwrap();
         assert_eq!(to.state(), RunState::Done);
         assert_eq!(to.weights(), Weights::Sound);
@@ -128,7 +133,7 @@ mod tests {
         );
         // Damaged weights are not copied.
         std::fs::write(r.weights_path(), "other\n").unwrap();
-        let e = r.copy_done_to(&RunDir::new("run-a", d.path().join("c/run-a")));
+        let e = r.copy_done_to(&RunDir::new(r.id(), d.path().join("c").join(r.id())));
         assert!(format!("{:#}", e.unwrap_err()).contains("done.toml says"));
         assert!(to.holder().is_none());
     }

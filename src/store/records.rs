@@ -146,6 +146,33 @@ pub struct RunRecord {
     pub provenance: Provenance,
 }
 
+impl RunRecord {
+    /// A done run's `run.toml` read and checked: it is this run's, and its spec hashes to
+    /// the run id. A spec edited after the run (lr 0.05 made 0.777, the done record
+    /// hashed again) is another run's spec under this run's id, and damage.
+    pub fn read_checked(path: &Path, id: &str) -> Result<RunRecord, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let rec: RunRecord = toml::from_str(&text)
+            .map_err(|e| format!("{}: malformed: {}", path.display(), e.message()))?;
+        if rec.id != id {
+            return Err(format!(
+                "{} is the record of run {}",
+                path.display(),
+                rec.id
+            ));
+        }
+        let hashed = rec.spec.id();
+        if hashed != id {
+            return Err(format!(
+                "{}: its spec hashes to run id {hashed}, not {id}: it was changed after the run",
+                path.display()
+            ));
+        }
+        Ok(rec)
+    }
+}
+
 /// The reported numbers of a finished run: those of its last epoch. Only numbers that the
 /// seed fixes, so that equal runs have byte-identical summaries (times are in run.toml).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -147,6 +147,13 @@ impl RunDir {
     /// a run killed before writing it while its checkpoints are still there (not done),
     /// else one written before done records existed (done, unverified).
     pub fn summary(&self) -> Result<Option<Summary>, String> {
+        if std::fs::metadata(&self.path).is_ok_and(|m| !m.is_dir()) {
+            return Err(format!(
+                "{} is not a folder (a file took the run folder's place); remove it, and \
+                 `lecal run` trains the run again",
+                self.path.display()
+            ));
+        }
         let path = self.file(SUMMARY);
         match std::fs::metadata(&path) {
             // No such file, or no run folder at all above it.
@@ -177,6 +184,7 @@ impl RunDir {
             None if checkpoint::dir(&self.path).exists() => return Ok(None),
             None => {}
         }
+        RunRecord::read_checked(&self.file(RUN), &self.id)?;
         Ok(Some(s))
     }
 
@@ -432,28 +440,44 @@ fn hash_of(path: &Path) -> std::io::Result<FileHash> {
     })
 }
 
+/// A done run of `spec::example()` in `root`: its real `run.toml`, placeholder result
+/// files and a summary (for tests).
+#[cfg(test)]
+pub(super) fn done_example(root: &Path) -> RunDir {
+    let spec = crate::spec::example();
+    let id = spec.id();
+    let r = RunDir::new(&id, root.join(&id));
+    r.create().unwrap();
+    let provenance = Provenance::default();
+    r.write_record(&RunRecord {
+        id: id.clone(),
+        spec,
+        provenance,
+    })
+    .unwrap();
+    for f in [EPOCHS, RELIABILITY, PREDICTIONS, LOGITS, WEIGHTS] {
+        std::fs::write(r.file(f), format!("{f}\n")).unwrap();
+    }
+    let summary = Summary {
+        id,
+        accuracy: 50.0,
+        ece: 0.1,
+        nll: 1.0,
+        brier: 0.5,
+        train_accuracy: 60.0,
+        ..Default::default()
+    };
+    r.write_summary(&summary).unwrap();
+    r.write_done().unwrap();
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn done_run(root: &Path) -> RunDir {
-        let r = RunDir::new("run-a", root.join("run-a"));
-        r.create().unwrap();
-        for f in [RUN, EPOCHS, RELIABILITY, PREDICTIONS, LOGITS, WEIGHTS] {
-            std::fs::write(r.file(f), format!("{f}\n")).unwrap();
-        }
-        r.write_summary(&Summary {
-            id: "run-a".into(),
-            accuracy: 50.0,
-            ece: 0.1,
-            nll: 1.0,
-            brier: 0.5,
-            train_accuracy: 60.0,
-            ..Default::default()
-        })
-        .unwrap();
-        r.write_done().unwrap();
-        r
+        done_example(root)
     }
 
     #[test]
@@ -472,6 +496,23 @@ mod tests {
         assert!(matches!(r.state(), RunState::Damaged(w) if w.contains("reliability.csv")));
         std::fs::remove_file(r.file(RELIABILITY)).unwrap();
         assert!(matches!(r.state(), RunState::Damaged(w) if w.contains("is missing")));
+    }
+
+    #[test]
+    fn a_spec_changed_after_the_run_is_damage_even_with_its_done_record_hashed_again() {
+        let d = tempfile::tempdir().unwrap();
+        let r = done_run(d.path());
+        let mut rec = r.record().unwrap();
+        rec.spec.schedule.lr = 0.777;
+        r.write_record(&rec).unwrap();
+        r.write_done().unwrap();
+        let RunState::Damaged(why) = r.state() else {
+            panic!("{:?}", r.state())
+        };
+        assert!(why.contains("run.toml: its spec hashes to run id"), "{why}");
+        std::fs::write(r.file(RUN), "id = 3").unwrap();
+        r.write_done().unwrap();
+        assert!(matches!(r.state(), RunState::Damaged(w) if w.contains("malformed")));
     }
 
     #[test]

@@ -93,6 +93,7 @@ fn done(n: usize, acc: (f64, Option<f64>), ece: (f64, Option<f64>)) -> Cell {
         nll_mean: 1.0,
         brier_mean: 0.5,
         top5_mean: None,
+        unverified: 0,
     })
 }
 
@@ -116,7 +117,13 @@ fn table() -> Table {
         k("LS", "A"),
         done(3, (70.0, Some(0.1)), (0.02, Some(0.001))),
     );
-    cells.insert(k("LS", "B"), Cell::Pending { seeds: 3 });
+    cells.insert(
+        k("LS", "B"),
+        Cell::Pending {
+            seeds: 3,
+            failed: 0,
+        },
+    );
     cells.insert(k("CRD", "A"), Cell::Cited(paper(74.0, 0.1)));
     let mut p = BTreeMap::new();
     p.insert(k("Vanilla", "A"), paper(73.4, 0.15)); // acc in the interval; ECE not
@@ -135,6 +142,7 @@ fn table() -> Table {
         top5: false,
         cells,
         paper: p,
+        remarks: vec![],
     }
 }
 

@@ -238,12 +238,14 @@ pub enum Command {
         #[arg(long, default_value_t = 5.0)]
         min_seconds: f64,
         /// Parts to time: train, teacher, data, cohort (Table 1's KD, SL, En-SL and KD-SL
-        /// rows at a small scale, run by run and as a cohort), imagenet-loader (decoding
+        /// rows at a small scale, run by run and as a cohort), fused (4 ResNet20 and 4
+        /// ResNet56 students on one batch, one after another and as one fused network,
+        /// checked for identical results first), imagenet-loader (decoding
         /// and the training transform of generated JPEGs with the loader on all cores).
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "train,teacher,data,cohort,imagenet-loader"
+            default_value = "train,teacher,data,cohort,fused,imagenet-loader"
         )]
         parts: Vec<String>,
         /// Training images of each run of the cohort part (one epoch).

@@ -179,6 +179,13 @@ fn a_failed_run_is_failed_in_its_cell_with_why_below_and_status_exits_non_zero()
     let tex = fs::read_to_string(d.path().join("results/tables/h.tex")).unwrap();
     assert!(tex.contains("Vanilla & failed"), "{tex}");
     assert!(tex.contains("% failed: h/Vanilla/ResNet8 seed 0"), "{tex}");
+    let r = run(d.path(), &["report", "h", "--recipes", "recipes"]);
+    assert!(r.ok, "{}", r.all);
+    let html = fs::read_to_string(d.path().join("results/report/h/index.html")).unwrap();
+    assert!(
+        html.contains("<li>failed: h/Vanilla/ResNet8 seed 0"),
+        "{html}"
+    );
 }
 
 #[test]

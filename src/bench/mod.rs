@@ -1,9 +1,11 @@
 //! `lecal bench`: throughput of a training step, of a teacher's forward pass and of the
 //! data pipeline, measured the way `scripts/bench_pytorch.py` measures PyTorch; Table 1's
-//! rows run by run and as a cohort (`cohort.rs`); and `--check cuda:N`, one training step
+//! rows run by run and as a cohort (`cohort.rs`); four students of one architecture one
+//! after another and as one fused network (`fused.rs`); and `--check cuda:N`, one training step
 //! on a GPU against the same step on the CPU.
 
 pub mod cohort;
+mod fused;
 pub mod imagenet;
 
 use crate::data::{mix, synthetic, transform};
@@ -194,6 +196,12 @@ pub fn run(o: &Options) -> anyhow::Result<Vec<Measure>> {
                 implementation(&o.device, false),
                 (images as f64 / seconds, 1, seconds),
             );
+        }
+    }
+    if part("fused") {
+        let models = [ModelName::Resnet20, ModelName::Resnet56];
+        for (what, imp, r) in fused::measure(&models, 4, o.kernels, &o.device, o.min_seconds)? {
+            push(what, imp, r);
         }
     }
     if part("imagenet-loader") {

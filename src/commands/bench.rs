@@ -22,7 +22,14 @@ pub struct BenchOptions {
     pub check: bool,
 }
 
-const PARTS: [&str; 5] = ["train", "teacher", "data", "cohort", "imagenet-loader"];
+const PARTS: [&str; 6] = [
+    "train",
+    "teacher",
+    "data",
+    "cohort",
+    "fused",
+    "imagenet-loader",
+];
 
 /// `lecal bench`: throughput, or with `check` one step against the CPU.
 pub fn bench(

@@ -8,6 +8,7 @@
 mod batch_norm;
 pub mod checkpoint;
 mod conv;
+pub mod fused;
 mod imagenet;
 pub mod kernels;
 mod linear;

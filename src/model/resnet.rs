@@ -1,8 +1,13 @@
 //! CIFAR ResNet-d, d = 6n+2: conv3×3(3→16)+BN+ReLU, three stages of n BasicBlocks with
 //! 16, 32, 64 channels (strides 1, 2, 2), global average pooling, linear. A block whose
 //! stride or width changes takes a 1×1 convolution + BN shortcut ("option B").
+//!
+//! `CifarResNet::fused` is `members` such networks as one (horizontal fusion): the stem's
+//! filters side by side (the input is shared), every later convolution grouped with one
+//! group per member, batch norm over all members' channels, one classifier head per
+//! member. Each member's part computes what the member alone would, in the same order.
 
-use super::conv::Conv2d;
+use super::conv::{Conv2d, ConvShape};
 use super::kernels::Kernels;
 use super::linear::Linear;
 use super::BatchNorm2d;
@@ -19,26 +24,43 @@ struct BasicBlock {
     shortcut: Option<(Conv2d, BatchNorm2d)>,
 }
 
-fn conv3x3(cin: usize, cout: usize, stride: usize, k: Kernels, vb: VarBuilder) -> Result<Conv2d> {
-    Conv2d::new(cin, cout, 3, stride, 1, k, vb)
+/// A 3×3 convolution of `m` members' `cin → cout` channels (one group each).
+fn conv3x3(
+    cin: usize,
+    cout: usize,
+    stride: usize,
+    m: usize,
+    k: Kernels,
+    vb: VarBuilder,
+) -> Result<Conv2d> {
+    Conv2d::grouped(ConvShape::grouped(m, cin, cout, 3, stride, 1), k, vb)
 }
 
 impl BasicBlock {
-    fn new(cin: usize, cout: usize, stride: usize, k: Kernels, vb: VarBuilder) -> Result<Self> {
+    /// The block of `m` members, each `cin → cout` channels.
+    fn new(
+        cin: usize,
+        cout: usize,
+        stride: usize,
+        m: usize,
+        k: Kernels,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let shortcut = if stride != 1 || cin != cout {
             let sc = vb.pp("shortcut");
+            let shape = ConvShape::grouped(m, cin, cout, 1, stride, 0);
             Some((
-                Conv2d::new(cin, cout, 1, stride, 0, k, sc.pp("0"))?,
-                BatchNorm2d::new(cout, sc.pp("1"))?,
+                Conv2d::grouped(shape, k, sc.pp("0"))?,
+                BatchNorm2d::new(cout * m, sc.pp("1"))?,
             ))
         } else {
             None
         };
         Ok(Self {
-            conv1: conv3x3(cin, cout, stride, k, vb.pp("conv1"))?,
-            bn1: BatchNorm2d::new(cout, vb.pp("bn1"))?,
-            conv2: conv3x3(cout, cout, 1, k, vb.pp("conv2"))?,
-            bn2: BatchNorm2d::new(cout, vb.pp("bn2"))?,
+            conv1: conv3x3(cin, cout, stride, m, k, vb.pp("conv1"))?,
+            bn1: BatchNorm2d::new(cout * m, vb.pp("bn1"))?,
+            conv2: conv3x3(cout, cout, 1, m, k, vb.pp("conv2"))?,
+            bn2: BatchNorm2d::new(cout * m, vb.pp("bn2"))?,
             shortcut,
         })
     }
@@ -62,7 +84,8 @@ pub struct CifarResNet {
     conv1: Conv2d,
     bn1: BatchNorm2d,
     stages: Vec<Vec<BasicBlock>>,
-    linear: Linear,
+    /// One head per member (`linear` alone; `heads.<i>` fused).
+    heads: Vec<Linear>,
 }
 
 impl CifarResNet {
@@ -70,7 +93,20 @@ impl CifarResNet {
 
     /// The model `model` for `classes` classes, running `kernels`.
     pub fn new(model: ModelName, classes: usize, kernels: Kernels, vb: VarBuilder) -> Result<Self> {
-        let k = kernels;
+        Self::fused(model, classes, 1, kernels, vb)
+    }
+
+    /// `members` networks `model` as one (one member: the network itself, with its
+    /// parameter names). A fused parameter holds the members' along its first dimension,
+    /// member 0 first; member `i`'s classifier is `heads.<i>`.
+    pub fn fused(
+        model: ModelName,
+        classes: usize,
+        members: usize,
+        kernels: Kernels,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let (k, m) = (kernels, members);
         let depth = model.cifar_depth().ok_or_else(|| {
             candle_core::Error::Msg(format!("model {} is not implemented", model.as_str()))
         })?;
@@ -82,16 +118,32 @@ impl CifarResNet {
             let mut blocks = Vec::new();
             for b in 0..n {
                 let stride = if s > 0 && b == 0 { 2 } else { 1 };
-                blocks.push(BasicBlock::new(cin, w, stride, k, layer.pp(b.to_string()))?);
+                blocks.push(BasicBlock::new(
+                    cin,
+                    w,
+                    stride,
+                    m,
+                    k,
+                    layer.pp(b.to_string()),
+                )?);
                 cin = w;
             }
             stages.push(blocks);
         }
+        let head = |vb: VarBuilder| Linear::new(Self::WIDTHS[2], classes, kernels, vb);
+        let heads = match m {
+            1 => vec![head(vb.pp("linear"))?],
+            _ => (0..m)
+                .map(|i| head(vb.pp("heads").pp(i.to_string())))
+                .collect::<Result<_>>()?,
+        };
+        // The stem: the members' filters side by side over the shared input.
+        let stem = ConvShape::grouped(1, 3, Self::WIDTHS[0] * m, 3, 1, 1);
         Ok(Self {
-            conv1: conv3x3(3, Self::WIDTHS[0], 1, k, vb.pp("conv1"))?,
-            bn1: BatchNorm2d::new(Self::WIDTHS[0], vb.pp("bn1"))?,
+            conv1: Conv2d::grouped(stem, k, vb.pp("conv1"))?,
+            bn1: BatchNorm2d::new(Self::WIDTHS[0] * m, vb.pp("bn1"))?,
             stages,
-            linear: Linear::new(Self::WIDTHS[2], classes, kernels, vb.pp("linear"))?,
+            heads,
         })
     }
 
@@ -101,7 +153,8 @@ impl CifarResNet {
         Ok(self.features_t(x, train)?.1)
     }
 
-    /// The pooled penultimate features (`N×64`) and the logits.
+    /// The pooled penultimate features (`N×64`) and the logits (fused: `N×(members·64)`
+    /// and `N×(members·classes)`, member 0's first).
     pub fn features_t(&self, x: &Tensor, train: bool) -> Result<(Tensor, Tensor)> {
         let mut h = self
             .bn1
@@ -110,7 +163,16 @@ impl CifarResNet {
             h = block.forward_t(&h, train)?;
         }
         let pooled = h.mean((2, 3))?;
-        let logits = self.linear.forward(&pooled)?;
-        Ok((pooled, logits))
+        if let [head] = self.heads.as_slice() {
+            return Ok((pooled.clone(), head.forward(&pooled)?));
+        }
+        let width = Self::WIDTHS[2];
+        let logits = (self.heads.iter().enumerate())
+            .map(|(i, head)| head.forward(&pooled.narrow(1, i * width, width)?))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((pooled, Tensor::cat(&logits, 1)?))
     }
 }
+
+#[cfg(test)]
+mod fused_tests;

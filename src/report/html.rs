@@ -326,6 +326,13 @@ pub(super) fn page(t: &Table, scatter: &Figure, parts: &[CellPart]) -> String {
     );
     s.push_str("<h2 id=\"table\">Table</h2>\n");
     s.push_str(&main_table(t, parts));
+    if !t.remarks.is_empty() {
+        s.push_str("<ul>\n");
+        for r in &t.remarks {
+            let _ = writeln!(s, "<li>{}</li>", escape(r));
+        }
+        s.push_str("</ul>\n");
+    }
     let _ = writeln!(s, "<p>{}</p>", escape(&t.protocol_text()));
     if let Some(note) = &t.note {
         let _ = writeln!(s, "<p class=\"note\">{}</p>", escape(note.trim()));

@@ -1,9 +1,11 @@
-//! 2-D convolution (no bias, no dilation, one group) as a candle custom op: the CPU
-//! passes in `cpu.rs`, the CUDA passes through cuDNN (`../cudnn.rs`, the `cudnn` feature).
+//! 2-D convolution (no bias, no dilation) as a candle custom op: the CPU passes in
+//! `cpu.rs`, grouped ones (a fused network's) group by group in `grouped.rs`, the CUDA
+//! passes through cuDNN (`../cudnn.rs`, the `cudnn` feature; one group).
 //! Which convolution a layer runs is the `ConvKernel` of the `Kernels` it was built with;
 //! on the CPU their `Microkernel` runs the matrix products.
 
 mod cpu;
+mod grouped;
 
 pub use cpu::{backward, forward, Geometry};
 
@@ -21,12 +23,28 @@ pub fn conv2d(
     pad: usize,
     kernels: Kernels,
 ) -> Result<Tensor> {
-    if x.dtype() != DType::F32 || !kernels.conv.lecal_on(x.device()) {
-        return x.conv2d(w, pad, stride, 1, 1);
+    conv2d_grouped(x, w, stride, pad, 1, kernels)
+}
+
+/// `conv2d` in `groups` groups: input channel group `g` convolved with output channel
+/// group `g` only (`w` is `[out, in / groups, r, s]`). Grouped convolutions other than
+/// on the CPU are candle's.
+pub fn conv2d_grouped(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    pad: usize,
+    groups: usize,
+    kernels: Kernels,
+) -> Result<Tensor> {
+    let lecal = kernels.conv.lecal_on(x.device()) && (groups == 1 || x.device().is_cpu());
+    if x.dtype() != DType::F32 || !lecal {
+        return x.conv2d(w, pad, stride, 1, groups);
     }
     let op = Conv {
         stride,
         pad,
+        groups,
         gemm: kernels.gemm,
     };
     x.contiguous()?.apply_op2(&w.contiguous()?, op)
@@ -39,6 +57,7 @@ fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]>
 struct Conv {
     stride: usize,
     pad: usize,
+    groups: usize,
     gemm: Microkernel,
 }
 
@@ -54,13 +73,19 @@ impl CustomOp2 for Conv {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let (x, w) = (f32_slice(s1, l1, "input")?, f32_slice(s2, l2, "weight")?);
+        if self.groups > 1 {
+            let g =
+                grouped::group_geometry(l1.dims(), l2.dims(), self.stride, self.pad, self.groups)?;
+            let y = grouped::forward_grouped(x, w, &g, self.groups, self.gemm);
+            let [n, k, oh, ow] = g.y_dims();
+            return Ok((
+                CpuStorage::F32(y),
+                Shape::from((n, k * self.groups, oh, ow)),
+            ));
+        }
         let g = Geometry::new(l1.dims(), l2.dims(), self.stride, self.pad)?;
-        let y = forward(
-            f32_slice(s1, l1, "input")?,
-            f32_slice(s2, l2, "weight")?,
-            &g,
-            self.gemm,
-        );
+        let y = forward(x, w, &g, self.gemm);
         Ok((CpuStorage::F32(y), Shape::from(&g.y_dims()[..])))
     }
 
@@ -90,6 +115,7 @@ impl CustomOp2 for Conv {
             &ConvBackward {
                 stride: self.stride,
                 pad: self.pad,
+                groups: self.groups,
                 gemm: self.gemm,
             },
         )?;
@@ -102,14 +128,17 @@ impl CustomOp2 for Conv {
 struct ConvBackward {
     stride: usize,
     pad: usize,
+    groups: usize,
     gemm: Microkernel,
 }
 
 impl ConvBackward {
     /// The geometry of inputs `(x, w, dy)`, with dy's shape checked against it.
+    /// Grouped: one group's geometry.
     fn geometry(&self, x: &Layout, w: &Layout, dy: &Layout) -> Result<Geometry> {
-        let g = Geometry::new(x.dims(), w.dims(), self.stride, self.pad)?;
-        if dy.dims() != g.y_dims() {
+        let g = grouped::group_geometry(x.dims(), w.dims(), self.stride, self.pad, self.groups)?;
+        let [n, k, oh, ow] = g.y_dims();
+        if dy.dims() != [n, k * self.groups, oh, ow] {
             candle_core::bail!("conv2d backward: output gradient of shape {:?}", dy.dims());
         }
         Ok(g)
@@ -131,14 +160,15 @@ impl CustomOp3 for ConvBackward {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = self.geometry(l1, l2, l3)?;
-        let both = backward(
-            f32_slice(s1, l1, "input")?,
-            f32_slice(s2, l2, "weight")?,
-            f32_slice(s3, l3, "output gradient")?,
-            &g,
-            self.gemm,
-        );
-        Ok((CpuStorage::F32(both), Shape::from(g.grads_len())))
+        let x = f32_slice(s1, l1, "input")?;
+        let w = f32_slice(s2, l2, "weight")?;
+        let dy = f32_slice(s3, l3, "output gradient")?;
+        let both = match self.groups {
+            1 => backward(x, w, dy, &g, self.gemm),
+            k => grouped::backward_grouped(x, w, dy, &g, k, self.gemm),
+        };
+        let len = both.len();
+        Ok((CpuStorage::F32(both), Shape::from(len)))
     }
 
     #[cfg(feature = "cudnn")]

@@ -118,3 +118,39 @@ fn bad_shapes_are_errors() {
     assert!(Geometry::new(&[3, 8, 8], &[4, 3, 3, 3], 1, 1).is_err());
     assert!(Geometry::new(&[1, 3, 8, 8], &[4, 3, 3, 3], 0, 1).is_err());
 }
+
+/// Grouped convolutions (a fused network's) against candle's, which has PyTorch's
+/// grouping: input channel group g with output channel group g.
+#[test]
+fn grouped_convolutions_match_candles_in_all_three_passes() {
+    // (n, groups, channels per group in, out, size, stride, pad)
+    let cases = [
+        (4, 3, 16, 16, 3, 1, 1),
+        (3, 2, 16, 32, 3, 2, 1),
+        (2, 4, 8, 16, 1, 2, 0),
+        (5, 5, 3, 2, 3, 1, 1),
+    ];
+    let mut rng = Rng::new(13);
+    for (n, groups, cg, kg, size, stride, pad) in cases {
+        let x = random(&[n, cg * groups, 6, 6], &mut rng);
+        let w = random(&[kg * groups, cg, size, size], &mut rng);
+        let g = grouped::group_geometry(x.dims(), w.dims(), stride, pad, groups).unwrap();
+        let m = random(&[n, kg * groups, g.oh, g.ow], &mut rng);
+        let lecal = |x: &Tensor, w: &Tensor| {
+            conv2d_grouped(x, w, stride, pad, groups, Kernels::lecal()).unwrap()
+        };
+        let ours = run(lecal, &x, &w, &m);
+        let theirs = run(
+            |x, w| x.conv2d(w, pad, stride, 1, groups).unwrap(),
+            &x,
+            &w,
+            &m,
+        );
+        let what = format!("n{n} {groups} groups of {cg}→{kg} {size}x{size} stride {stride}");
+        close(&format!("{what} output"), &ours.0, &theirs.0);
+        close(&format!("{what} input gradient"), &ours.1, &theirs.1);
+        close(&format!("{what} weight gradient"), &ours.2, &theirs.2);
+    }
+    let bad = grouped::group_geometry(&[1, 6, 4, 4], &[4, 3, 3, 3], 1, 1, 4);
+    assert!(bad.is_err());
+}

@@ -382,7 +382,14 @@ fn print_status(plan: &Plan, store: &Store) -> anyhow::Result<(usize, usize)> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    for (name, ids) in &groups {
+    print_groups(&groups)?;
+    Ok((groups[4].1.len(), groups[2].1.len()))
+}
+
+/// Each state's runs under its name; of a long list of done runs only the unverified
+/// ones.
+fn print_groups(groups: &[(&str, Vec<String>)]) -> anyhow::Result<()> {
+    for (name, ids) in groups {
         // Long lists of finished runs say nothing the count does not, but for the runs
         // that nothing vouches for.
         let shown: Vec<&String> = match *name == "done" && ids.len() > 50 {
@@ -397,7 +404,7 @@ fn print_status(plan: &Plan, store: &Store) -> anyhow::Result<(usize, usize)> {
             outln!("  {id}");
         }
     }
-    Ok((groups[4].1.len(), groups[2].1.len()))
+    Ok(())
 }
 
 /// `lecal models`: the model zoo with parameter counts.

@@ -43,3 +43,19 @@ pub unsafe fn filled_vec(len: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>]))
     unsafe { v.set_len(len) };
     v
 }
+
+/// A CPU tensor of standard normal values drawn from `rng` (tests).
+#[cfg(test)]
+pub fn random(shape: &[usize], rng: &mut crate::rng::Rng) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
+    Tensor::from_vec(v, shape, &candle_core::Device::Cpu).expect("a CPU tensor")
+}
+
+/// A tensor's values, flattened (tests).
+#[cfg(test)]
+pub fn values(t: &Tensor) -> Vec<f32> {
+    t.flatten_all()
+        .and_then(|f| f.to_vec1())
+        .expect("f32 values")
+}

@@ -9,7 +9,7 @@
 //! benchmark's baseline does).
 
 pub(crate) mod batch_norm;
-mod common;
+pub(crate) mod common;
 pub mod conv;
 #[cfg(feature = "cudnn")]
 mod cudnn;

@@ -3,6 +3,7 @@
 //! same, value for value, on the CPU.
 
 use super::*;
+use crate::model::kernels::common::{random, values};
 use crate::model::{init_weights, sorted_vars};
 use crate::rng::Rng;
 use candle_core::{DType, Device};
@@ -10,16 +11,6 @@ use candle_nn::VarMap;
 
 const MEMBERS: usize = 3;
 const CLASSES: usize = 10;
-
-fn random(shape: &[usize], rng: &mut Rng) -> Tensor {
-    let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-}
-
-fn values(t: &Tensor) -> Vec<f32> {
-    t.flatten_all().unwrap().to_vec1().unwrap()
-}
 
 fn build(members: usize, kernels: Kernels) -> (CifarResNet, VarMap) {
     let varmap = VarMap::new();

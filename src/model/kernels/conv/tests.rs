@@ -3,18 +3,9 @@
 //! 64.
 
 use super::*;
+use crate::model::kernels::common::{random, values};
 use crate::rng::Rng;
-use candle_core::{Device, Var};
-
-fn random(shape: &[usize], rng: &mut Rng) -> Tensor {
-    let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-}
-
-fn values(t: &Tensor) -> Vec<f32> {
-    t.flatten_all().unwrap().to_vec1().unwrap()
-}
+use candle_core::Var;
 
 fn close(what: &str, got: &[f32], want: &[f32]) {
     assert_eq!(got.len(), want.len(), "{what}: length");

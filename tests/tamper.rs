@@ -111,6 +111,9 @@ fn truncated_weights_of_a_run_that_teaches_nothing_are_damage_in_every_command()
     let r = run(d.path(), &["run", "recipes/h", "--device", "cpu"]);
     assert!(!r.ok && r.all.contains(why), "{}", r.all);
     assert!(r.all.contains("its numbers stand"), "{}", r.all);
+    let t = run(d.path(), &["table", "h", "--recipes", "recipes"]);
+    let noted = t.all.contains(why) && t.all.contains("delete its weights file");
+    assert!(t.ok && noted, "{}", t.all);
     let v = run(d.path(), &["verify", "recipes/h", "--device", "cpu"]);
     assert!(
         !v.ok && v.all.contains("DAMAGED") && v.all.contains(why),

@@ -283,7 +283,27 @@ pub fn table(
     for p in written {
         eprintln!("wrote {}", p.display());
     }
+    damaged_weights(&spec.name, &plan, store);
     Ok(())
+}
+
+/// Says so of each done run of table `name` whose weights are not the bytes its done
+/// record vouches for: its numbers stand (the result files are vouched for apart), but
+/// `status` and `run` call it damaged until the file is deleted.
+fn damaged_weights(name: &str, plan: &Plan, store: &Store) {
+    let runs = plan
+        .runs
+        .iter()
+        .filter(|r| r.cells.iter().any(|(c, _)| c.table == name));
+    for r in runs.filter(|r| store.state(&r.id) == RunState::Done) {
+        if let Weights::Damaged(why) = store.run(&r.id).weights() {
+            eprintln!(
+                "note: run {}: {why}; its numbers, which done.toml vouches for, are in the \
+                 table; delete its weights file",
+                r.id
+            );
+        }
+    }
 }
 
 /// `lecal status`: runs by state. Exits 0 when no run is damaged or failed (done,

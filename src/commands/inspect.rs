@@ -289,13 +289,15 @@ pub fn table(
 
 /// Says so of each done run of table `name` whose weights are not the bytes its done
 /// record vouches for: its numbers stand (the result files are vouched for apart), but
-/// `status` and `run` call it damaged until the file is deleted.
+/// `status` and `run` call it damaged until the file is deleted. Only a done record makes
+/// weights damaged, and the table was assembled from the runs' states already, so they
+/// are not read again here.
 fn damaged_weights(name: &str, plan: &Plan, store: &Store) {
     let runs = plan
         .runs
         .iter()
         .filter(|r| r.cells.iter().any(|(c, _)| c.table == name));
-    for r in runs.filter(|r| store.state(&r.id) == RunState::Done) {
+    for r in runs {
         if let Weights::Damaged(why) = store.run(&r.id).weights() {
             eprintln!(
                 "note: run {}: {why}; its numbers, which done.toml vouches for, are in the \

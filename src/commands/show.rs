@@ -97,13 +97,11 @@ fn resolve(arg: &str, store: &Store) -> anyhow::Result<RunDir> {
         }
         return Ok(dir);
     }
-    let there = store.run_dir(arg);
-    if !arg.contains('/') && std::fs::metadata(&there).is_ok_and(|m| !m.is_dir()) {
-        bail!(
-            "{} is not a folder (a file took the run folder's place); remove it, and `lecal \
-             run` trains the run again",
-            there.display()
-        );
+    if let Some(why) = (!arg.contains('/'))
+        .then(|| store.run(arg).misplaced())
+        .flatten()
+    {
+        bail!("{why}");
     }
     if arg.contains('/') || arg.is_empty() {
         bail!("no run folder {arg}");

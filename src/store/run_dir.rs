@@ -140,6 +140,19 @@ impl RunDir {
         }
     }
 
+    /// Why the run's folder is not one: a file took its place.
+    pub fn misplaced(&self) -> Option<String> {
+        std::fs::metadata(&self.path)
+            .is_ok_and(|m| !m.is_dir())
+            .then(|| {
+                format!(
+                    "{} is not a folder (a file took the run folder's place); remove it, and \
+                 `lecal run` trains the run again",
+                    self.path.display()
+                )
+            })
+    }
+
     /// The summary of a done run: `Ok(None)` when the run is not done, `Err(why)` when
     /// its files are damaged (`RunState::Damaged`): a summary that is not a file, cannot
     /// be read, is another run's or holds impossible numbers, or a file that the done
@@ -147,12 +160,8 @@ impl RunDir {
     /// a run killed before writing it while its checkpoints are still there (not done),
     /// else one written before done records existed (done, unverified).
     pub fn summary(&self) -> Result<Option<Summary>, String> {
-        if std::fs::metadata(&self.path).is_ok_and(|m| !m.is_dir()) {
-            return Err(format!(
-                "{} is not a folder (a file took the run folder's place); remove it, and \
-                 `lecal run` trains the run again",
-                self.path.display()
-            ));
+        if let Some(why) = self.misplaced() {
+            return Err(why);
         }
         let path = self.file(SUMMARY);
         match std::fs::metadata(&path) {

@@ -48,6 +48,12 @@ pub enum Command {
         /// are split.
         #[arg(long, value_parser = commands::parse_gib, default_value = "16", value_name = "GIB")]
         cohort_memory: u64,
+        /// Whether the cohorts' memory is estimated with their students fused: auto (on
+        /// for --device cuda), on, off.
+        #[arg(long, value_enum, default_value = "auto")]
+        fusion: crate::train::FusionChoice,
+        #[arg(long)]
+        no_fusion: bool,
     },
     /// Train every pending run of the recipes, teachers first; completed runs are skipped.
     Run {
@@ -90,6 +96,14 @@ pub enum Command {
         /// portable (plain Rust: slower, the same bits).
         #[arg(long, value_enum, default_value = "auto", env = "LECAL_CPU_KERNELS")]
         cpu_kernels: CpuKernelChoice,
+        /// Fuse a cohort's students of one architecture into one network (one grouped
+        /// convolution per layer, one optimiser step): auto (on CUDA only), on, off.
+        /// Either way every run's results are the same on the CPU.
+        #[arg(long, value_enum, default_value = "auto", env = "LECAL_FUSION")]
+        fusion: crate::train::FusionChoice,
+        /// Train each member of a cohort in its own network (`--fusion off`).
+        #[arg(long)]
+        no_fusion: bool,
         /// Train each run alone. By default, runs that see identical batches (same data,
         /// seed, batch size, transform and augmentation) train together as a cohort: each
         /// batch is made once and each teacher's forward pass runs once for all of them.
@@ -193,6 +207,14 @@ pub enum Command {
         /// portable (plain Rust: slower, the same bits).
         #[arg(long, value_enum, default_value = "auto", env = "LECAL_CPU_KERNELS")]
         cpu_kernels: CpuKernelChoice,
+        /// Fuse a cohort's students of one architecture into one network (one grouped
+        /// convolution per layer, one optimiser step): auto (on CUDA only), on, off.
+        /// Either way every run's results are the same on the CPU.
+        #[arg(long, value_enum, default_value = "auto", env = "LECAL_FUSION")]
+        fusion: crate::train::FusionChoice,
+        /// Train each member of a cohort in its own network (`--fusion off`).
+        #[arg(long)]
+        no_fusion: bool,
     },
     /// Submit the runs that are not done to Slurm: one batch job per cohort (or run),
     /// each after its teachers' jobs; returns at once.
@@ -326,9 +348,13 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             device,
             bench,
             cohort_memory,
+            fusion,
+            no_fusion,
         } => {
+            let fused = crate::train::FusionChoice::from_flags(fusion, no_fusion)
+                .on(device.starts_with("cuda"));
             let estimate = estimate.then_some(commands::EstimateOptions { device, bench });
-            commands::plan(&paths, &scale, estimate, cohort_memory, &store)?;
+            commands::plan(&paths, &scale, estimate, (cohort_memory, fused), &store)?;
         }
         Command::Run {
             paths,
@@ -342,12 +368,15 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             retry_failed,
             conv,
             cpu_kernels,
+            fusion,
+            no_fusion,
             no_cohorts,
             cohort_memory,
         } => {
             let opts = RunOptions {
                 conv,
                 cpu_kernels,
+                fusion: crate::train::FusionChoice::from_flags(fusion, no_fusion),
                 device,
                 devices,
                 only: (!only.is_empty()).then(|| only.into_iter().collect()),
@@ -420,10 +449,13 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             data_dir,
             conv,
             cpu_kernels,
+            fusion,
+            no_fusion,
         } => {
             let run = RunOptions {
                 conv,
                 cpu_kernels,
+                fusion: crate::train::FusionChoice::from_flags(fusion, no_fusion),
                 device,
                 devices: None,
                 scale,

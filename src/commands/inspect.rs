@@ -17,13 +17,14 @@ pub fn plan(
     paths: &[PathBuf],
     scale: &str,
     estimate: Option<EstimateOptions>,
-    cohort_memory: u64,
+    (cohort_memory, fused): (u64, bool),
     store: &Store,
 ) -> anyhow::Result<()> {
     let (_, plan) = load_plan(paths, scale)?;
     print_plan(&plan, store)?;
-    let cohorts = crate::plan::within_budget(&plan, crate::plan::cohorts(&plan), cohort_memory);
-    print_cohorts(&plan, &cohorts)?;
+    let all = crate::plan::cohorts(&plan);
+    let cohorts = crate::plan::within_budget(&plan, all, cohort_memory, fused);
+    print_cohorts(&plan, &cohorts, fused)?;
     if let Some(o) = estimate {
         super::estimate::print(&plan, &cohorts, &o)?;
     }
@@ -36,12 +37,19 @@ pub struct EstimateOptions {
     pub bench: Option<PathBuf>,
 }
 
-fn print_cohorts(plan: &Plan, cohorts: &[crate::plan::Cohort]) -> anyhow::Result<()> {
+fn print_cohorts(plan: &Plan, cohorts: &[crate::plan::Cohort], fused: bool) -> anyhow::Result<()> {
     let shared = cohorts.iter().filter(|c| c.runs.len() > 1).count();
     outln!(
         "cohorts: {} (runs that see identical batches train together, each teacher's forward \
          pass once per batch; {shared} with more than one run)",
         cohorts.len()
+    );
+    outln!(
+        "fused groups: a cohort's students of one architecture train as one network {}",
+        match fused {
+            true => "(fusion on; memory counts them)",
+            false => "with fusion on (--fusion on; auto fuses on CUDA)",
+        }
     );
     for (i, c) in cohorts.iter().enumerate() {
         let first = plan.get(&c.runs[0]).expect("a planned run");
@@ -64,9 +72,19 @@ fn print_cohorts(plan: &Plan, cohorts: &[crate::plan::Cohort]) -> anyhow::Result
             },
             c.teachers(plan).len(),
             epochs,
-            crate::plan::memory(plan, &c.runs) as f64 / (1u64 << 30) as f64,
+            crate::plan::memory(plan, &c.runs, fused) as f64 / (1u64 << 30) as f64,
             c.runs.join(" ")
         );
+        let runs: Vec<&crate::plan::PlannedRun> =
+            c.runs.iter().filter_map(|id| plan.get(id)).collect();
+        let groups = crate::plan::fused_groups(&runs);
+        if !groups.is_empty() {
+            outln!("    fused: {}", crate::plan::fused_text(&groups));
+            for g in &groups {
+                let ids: Vec<&str> = g.iter().map(|r| r.id.as_str()).collect();
+                outln!("      {}: {}", g[0].spec.model.as_str(), ids.join(" "));
+            }
+        }
     }
     Ok(())
 }

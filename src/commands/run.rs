@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 pub struct RunOptions {
     pub conv: crate::model::ConvChoice,
     pub cpu_kernels: crate::model::CpuKernelChoice,
+    pub fusion: crate::train::FusionChoice,
     pub device: DeviceChoice,
     /// Several devices (`--devices`), instead of `device`.
     pub devices: Option<DeviceList>,
@@ -75,7 +76,9 @@ pub(super) fn execute(
         .map(|(name, dev)| {
             let kernels = crate::model::Kernels::new(o.conv, o.cpu_kernels, &dev)
                 .map_err(anyhow::Error::msg)?;
-            Ok((name, CandleTrainer::new(dev, kernels, o.data_dir.clone())))
+            let fused = o.fusion.on(dev.is_cuda());
+            let t = CandleTrainer::new(dev, kernels, o.data_dir.clone()).with_fusion(fused);
+            Ok((name, t))
         })
         .collect::<anyhow::Result<_>>()?;
     let slots = jobs * trainers.len();
@@ -83,6 +86,7 @@ pub(super) fn execute(
         jobs,
         retry_failed: o.retry_failed,
         cohort_memory: o.cohort_memory,
+        fusion: trainers.iter().any(|(_, t)| t.fusion),
         only: o.only.clone(),
     };
     crate::interrupt::install()?;

@@ -49,6 +49,13 @@ pub struct SubmitArgs {
     /// Submit runs that failed earlier again.
     #[arg(long)]
     pub retry_failed: bool,
+    /// Fuse a cohort's students of one architecture in each job: auto (on in GPU jobs),
+    /// on, off.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub fusion: crate::train::FusionChoice,
+    /// `--fusion off`.
+    #[arg(long)]
+    pub no_fusion: bool,
     /// One job per run instead of one per cohort.
     #[arg(long)]
     pub no_cohorts: bool,
@@ -93,6 +100,10 @@ pub fn submit(
         format!("--device={}", a.device),
         format!("--data-dir={}", absolute(&a.data_dir)?.display()),
     ]);
+    let fusion = crate::train::FusionChoice::from_flags(a.fusion, a.no_fusion);
+    if fusion != crate::train::FusionChoice::Auto {
+        run_args.push(format!("--fusion={}", fusion.as_str()));
+    }
     let o = SubmitOptions {
         sbatch: sbatch_options(&a),
         time: a.time,
@@ -104,6 +115,8 @@ pub fn submit(
         results: absolute(&store.root)?,
         retry_failed: a.retry_failed,
         cohort_memory: (!a.no_cohorts).then_some(a.cohort_memory),
+        fusion: fusion
+            .on(a.device.starts_with("cuda") || (a.device == "auto" && a.gpus_per_job > 0)),
         dry_run: a.dry_run,
     };
     let report = slurm::submit(&plan, store, &o)?;

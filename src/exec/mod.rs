@@ -99,6 +99,9 @@ pub struct Options {
     /// bytes of estimated device memory (`plan::memory`); `None`: each run alone
     /// (`--no-cohorts`).
     pub cohort_memory: Option<u64>,
+    /// Whether the trainer fuses a cohort's members of one architecture (its memory
+    /// estimate counts the fused groups).
+    pub fusion: bool,
     /// Train only these runs of the plan (`--only`, a cluster job's runs).
     pub only: Option<std::collections::BTreeSet<String>>,
 }
@@ -113,6 +116,7 @@ impl Default for Options {
             jobs: 1,
             retry_failed: false,
             cohort_memory: Some(DEFAULT_COHORT_MEMORY),
+            fusion: false,
             only: None,
         }
     }

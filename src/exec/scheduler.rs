@@ -37,7 +37,7 @@ pub(super) fn run(
     }
     let queue = Mutex::new(Queue {
         total: sel.train.len(),
-        waiting: units(plan, &sel.train, opts.cohort_memory),
+        waiting: units(plan, &sel.train, opts.cohort_memory, opts.fusion),
         elsewhere: Vec::new(),
         announced: BTreeSet::new(),
         rebuild: sel.rebuild,
@@ -75,11 +75,13 @@ pub(super) fn run(
 }
 
 /// The units of work of the selected runs `train` (in dependency order): their cohorts
-/// within a memory budget of `cohort_memory` bytes, or each run alone.
+/// within a memory budget of `cohort_memory` bytes (estimated `fused` or not), or each
+/// run alone.
 pub(super) fn units<'a>(
     plan: &Plan,
     train: &[&'a PlannedRun],
     cohort_memory: Option<u64>,
+    fused: bool,
 ) -> Vec<Vec<&'a PlannedRun>> {
     let Some(budget) = cohort_memory else {
         return train.iter().map(|r| vec![*r]).collect();
@@ -94,7 +96,7 @@ pub(super) fn units<'a>(
         })
         .filter(|c| !c.runs.is_empty())
         .collect();
-    within_budget(plan, cohorts, budget)
+    within_budget(plan, cohorts, budget, fused)
         .into_iter()
         .map(|c| c.runs.iter().map(|id| selected[id.as_str()]).collect())
         .collect()
@@ -121,7 +123,7 @@ fn next_unit<'a>(
         }
         if let Some(unit) = q.next_ready(progress) {
             if let Some(jobs) = q.claim(unit, store, opts, progress) {
-                q.announce(&jobs, progress, slot);
+                q.announce(&jobs, progress, slot, opts.fusion);
                 return Some(jobs);
             }
             wake.notify_all();
@@ -282,15 +284,30 @@ impl<'a> Queue<'a> {
     }
 
     /// Says which runs start, and that they train together when there are several.
-    fn announce(&self, jobs: &[Job], progress: &Mutex<Progress>, slot: &Option<String>) {
+    fn announce(
+        &self,
+        jobs: &[Job],
+        progress: &Mutex<Progress>,
+        slot: &Option<String>,
+        fused: bool,
+    ) {
         let mut p = lock(progress);
         let on = slot
             .as_ref()
             .map_or_else(String::new, |s| format!(" on {s}"));
         if jobs.len() > 1 {
+            let runs: Vec<&PlannedRun> = jobs.iter().map(|j| j.run).collect();
+            let groups = match fused {
+                true => crate::plan::fused_groups(&runs),
+                false => Vec::new(),
+            };
+            let fusion = match groups.is_empty() {
+                true => String::new(),
+                false => format!("; fused: {}", crate::plan::fused_text(&groups)),
+            };
             p.line(&format!(
                 "cohort of {} runs (seed {}){on}: one stream of batches, each teacher once per \
-                 batch",
+                 batch{fusion}",
                 jobs.len(),
                 jobs[0].run.spec.seed
             ));

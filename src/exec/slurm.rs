@@ -64,6 +64,8 @@ pub struct SubmitOptions {
     pub results: PathBuf,
     pub retry_failed: bool,
     pub cohort_memory: Option<u64>,
+    /// Whether the jobs fuse their cohorts' students (the cohorts' memory estimate).
+    pub fusion: bool,
     pub dry_run: bool,
 }
 
@@ -175,7 +177,7 @@ pub fn submit(plan: &Plan, store: &Store, o: &SubmitOptions) -> anyhow::Result<S
     let dir = o.results.join("slurm");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut shell = vec!["#!/bin/bash".to_string(), "set -euo pipefail".to_string()];
-    for unit in units(plan, &todo, o.cohort_memory) {
+    for unit in units(plan, &todo, o.cohort_memory, o.fusion) {
         let mut after = BTreeSet::new();
         let mut blocked = None;
         for d in unit.iter().flat_map(|r| &r.deps) {

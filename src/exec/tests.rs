@@ -384,8 +384,12 @@ fn a_cohort_member_whose_teacher_failed_is_skipped_and_the_rest_trains() {
     let students: Vec<&crate::plan::PlannedRun> =
         plan.runs.iter().filter(|r| !r.deps.is_empty()).collect();
     assert_eq!(students.len(), 2);
-    let units =
-        super::scheduler::units(&plan, &plan.runs.iter().collect::<Vec<_>>(), Some(1 << 40));
+    let units = super::scheduler::units(
+        &plan,
+        &plan.runs.iter().collect::<Vec<_>>(),
+        Some(1 << 40),
+        false,
+    );
     assert!(units
         .iter()
         .any(|u| u.len() == 2 && u.iter().all(|r| !r.deps.is_empty())));
@@ -408,7 +412,7 @@ fn a_cohort_member_whose_teacher_failed_is_skipped_and_the_rest_trains() {
         assert!(!store.run_dir(&r.id).join(lock::LOCK).exists(), "{}", r.id);
     }
     // Without cohorts, units are single runs.
-    let alone = super::scheduler::units(&plan, &plan.runs.iter().collect::<Vec<_>>(), None);
+    let alone = super::scheduler::units(&plan, &plan.runs.iter().collect::<Vec<_>>(), None, false);
     assert_eq!(alone.len(), plan.runs.len());
 }
 

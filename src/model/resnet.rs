@@ -156,6 +156,17 @@ impl CifarResNet {
     /// The pooled penultimate features (`N×64`) and the logits (fused: `N×(members·64)`
     /// and `N×(members·classes)`, member 0's first).
     pub fn features_t(&self, x: &Tensor, train: bool) -> Result<(Tensor, Tensor)> {
+        let (pooled, mut logits) = self.member_logits(x, train)?;
+        let logits = match logits.len() {
+            1 => logits.pop().expect("one head"),
+            _ => Tensor::cat(&logits, 1)?,
+        };
+        Ok((pooled, logits))
+    }
+
+    /// The pooled features (all members', side by side) and each member's logits
+    /// (`N×classes`) apart, as its own head gives them.
+    pub fn member_logits(&self, x: &Tensor, train: bool) -> Result<(Tensor, Vec<Tensor>)> {
         let mut h = self
             .bn1
             .forward_act(&self.conv1.forward(x)?, None, true, train)?;
@@ -164,13 +175,14 @@ impl CifarResNet {
         }
         let pooled = h.mean((2, 3))?;
         if let [head] = self.heads.as_slice() {
-            return Ok((pooled.clone(), head.forward(&pooled)?));
+            let logits = head.forward(&pooled)?;
+            return Ok((pooled, vec![logits]));
         }
         let width = Self::WIDTHS[2];
         let logits = (self.heads.iter().enumerate())
             .map(|(i, head)| head.forward(&pooled.narrow(1, i * width, width)?))
             .collect::<Result<Vec<_>>>()?;
-        Ok((pooled, Tensor::cat(&logits, 1)?))
+        Ok((pooled, logits))
     }
 }
 

@@ -132,12 +132,41 @@ fn activations(model: ModelName, resolution: usize) -> u64 {
     4 * outputs
 }
 
+/// The members of `runs` that train as one fused network when fusion is on: each set
+/// of two or more with one `RunSpec::fusion_key`, in the order of `runs`.
+pub fn fused_groups<'a>(runs: &[&'a PlannedRun]) -> Vec<Vec<&'a PlannedRun>> {
+    let mut groups: Vec<(String, Vec<&PlannedRun>)> = Vec::new();
+    for &r in runs {
+        let Some(key) = r.spec.fusion_key() else {
+            continue;
+        };
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => members.push(r),
+            None => groups.push((key, vec![r])),
+        }
+    }
+    (groups.into_iter())
+        .map(|(_, members)| members)
+        .filter(|m| m.len() > 1)
+        .collect()
+}
+
+/// Fused groups as `3 × resnet20, 2 × resnet56`.
+pub fn fused_text(groups: &[Vec<&PlannedRun>]) -> String {
+    (groups.iter())
+        .map(|g| format!("{} × {}", g.len(), g[0].spec.model.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Bytes of device memory a cohort needs, estimated as: every member's weights, momentum,
 /// gradients and evaluation copy (four copies of its parameters); every distinct
-/// teacher's weights; the largest member's training step on a batch (the members step one
-/// after another, so only one step's activations are alive); and the batch itself.
-/// Estimated in f32, the dtype lecal trains in.
-pub fn memory(plan: &Plan, runs: &[String]) -> u64 {
+/// teacher's weights; the largest training step on a batch (the members step one after
+/// another, so only one step's activations are alive; with `fused`, a fused group's step
+/// holds all its members' activations, and its network three more copies of their
+/// parameters: weights, gradients, momentum); and the batch itself. Estimated in f32,
+/// the dtype lecal trains in.
+pub fn memory(plan: &Plan, runs: &[String], fused: bool) -> u64 {
     let members: Vec<&PlannedRun> = runs.iter().filter_map(|id| plan.get(id)).collect();
     let Some(first) = members.first() else {
         return 0;
@@ -163,25 +192,41 @@ pub fn memory(plan: &Plan, runs: &[String]) -> u64 {
         })
         .map(|m| parameters(m, classes))
         .sum();
-    let step = members
+    let alone = members
         .iter()
         .map(|r| activations(r.spec.model, resolution))
         .max()
-        .unwrap_or(0)
-        * batch;
+        .unwrap_or(0);
+    let groups = match fused {
+        true => fused_groups(&members),
+        false => Vec::new(),
+    };
+    let group_step = (groups.iter())
+        .map(|g| {
+            g.iter()
+                .map(|r| activations(r.spec.model, resolution))
+                .sum::<u64>()
+        })
+        .max()
+        .unwrap_or(0);
+    let fused_copies: u64 = (groups.iter().flatten())
+        .map(|r| 3 * parameters(r.spec.model, classes))
+        .sum();
+    let step = alone.max(group_step) * batch;
     let images = batch * 3 * (resolution * resolution) as u64;
-    4 * (resident + teachers + step + images)
+    4 * (resident + fused_copies + teachers + step + images)
 }
 
-/// `cohorts` with each one whose `memory` exceeds `budget` bytes split, in plan order,
-/// into consecutive parts that fit (a run alone is always a part of its own).
-pub fn within_budget(plan: &Plan, cohorts: Vec<Cohort>, budget: u64) -> Vec<Cohort> {
+/// `cohorts` with each one whose `memory` (`fused` or not) exceeds `budget` bytes split,
+/// in plan order, into consecutive parts that fit (a run alone is always a part of its
+/// own).
+pub fn within_budget(plan: &Plan, cohorts: Vec<Cohort>, budget: u64, fused: bool) -> Vec<Cohort> {
     let mut out = Vec::new();
     for c in cohorts {
         let mut part: Vec<String> = Vec::new();
         for id in c.runs {
             part.push(id);
-            if part.len() > 1 && memory(plan, &part) > budget {
+            if part.len() > 1 && memory(plan, &part, fused) > budget {
                 let id = part.pop().expect("just pushed");
                 out.push(Cohort {
                     runs: std::mem::replace(&mut part, vec![id]),
@@ -195,4 +240,56 @@ pub fn within_budget(plan: &Plan, cohorts: Vec<Cohort>, budget: u64) -> Vec<Coho
         });
     }
     out
+}
+
+#[cfg(test)]
+mod fusion_tests {
+    use super::*;
+    use crate::plan::build;
+    use crate::recipe::load;
+    use crate::spec::ModelName;
+
+    /// Table 1 on CIFAR-100: each cohort's fused groups hold one architecture, never a
+    /// CRD or SSKD run, and a cohort fused needs more memory than one stepped member by
+    /// member, within the default budget.
+    #[test]
+    fn table_1_cohorts_fuse_by_architecture_and_fused_memory_is_counted() {
+        let set = load(&[std::path::PathBuf::from("recipes/cifar100/table1")]).unwrap();
+        let p = build(&set, &crate::plan::tests::full()).unwrap();
+        let mut fused_runs = 0;
+        for c in cohorts(&p) {
+            let runs: Vec<&PlannedRun> = c.runs.iter().filter_map(|id| p.get(id)).collect();
+            let groups = fused_groups(&runs);
+            for g in &groups {
+                assert!(g.len() > 1);
+                assert!(g.iter().all(|r| r.spec.model == g[0].spec.model));
+                assert!(g
+                    .iter()
+                    .all(|r| r.spec.batch_key() == g[0].spec.batch_key()));
+                let text = |r: &&PlannedRun| toml::to_string(&r.spec.method).unwrap();
+                assert!(g
+                    .iter()
+                    .map(text)
+                    .all(|m| !m.contains("crd") && !m.contains("sskd")));
+                fused_runs += g.len();
+            }
+            let (alone, fused) = (memory(&p, &c.runs, false), memory(&p, &c.runs, true));
+            assert_eq!(groups.is_empty(), alone == fused, "{alone} {fused}");
+            assert!(alone <= fused && fused < 16 << 30, "{fused}");
+        }
+        // Most of Table 1's students fuse: every row but CRD and SSKD.
+        assert!(
+            fused_runs > p.runs.len() / 2,
+            "{fused_runs} of {}",
+            p.runs.len()
+        );
+        let first = (p.runs.iter())
+            .find(|r| r.spec.model == ModelName::Resnet20 && r.spec.fusion_key().is_some())
+            .unwrap();
+        let r20: Vec<&PlannedRun> = (p.runs.iter())
+            .filter(|r| r.spec.fusion_key() == first.spec.fusion_key())
+            .take(2)
+            .collect();
+        assert_eq!(fused_text(&fused_groups(&r20)), "2 × resnet20");
+    }
 }

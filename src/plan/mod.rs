@@ -10,7 +10,7 @@ mod estimate;
 mod method;
 mod scale;
 
-pub use cohort::{cohorts, memory, parameters, within_budget, Cohort};
+pub use cohort::{cohorts, fused_groups, fused_text, memory, parameters, within_budget, Cohort};
 pub use data::SYNTHETIC_DEFAULTS;
 use data::{data_spec, teacher_data, transform_spec};
 pub use estimate::{estimate, images, Estimate, Rates};

@@ -505,24 +505,28 @@ fn issue_15_a_cohort_over_its_memory_budget_is_split_in_order() {
     let gib = 1u64 << 30;
     // Table 1's cohorts fit the default budget as they are.
     assert_eq!(
-        within_budget(&p, whole.clone(), crate::exec::DEFAULT_COHORT_MEMORY),
+        within_budget(&p, whole.clone(), crate::exec::DEFAULT_COHORT_MEMORY, false),
         whole
     );
-    let biggest = whole.iter().map(|c| memory(&p, &c.runs)).max().unwrap();
+    let biggest = whole
+        .iter()
+        .map(|c| memory(&p, &c.runs, false))
+        .max()
+        .unwrap();
     // The largest: an SSKD cohort, whose batches hold four copies of each image.
     assert!(biggest > 3 * gib && biggest < 6 * gib, "{biggest}");
     // At 1.2 GiB the larger cohorts split; every part fits or is a run alone, and the
     // parts hold the same runs in the same order.
     let budget = gib + gib / 5;
-    let parts = within_budget(&p, whole.clone(), budget);
+    let parts = within_budget(&p, whole.clone(), budget, false);
     assert!(parts.len() > whole.len(), "{} parts", parts.len());
     for c in &parts {
-        assert!(c.runs.len() == 1 || memory(&p, &c.runs) <= budget);
+        assert!(c.runs.len() == 1 || memory(&p, &c.runs, false) <= budget);
     }
     let flat = |cs: &[Cohort]| -> Vec<String> { cs.iter().flat_map(|c| c.runs.clone()).collect() };
     assert_eq!(flat(&parts), flat(&whole));
     // A budget smaller than any run: every run alone.
-    let alone = within_budget(&p, whole, 1);
+    let alone = within_budget(&p, whole, 1, false);
     assert_eq!(alone.len(), p.runs.len());
     // Memory grows with members and with the model.
     let r20 = p
@@ -536,10 +540,10 @@ fn issue_15_a_cohort_over_its_memory_budget_is_split_in_order() {
         .find(|r| r.spec.model == ModelName::Resnet110)
         .unwrap();
     let (a, b) = (
-        memory(&p, std::slice::from_ref(&r20.id)),
-        memory(&p, std::slice::from_ref(&r110.id)),
+        memory(&p, std::slice::from_ref(&r20.id), false),
+        memory(&p, std::slice::from_ref(&r110.id), false),
     );
-    assert!(a < b && b < memory(&p, &[r20.id.clone(), r110.id.clone()]));
+    assert!(a < b && b < memory(&p, &[r20.id.clone(), r110.id.clone()], false));
 }
 
 #[test]

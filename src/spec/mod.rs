@@ -306,6 +306,28 @@ impl RunSpec {
         )
     }
 
+    /// What runs must share to train as one fused network (horizontal fusion, one
+    /// grouped network for several students): the batches (`batch_key`: images, their
+    /// size and the batch size), the architecture and the classes; lecal trains in f32
+    /// only, so precision always matches. `None` for a run that trains alone: the ImageNet
+    /// ResNets (no fused form), and CRD and SSKD, whose loss needs the pooled features
+    /// through heads and per-sample memories of their own (CRD), or a 4-view batch and a
+    /// pretrained teacher head (SSKD), beside the network the optimiser fuses.
+    pub fn fusion_key(&self) -> Option<String> {
+        self.model.cifar_depth()?;
+        if let Method::Teachers { crd, sskd, .. } = &self.method {
+            if crd.is_some() || sskd.is_some() {
+                return None;
+            }
+        }
+        Some(format!(
+            "{}|{}|classes {}",
+            self.batch_key(),
+            self.model.as_str(),
+            self.data.classes
+        ))
+    }
+
     /// Images per sample in a training batch: SSKD's rotated copies, else 1.
     pub fn views(&self) -> usize {
         if self.method.sskd().is_some() {

@@ -13,24 +13,25 @@
 //! - A member's own error (a non-finite loss, a divergence, a teacher that does not load)
 //!   ends that member alone. A stop signal ends every member; a results folder that cannot
 //!   be written ends the member that wrote and stops the others (`CohortStopped`).
+//! - With fusion on (`CandleTrainer::fusion`), the members of an epoch that share a
+//!   `RunSpec::fusion_key` train it as one fused network (`fusion`), each keeping its
+//!   own loss, schedule, evaluation, checkpoints and failure.
+
+mod epoch;
+mod fusion;
+mod step;
 
 use super::crd::CrdState;
 use super::sskd::{HeadCache, SskdState};
-use super::teachers::{TeacherOutput, Teachers};
-use super::{
-    argmax_rows, checkpoint_state, diverged, evaluate, restore, sgd, CandleTrainer, Outcome,
-    RunSink, TeacherSource,
-};
-use crate::data::{self, mix, Splits};
+use super::teachers::Teachers;
+use super::{evaluate, restore, sgd, CandleTrainer, Outcome, RunSink, TeacherSource};
+use crate::data::Splits;
 use crate::interrupt::Interrupted;
 use crate::metrics::Evaluation;
 use crate::model;
-use crate::rng::Rng;
 use crate::spec::{Method, RunSpec};
 use crate::store::{EpochRecord, WriteError};
 use anyhow::{bail, Context};
-use candle_core::Tensor;
-use std::time::Instant;
 
 /// One run of a cohort, as the trainer gets it.
 pub struct Member<'a> {
@@ -254,189 +255,6 @@ impl CandleTrainer {
         Ok((net, varmap, opt, (crd, sskd), epochs))
     }
 
-    // Long: one epoch of the cohort in one place: the order of the random streams, the
-    // shared batch, each member's step, its evaluation and its checkpoint is the training
-    // semantics, reviewed top to bottom against PyTorch's loop.
-    /// Trains epoch `epoch` of `students` (all at that epoch) on shared batches, then
-    /// evaluates and checkpoints each. Members that fail leave `students`.
-    fn epoch(
-        &self,
-        epoch: usize,
-        students: &mut Vec<Student>,
-        teachers: &Teachers,
-        splits: &Splits,
-        ends: &mut Ends,
-    ) -> Result<(), Stop> {
-        let dev = &self.device;
-        let Some(lead) = students.first().map(|s| s.spec) else {
-            return Ok(());
-        };
-        let (train, seed, batch) = (&splits.train, lead.seed, lead.schedule.batch);
-        let (h, w, classes) = (train.height, train.width, lead.data.classes);
-        let started = Instant::now();
-        for s in students.iter_mut() {
-            (s.loss_sum, s.correct, s.seen) = (0.0, 0, 0);
-        }
-        let order = Rng::stream(seed, "order", &[epoch as u64]).permutation(train.len());
-        // A last batch of one image is dropped: BatchNorm needs two.
-        let batches: Vec<&[usize]> = order.chunks(batch).filter(|b| b.len() >= 2).collect();
-        // Made ahead of the steps when the images are decoded from files.
-        let mut made = match data::batches::train(
-            train,
-            &batches,
-            &lead.transform,
-            (seed, epoch),
-            batch,
-            lead.views(),
-        ) {
-            Ok(m) => m,
-            Err(e) => {
-                for s in students.drain(..) {
-                    ends.fail(s.index, s.sink, anyhow::anyhow!("epoch {epoch}: {e:#}"));
-                }
-                return Ok(());
-            }
-        };
-        for (bi, idx) in batches.iter().enumerate() {
-            if let Some(signal) = students.iter().find_map(|s| s.sink.stop_requested()) {
-                return Err(Stop::Signal(signal));
-            }
-            if students.is_empty() {
-                return Ok(());
-            }
-            let mut xb = match made.next() {
-                Some(Ok(xb)) => xb,
-                // Unreadable data is every member's own failure, not a halt.
-                Some(Err(e)) => {
-                    let why = format!("epoch {epoch}, batch {}: {e:#}", bi + 1);
-                    for s in students.drain(..) {
-                        ends.fail(s.index, s.sink, anyhow::anyhow!("{why}"));
-                    }
-                    return Ok(());
-                }
-                None => unreachable!("one made batch per batch of the epoch"),
-            };
-            let labels: Vec<u16> = idx.iter().map(|&i| train.labels[i]).collect();
-            // Every member and every teacher see the same mixed batch.
-            let mut mix_rng = Rng::stream(seed, "mix", &[epoch as u64, bi as u64]);
-            let mixed = mix::mix(&lead.augment, &mut xb, &labels, h, w, &mut mix_rng);
-            let traced = students.iter().any(|s| s.sink.wants_batches()).then(|| {
-                let t = crate::method::mixed_targets(&mixed.labels, classes, 0.0);
-                (xb.clone(), t)
-            });
-            let x = match Tensor::from_vec(xb, (idx.len() * lead.views(), 3, h, w), dev) {
-                Ok(x) => x,
-                Err(e) => {
-                    let why = format!("epoch {epoch}, batch {}: {e:#}", bi + 1);
-                    for s in students.drain(..) {
-                        ends.fail(s.index, s.sink, anyhow::anyhow!("{why}"));
-                    }
-                    return Ok(());
-                }
-            };
-            let outputs = teachers.outputs(students, &x);
-            let mut i = 0;
-            while i < students.len() {
-                let s = &mut students[i];
-                let batch = Batch {
-                    x: &x,
-                    mixes: &mixed.labels,
-                    samples: idx,
-                    labels: &train.labels,
-                    at: (epoch, bi),
-                };
-                match step(s, &batch, &outputs, (self.kernels, dev)) {
-                    Ok((lv, lg)) => {
-                        if let Some((x, t)) = &traced {
-                            s.sink.batch(epoch, bi, x, t, lv);
-                        }
-                        s.correct += argmax_rows(&lg, classes)
-                            .zip(&labels)
-                            .filter(|(p, &l)| *p == l as usize)
-                            .count();
-                        s.loss_sum += lv * idx.len() as f64;
-                        s.seen += idx.len();
-                        s.sink.progress(epoch, bi + 1, batches.len());
-                        i += 1;
-                    }
-                    Err(e) => {
-                        let s = students.remove(i);
-                        let e = e.context(format!("epoch {epoch}, batch {}", bi + 1));
-                        ends.fail(s.index, s.sink, e);
-                    }
-                }
-            }
-        }
-        let mut i = 0;
-        while i < students.len() {
-            match self.end_epoch(&mut students[i], epoch, started, splits) {
-                Ok(()) => i += 1,
-                Err(e) if WriteError::in_chain(&e) => {
-                    return Err(Stop::Write {
-                        index: students[i].index,
-                        error: e,
-                    })
-                }
-                Err(e) => {
-                    let s = students.remove(i);
-                    ends.fail(s.index, s.sink, e);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// A member's epoch after its last step: the evaluation, the divergence check, the
-    /// checkpoint and the row.
-    fn end_epoch(
-        &self,
-        s: &mut Student,
-        epoch: usize,
-        started: Instant,
-        splits: &Splits,
-    ) -> anyhow::Result<()> {
-        let dev = &self.device;
-        let eval = evaluate(s.spec, self.kernels, &s.varmap, &splits.test, dev)?;
-        let val_eval = splits
-            .validation
-            .as_ref()
-            .map(|v| evaluate(s.spec, self.kernels, &s.varmap, v, dev))
-            .transpose()?;
-        let rec = EpochRecord {
-            epoch,
-            lr: s.spec.schedule.lr_at(epoch),
-            train_loss: s.loss_sum / s.seen as f64,
-            train_acc: 100.0 * s.correct as f64 / s.seen as f64,
-            test_loss: eval.nll,
-            test_acc: eval.accuracy,
-            ece: eval.ece,
-            nll: eval.nll,
-            brier: eval.brier,
-            seconds: started.elapsed().as_secs_f64(),
-            checkpoint_seconds: 0.0,
-            val_loss: val_eval.as_ref().map(|e| e.nll),
-            val_acc: val_eval.as_ref().map(|e| e.accuracy),
-            val_ece: val_eval.as_ref().map(|e| e.ece),
-        };
-        if let Some(what) = diverged(&rec, &s.varmap)? {
-            bail!("epoch {epoch}: the run diverged: {what}");
-        }
-        let mut state = checkpoint_state(&s.varmap, &s.opt);
-        if let Some(c) = &s.crd {
-            state.extend(c.state()?);
-        }
-        if let Some(k) = &s.sskd {
-            state.extend(k.state());
-        }
-        let state = safetensors::serialize(state, None)?;
-        s.sink
-            .epoch(&rec, &state)
-            .context("writing the epoch's results")?;
-        s.epochs.push(rec);
-        s.last = Some((eval, val_eval));
-        Ok(())
-    }
-
     /// Finishes the members that have trained their last epoch: their final weights and
     /// outcome go to their sinks, and they leave `students`.
     fn finish_done(
@@ -488,71 +306,6 @@ impl CandleTrainer {
         s.sink.finish(&weights, &outcome)?;
         Ok(outcome)
     }
-}
-
-/// A training batch as every member sees it.
-struct Batch<'a> {
-    x: &'a Tensor,
-    mixes: &'a [mix::LabelMix],
-    /// The images' indices in the training set, and its labels.
-    samples: &'a [usize],
-    labels: &'a [u16],
-    /// (epoch, batch index).
-    at: (usize, usize),
-}
-
-/// One member's step on the shared batch: its forward pass, its loss against its
-/// teachers' outputs, the backward pass and the update. Its loss and logits.
-fn step(
-    s: &mut Student,
-    b: &Batch,
-    outputs: &[Option<TeacherOutput>],
-    (kernels, dev): (model::Kernels, &candle_core::Device),
-) -> anyhow::Result<(f64, Vec<f32>)> {
-    let teacher = s
-        .teachers
-        .iter()
-        .map(|&t| match &outputs[t] {
-            Some(Ok(o)) => Ok(o.clone()),
-            Some(Err(why)) => Err(anyhow::anyhow!("{why}")),
-            None => Err(anyhow::anyhow!("teacher {t} was not run")),
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let teacher_logits: Vec<Tensor> = teacher.iter().map(|o| o.1.clone()).collect();
-    let (features, out) = s.net.features_t(b.x, true)?;
-    let (mut loss, out) = match (&s.sskd, teacher.first()) {
-        (Some(k), Some((f_t, l_t))) => {
-            let labels: Vec<u16> = b.samples.iter().map(|&i| b.labels[i]).collect();
-            k.loss(
-                &s.spec.method,
-                (&features, &out),
-                (f_t, l_t),
-                b.mixes,
-                &labels,
-                kernels,
-            )?
-        }
-        _ => {
-            let m = &s.spec.method;
-            (
-                crate::method::loss(m, &out, b.mixes, &teacher_logits, dev)?,
-                out,
-            )
-        }
-    };
-    if let (Some(c), Some((f_t, _))) = (&mut s.crd, teacher.first()) {
-        loss = (loss + c.loss(&features, f_t, b.samples, b.labels, b.at, kernels)?)?;
-    }
-    let lv = loss.to_scalar::<f32>()? as f64;
-    if !lv.is_finite() {
-        bail!("the loss is {lv}");
-    }
-    let grads = loss.backward()?;
-    s.opt.step(&grads, s.spec.schedule.lr_at(b.at.0))?;
-    if let Some(c) = &mut s.crd {
-        c.update_memory()?;
-    }
-    Ok((lv, out.detach().flatten_all()?.to_vec1::<f32>()?))
 }
 
 /// Ends every member still training: by the signal; or, after a write error, the member

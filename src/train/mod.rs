@@ -113,12 +113,57 @@ pub trait Trainer: Sync {
     }
 }
 
+/// Whether a cohort's students of one architecture train as one fused network
+/// (`--fusion`; `--no-fusion` is `off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum FusionChoice {
+    /// On on CUDA, where a small network's step is bound by kernel launches that fusion
+    /// divides by the group's size; off on the CPU, where lecal's grouped convolution
+    /// copies each group in and out and a fused step is slower than its members' steps
+    /// one after another (BENCHMARKS.md, "Fused students").
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+impl FusionChoice {
+    /// `--fusion` with `--no-fusion` folded in.
+    pub fn from_flags(choice: Self, no_fusion: bool) -> Self {
+        if no_fusion {
+            Self::Off
+        } else {
+            choice
+        }
+    }
+
+    /// Whether to fuse on a device that is (`cuda`) or is not a GPU.
+    pub fn on(self, cuda: bool) -> bool {
+        match self {
+            Self::Auto => cuda,
+            Self::On => true,
+            Self::Off => false,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::On => "on",
+            Self::Off => "off",
+        }
+    }
+}
+
 /// The real trainer, on a candle device.
 pub struct CandleTrainer {
     pub device: Device,
     /// The kernels every model of a run is built with.
     pub kernels: model::Kernels,
     pub data_dir: PathBuf,
+    /// Whether a cohort's members of one architecture train as one fused network
+    /// (`RunSpec::fusion_key`); off, each takes its own step.
+    pub fusion: bool,
     cache: Mutex<HashMap<String, Arc<Splits>>>,
 }
 
@@ -131,8 +176,15 @@ impl CandleTrainer {
             device,
             kernels,
             data_dir,
+            fusion: false,
             cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The trainer with fusion on or off.
+    pub fn with_fusion(mut self, on: bool) -> Self {
+        self.fusion = on;
+        self
     }
 
     fn data(&self, spec: &RunSpec) -> anyhow::Result<Arc<Splits>> {

@@ -133,6 +133,31 @@ impl FusedSgd {
         }
     }
 
+    /// Member `i`'s momentum buffers by its own parameter names (`model::fused`), as its
+    /// `Sgd` alone holds them: none before its first step.
+    pub fn member_buffers(&self, i: usize) -> Vec<(String, Tensor)> {
+        self.params
+            .iter()
+            .zip(&self.buffers)
+            .filter(|((_, _, owner), _)| owner.is_none_or(|o| o == i))
+            .filter_map(|((n, _, _), b)| {
+                let own = crate::model::fused::member_name(n).1;
+                Some((own, b[i].clone()?))
+            })
+            .collect()
+    }
+
+    /// Sets member `i`'s momentum buffers from its own optimiser's (`Sgd::buffers`, by its
+    /// own parameter names).
+    pub fn set_member_buffers(&mut self, i: usize, buffers: Vec<(String, Tensor)>) {
+        let mut by_name: std::collections::HashMap<String, Tensor> = buffers.into_iter().collect();
+        for ((n, _, owner), b) in self.params.iter().zip(self.buffers.iter_mut()) {
+            if owner.is_none_or(|o| o == i) {
+                b[i] = by_name.remove(&crate::model::fused::member_name(n).1);
+            }
+        }
+    }
+
     /// One step with member `i`'s learning rate `lrs[i]`.
     pub fn step(&mut self, grads: &GradStore, lrs: &[f64]) -> Result<()> {
         let k = self.members.len();

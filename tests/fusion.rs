@@ -1,7 +1,7 @@
 //! Fused students, the real `lecal` binary against itself: a cohort's students of one
 //! architecture trained as one fused network (`--fusion on`) give byte for byte the
 //! results of training each run alone (`--no-cohorts`), for a Table-1-like cohort at
-//! smoke scale: plain, KD, SL, En-SL and KD-SL rows, a "+" row of more epochs with its
+//! smoke scale: plain, KD, WSL, SL, En-SL and KD-SL rows, a "+" row of more epochs with its
 //! own milestones, a mixed-batch (CutMix) cohort, and two architectures. A member that
 //! diverges fails alone, and a fused cohort killed with SIGKILL resumes, its members at
 //! different epochs, to the same results.
@@ -13,9 +13,9 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// Runs that finish: two ResNet14 teachers, a ResNet14 student, seven ResNet8 students
-/// on plain batches and three on CutMix batches.
-const DONE: usize = 13;
+/// Runs that finish: two ResNet14 teachers, two ResNet14 students, seven ResNet8
+/// students on plain batches and three on CutMix batches.
+const DONE: usize = 14;
 
 /// The recipes of table `f`; with `wild`, a ResNet8 KD student whose learning rate makes
 /// it diverge, in the fused group of the plain batches (which goes on fused without it).
@@ -23,6 +23,7 @@ fn recipes(dir: &Path, wild: bool) {
     let rows = [
         "Vanilla",
         "KD",
+        "WSL",
         "SL",
         "En-SL",
         "KD-SL",
@@ -69,6 +70,12 @@ fn recipes(dir: &Path, wild: bool) {
             "KD",
             "resnet14",
             format!("{short}method = \"kd\"\n{one}"),
+        ),
+        (
+            "wsl",
+            "WSL",
+            "resnet8",
+            format!("{short}method = \"wsl\"\n{one}"),
         ),
         (
             "sl",
@@ -153,16 +160,16 @@ fn fused_students_train_bit_identical_to_each_run_alone() {
     let (alone_log, log) = (common::output_text(&alone), common::output_text(&fused));
     for (o, l) in [(&alone, &alone_log), (&fused, &log)] {
         assert_eq!(o.status.code(), Some(1), "the wild run fails:\n{l}");
-        assert!(l.contains("14 runs: 13 trained"), "{l}");
+        assert!(l.contains("15 runs: 14 trained"), "{l}");
     }
     assert!(!alone_log.contains("fused"), "{alone_log}");
     // The teacher of seed 0 fuses with the ResNet14 student that needs no teacher; then
-    // the students of the plain batches (six ResNet8 with the wild one; the ResNet14
+    // the students of the plain batches (seven ResNet8 with the wild one; the ResNet14
     // trains alone) and of the CutMix batches.
     for group in [
         "cohort of 3 runs (seed 0): one stream of batches, each teacher once per batch; \
          fused: 2 × resnet14",
-        "fused: 6 × resnet8",
+        "fused: 7 × resnet8",
         "fused: 3 × resnet8",
     ] {
         assert!(log.contains(group), "{group}:\n{log}");

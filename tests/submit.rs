@@ -97,6 +97,8 @@ fn an_awkward_results_folder_and_quoted_options_round_trip_to_sbatch_and_bash() 
             "--comment='a b # c' --nice=10",
             "--partition",
             "cpu",
+            "--fusion",
+            "on",
         ],
     );
     assert!(out.status.success(), "{}", common::output_text(&out));
@@ -111,6 +113,8 @@ fn an_awkward_results_folder_and_quoted_options_round_trip_to_sbatch_and_bash() 
     assert!(text.contains("#SBATCH \"--comment=a b # c\"\n"), "{text}");
     assert!(text.contains("#SBATCH --nice=10\n"), "{text}");
     assert!(text.contains("#SBATCH --partition=cpu\n"), "{text}");
+    // The job's step trains as asked (`--fusion` passes on when it is not `auto`).
+    assert!(text.contains(" --fusion=on "), "{text}");
     let output = format!("--output={}/slurm/%x-%j.out", res.display()).replace("100%/", "100%%/");
     assert!(text.contains(&output), "{text}");
     // Run by bash (as the job would be), the script trains its run in that folder.

@@ -1,11 +1,12 @@
-//! `lecal bench`'s cohort line: a Table-1-shaped plan at a small scale, trained run by run
-//! and as one cohort in the same invocation.
+//! `lecal bench`'s cohort line: a Table-1-shaped plan at a small scale, trained run by run,
+//! as one cohort, and as one cohort with its students fused (`--fusion on`: one network
+//! per architecture) in the same invocation.
 //!
 //! CIFAR-100 shapes (100 classes, 32×32, batch 64) on generated images; students ResNet20,
 //! 32, 44, 56 and 110 in the KD, SL, En-SL and KD-SL rows (20 runs, one seed, one epoch);
 //! the three ResNet110 teachers trained beforehand, not timed. Both ways train the same
-//! runs with the same trainer and write nothing; the cohort's results are checked equal to
-//! the runs' alone.
+//! runs with the same trainer and write nothing; the cohort's results, fused or not, are
+//! checked equal to the runs' alone.
 
 use crate::plan::{self, Plan, PlannedRun, Scale};
 use crate::spec::TeacherRef;
@@ -16,7 +17,7 @@ use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// The two timings and what they trained.
+/// The three timings and what they trained.
 #[derive(Debug, Clone)]
 pub struct CohortBench {
     pub runs: usize,
@@ -24,10 +25,12 @@ pub struct CohortBench {
     pub images_per_run: usize,
     pub alone_seconds: f64,
     pub cohort_seconds: f64,
+    /// The cohort with its students of one architecture fused.
+    pub fused_seconds: f64,
     /// Teacher forward passes per batch: summed over the runs alone, and in the cohort.
     pub alone_passes: usize,
     pub cohort_passes: usize,
-    /// Whether every run's outcome in the cohort equals its outcome alone.
+    /// Whether every run's outcome in the cohort, fused or not, equals its outcome alone.
     pub identical: bool,
 }
 
@@ -141,21 +144,14 @@ fn measure(trainer: &CandleTrainer, images: usize, dir: &Path) -> anyhow::Result
         alone.push(trainer.train(&r.spec, ts, &mut sink)?);
     }
     let alone_seconds = started.elapsed().as_secs_f64();
-    let mut sinks: Vec<Discard> = students.iter().map(|_| Discard { weights: None }).collect();
-    let members = students
-        .iter()
-        .zip(&sources)
-        .zip(sinks.iter_mut())
-        .map(|((r, ts), sink)| Member {
-            spec: &r.spec,
-            teachers: ts,
-            sink,
-        })
-        .collect();
-    let started = Instant::now();
-    let together = trainer.train_cohort(members);
-    let cohort_seconds = started.elapsed().as_secs_f64();
-    let together = together.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    let (cohort_seconds, together) = as_cohort(trainer, &students, &sources)?;
+    let fusing = CandleTrainer::new(
+        trainer.device.clone(),
+        trainer.kernels,
+        trainer.data_dir.clone(),
+    )
+    .with_fusion(true);
+    let (fused_seconds, fused) = as_cohort(&fusing, &students, &sources)?;
     let same = |a: &Outcome, b: &Outcome| {
         let rows = |o: &Outcome| {
             o.epochs
@@ -173,8 +169,33 @@ fn measure(trainer: &CandleTrainer, images: usize, dir: &Path) -> anyhow::Result
         images_per_run: images,
         alone_seconds,
         cohort_seconds,
+        fused_seconds,
         alone_passes: sources.iter().map(Vec::len).sum(),
         cohort_passes: distinct.len(),
-        identical: alone.iter().zip(&together).all(|(a, b)| same(a, b)),
+        identical: alone.iter().zip(&together).all(|(a, b)| same(a, b))
+            && alone.iter().zip(&fused).all(|(a, b)| same(a, b)),
     })
+}
+
+/// `students` trained as one cohort by `trainer`: the seconds it took and the outcomes.
+fn as_cohort(
+    trainer: &CandleTrainer,
+    students: &[&PlannedRun],
+    sources: &[Vec<TeacherSource>],
+) -> anyhow::Result<(f64, Vec<Outcome>)> {
+    let mut sinks: Vec<Discard> = students.iter().map(|_| Discard { weights: None }).collect();
+    let members = (students.iter().zip(sources).zip(sinks.iter_mut()))
+        .map(|((r, ts), sink)| Member {
+            spec: &r.spec,
+            teachers: ts,
+            sink,
+        })
+        .collect();
+    let started = Instant::now();
+    let together = trainer.train_cohort(members);
+    let seconds = started.elapsed().as_secs_f64();
+    Ok((
+        seconds,
+        together.into_iter().collect::<anyhow::Result<_>>()?,
+    ))
 }

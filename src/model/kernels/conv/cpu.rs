@@ -348,73 +348,108 @@ fn matmul_into(
     }
 }
 
-/// The forward pass on slices: `y` (N, K, OH, OW).
-pub fn forward(x: &[f32], w: &[f32], g: &Geometry, kernel: Microkernel) -> Vec<f32> {
-    let (crs, ohw) = (g.crs(), g.ohw());
+/// The forward pass on slices: `y` (N, groups·K, OH, OW) of `groups` convolutions of
+/// geometry `g` side by side in the channels (`w` holds each group's weights in turn).
+/// A group of an image is a contiguous block of its channels, so each (image, group) is
+/// the very computation of an ungrouped convolution's image: the same bits.
+pub fn forward(x: &[f32], w: &[f32], g: &Geometry, groups: usize, kernel: Microkernel) -> Vec<f32> {
+    let (crs, ohw, chw) = (g.crs(), g.ohw(), g.chw());
+    let (yg, wg) = (g.k * ohw, g.k * crs);
     // SAFETY: gemm writes every element of each image's output (`accumulate` false).
     unsafe {
-        filled_vec(g.n * g.k * ohw, |y| {
-            y.par_chunks_mut(g.k * ohw)
-                .zip(x.par_chunks(g.chw()))
+        filled_vec(g.n * groups * yg, |y| {
+            y.par_chunks_mut(groups * yg)
+                .zip(x.par_chunks(groups * chw))
                 .for_each(|(yi, xi)| {
                     with_scratch(crs * g.col_ld(), |col, _| {
-                        im2col(xi, g, col);
-                        let (a, b) = (Mat::rows(w, crs), Mat::rows(col, g.col_ld()));
-                        matmul_into(kernel, yi, ohw, (g.k, ohw, crs), a, b, false);
+                        for (q, yq) in yi.chunks_mut(yg).enumerate() {
+                            im2col(&xi[q * chw..(q + 1) * chw], g, col);
+                            let wq = &w[q * wg..(q + 1) * wg];
+                            let (a, b) = (Mat::rows(wq, crs), Mat::rows(col, g.col_ld()));
+                            matmul_into(kernel, yq, ohw, (g.k, ohw, crs), a, b, false);
+                        }
                     })
                 })
         })
     }
 }
 
-/// Both gradients on slices, as one vector `[dx (N, C, H, W), dW (K, C, R, S)]` (the
-/// backward op's single output).
-pub fn backward(x: &[f32], w: &[f32], dy: &[f32], g: &Geometry, kernel: Microkernel) -> Vec<f32> {
+// Long: the two gradients share one pass over each chunk of images (one im2col per image
+// and group), and the order of the weight gradient's sums is the bits' contract; split, the
+// pass would be made twice or its order spread over functions.
+/// Both gradients on slices, as one vector `[dx (N, groups·C, H, W), dW (groups·K, C, R,
+/// S)]` (the backward op's single output), for `groups` convolutions of geometry `g` side
+/// by side as in `forward`. Each group's weight gradient is summed over the same chunks of
+/// images in the same order as an ungrouped convolution's.
+pub fn backward(
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    g: &Geometry,
+    groups: usize,
+    kernel: Microkernel,
+) -> Vec<f32> {
     let (crs, ohw, chw) = (g.crs(), g.ohw(), g.chw());
-    // The input gradient's convolution and its weights, where it applies.
-    let flipped = transposed(g).map(|t| (t, flip(w, g)));
+    let (yg, wg) = (g.k * ohw, g.k * crs);
+    // The input gradient's convolution and each group's weights for it, where it applies.
+    let flipped = transposed(g).map(|t| {
+        let wts: Vec<Vec<f32>> = (0..groups)
+            .map(|q| flip(&w[q * wg..(q + 1) * wg], g))
+            .collect();
+        (t, wts)
+    });
     let ld = g.col_ld();
     let scratch = (crs * ld).max(flipped.as_ref().map_or(0, |(t, _)| t.crs() * t.col_ld()));
     // SAFETY: each image of dx is written by gemm (`accumulate` false) or zeroed and then
     // filled by col2im; dW is zeroed before the sums.
     unsafe {
-        filled_vec(g.grads_len(), |out| {
-            let (dx, dw) = out.split_at_mut(g.n * chw);
+        filled_vec(groups * g.grads_len(), |out| {
+            let (dx, dw) = out.split_at_mut(g.n * groups * chw);
             let partials: Vec<Vec<f32>> = dx
-                .par_chunks_mut(CHUNK * chw)
-                .zip(x.par_chunks(CHUNK * chw))
-                .zip(dy.par_chunks(CHUNK * g.k * ohw))
+                .par_chunks_mut(CHUNK * groups * chw)
+                .zip(x.par_chunks(CHUNK * groups * chw))
+                .zip(dy.par_chunks(CHUNK * groups * yg))
                 .map(|((dxc, xc), dyc)| {
-                    // dWᵀ (C·R·S × K): its product reads col(x) and dyᵀ in place.
-                    let mut dwt = vec![0f32; crs * g.k];
-                    let mut dyt = vec![0f32; g.k * ohw];
+                    // Each group's dWᵀ (C·R·S × K): its product reads col(x) and dyᵀ in
+                    // place.
+                    let mut dwt = vec![0f32; groups * wg];
+                    let mut dyt = vec![0f32; yg];
                     with_scratch(scratch, |col, dcol| {
-                        for ((dxi, xi), dyi) in dxc
-                            .chunks_mut(chw)
-                            .zip(xc.chunks(chw))
-                            .zip(dyc.chunks(g.k * ohw))
-                        {
-                            im2col(xi, g, col);
-                            // dWᵀ += col(x[n]) · dy[n]ᵀ: each row of col(x[n]) is read in
-                            // order and dy[n]ᵀ's rows are contiguous, so neither operand is
-                            // packed (dW = dy[n] · col(x[n])ᵀ would gather col's columns).
-                            transpose(dyi, g.k, ohw, &mut dyt);
-                            let (a, b) = (Mat::rows(col, ld), Mat::rows(&dyt, g.k));
-                            matmul(kernel, &mut dwt, g.k, (crs, g.k, ohw), a, b, true);
-                            match &flipped {
-                                // dx[n] = W' · col'(dy[n])
-                                Some((t, wt)) => {
-                                    im2col(dyi, t, dcol);
-                                    let a = Mat::rows(wt, t.crs());
-                                    let b = Mat::rows(dcol, t.col_ld());
-                                    let shape = (t.k, t.ohw(), t.crs());
-                                    matmul_into(kernel, dxi, t.ohw(), shape, a, b, false);
-                                }
-                                // dx[n] = col2im(Wᵀ · dy[n])
-                                None => {
-                                    let (a, b) = (Mat::transposed(w, crs), Mat::rows(dyi, ohw));
-                                    matmul(kernel, dcol, ld, (crs, ohw, g.k), a, b, false);
-                                    col2im(dcol, g, dxi);
+                        let images = dxc
+                            .chunks_mut(groups * chw)
+                            .zip(xc.chunks(groups * chw))
+                            .zip(dyc.chunks(groups * yg));
+                        for ((dxn, xn), dyn_img) in images {
+                            for q in 0..groups {
+                                let xi = &xn[q * chw..(q + 1) * chw];
+                                let dyi = &dyn_img[q * yg..(q + 1) * yg];
+                                let dxi = &mut dxn[q * chw..(q + 1) * chw];
+                                let dwq = &mut dwt[q * wg..(q + 1) * wg];
+                                let wq = &w[q * wg..(q + 1) * wg];
+                                im2col(xi, g, col);
+                                // dWᵀ += col(x[n]) · dy[n]ᵀ: each row of col(x[n]) is read
+                                // in order and dy[n]ᵀ's rows are contiguous, so neither
+                                // operand is packed (dW = dy[n] · col(x[n])ᵀ would gather
+                                // col's columns).
+                                transpose(dyi, g.k, ohw, &mut dyt);
+                                let (a, b) = (Mat::rows(col, ld), Mat::rows(&dyt, g.k));
+                                matmul(kernel, dwq, g.k, (crs, g.k, ohw), a, b, true);
+                                match &flipped {
+                                    // dx[n] = W' · col'(dy[n])
+                                    Some((t, wts)) => {
+                                        im2col(dyi, t, dcol);
+                                        let a = Mat::rows(&wts[q], t.crs());
+                                        let b = Mat::rows(dcol, t.col_ld());
+                                        let shape = (t.k, t.ohw(), t.crs());
+                                        matmul_into(kernel, dxi, t.ohw(), shape, a, b, false);
+                                    }
+                                    // dx[n] = col2im(Wᵀ · dy[n])
+                                    None => {
+                                        let a = Mat::transposed(wq, crs);
+                                        let b = Mat::rows(dyi, ohw);
+                                        matmul(kernel, dcol, ld, (crs, ohw, g.k), a, b, false);
+                                        col2im(dcol, g, dxi);
+                                    }
                                 }
                             }
                         }
@@ -422,12 +457,14 @@ pub fn backward(x: &[f32], w: &[f32], dy: &[f32], g: &Geometry, kernel: Microker
                     dwt
                 })
                 .collect();
-            // The chunks' dWᵀ summed in chunk order, into dW's layout.
+            // The chunks' dWᵀ summed in chunk order, into dW's layout, group by group.
             let dw = zeroed(dw);
             for p in partials {
-                for (c, row) in p.chunks_exact(g.k).enumerate() {
-                    for (k, v) in row.iter().enumerate() {
-                        dw[k * crs + c] += v;
+                for (dwq, pq) in dw.chunks_exact_mut(wg).zip(p.chunks_exact(wg)) {
+                    for (c, row) in pq.chunks_exact(g.k).enumerate() {
+                        for (k, v) in row.iter().enumerate() {
+                            dwq[k * crs + c] += v;
+                        }
                     }
                 }
             }

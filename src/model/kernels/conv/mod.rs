@@ -74,19 +74,13 @@ impl CustomOp2 for Conv {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (x, w) = (f32_slice(s1, l1, "input")?, f32_slice(s2, l2, "weight")?);
-        if self.groups > 1 {
-            let g =
-                grouped::group_geometry(l1.dims(), l2.dims(), self.stride, self.pad, self.groups)?;
-            let y = grouped::forward_grouped(x, w, &g, self.groups, self.gemm);
-            let [n, k, oh, ow] = g.y_dims();
-            return Ok((
-                CpuStorage::F32(y),
-                Shape::from((n, k * self.groups, oh, ow)),
-            ));
-        }
-        let g = Geometry::new(l1.dims(), l2.dims(), self.stride, self.pad)?;
-        let y = forward(x, w, &g, self.gemm);
-        Ok((CpuStorage::F32(y), Shape::from(&g.y_dims()[..])))
+        let g = grouped::group_geometry(l1.dims(), l2.dims(), self.stride, self.pad, self.groups)?;
+        let y = forward(x, w, &g, self.groups, self.gemm);
+        let [n, k, oh, ow] = g.y_dims();
+        Ok((
+            CpuStorage::F32(y),
+            Shape::from((n, k * self.groups, oh, ow)),
+        ))
     }
 
     #[cfg(feature = "cudnn")]
@@ -163,10 +157,7 @@ impl CustomOp3 for ConvBackward {
         let x = f32_slice(s1, l1, "input")?;
         let w = f32_slice(s2, l2, "weight")?;
         let dy = f32_slice(s3, l3, "output gradient")?;
-        let both = match self.groups {
-            1 => backward(x, w, dy, &g, self.gemm),
-            k => grouped::backward_grouped(x, w, dy, &g, k, self.gemm),
-        };
+        let both = backward(x, w, dy, &g, self.groups, self.gemm);
         let len = both.len();
         Ok((CpuStorage::F32(both), Shape::from(len)))
     }

@@ -97,7 +97,12 @@ fn gradients_do_not_depend_on_the_thread_count() {
             .num_threads(threads)
             .build()
             .unwrap()
-            .install(|| (forward(&xs, &ws, &g, k), backward(&xs, &ws, &dys, &g, k)))
+            .install(|| {
+                (
+                    forward(&xs, &ws, &g, 1, k),
+                    backward(&xs, &ws, &dys, &g, 1, k),
+                )
+            })
     };
     assert_eq!(with(1), with(3));
 }
@@ -144,4 +149,40 @@ fn grouped_convolutions_match_candles_in_all_three_passes() {
     }
     let bad = grouped::group_geometry(&[1, 6, 4, 4], &[4, 3, 3, 3], 1, 1, 4);
     assert!(bad.is_err());
+}
+
+/// Each group of a grouped convolution, run in place, gives the bits of that group's
+/// convolution alone on its own contiguous input (output, input and weight gradients).
+#[test]
+fn each_group_in_place_has_the_bits_of_its_convolution_alone() {
+    let k = Kernels::lecal().gemm;
+    let mut rng = Rng::new(17);
+    // (n, groups, channels per group in, out, size, stride, pad)
+    for (n, groups, cg, kg, size, stride, pad) in [(9, 3, 16, 16, 3, 1, 1), (6, 2, 8, 16, 3, 2, 1)]
+    {
+        let x = values(&random(&[n, cg * groups, 8, 8], &mut rng));
+        let w = values(&random(&[kg * groups, cg, size, size], &mut rng));
+        let dims = ([n, cg * groups, 8, 8], [kg * groups, cg, size, size]);
+        let g = grouped::group_geometry(&dims.0, &dims.1, stride, pad, groups).unwrap();
+        let yg = g.k * g.ohw();
+        let dy = values(&random(&[n, kg * groups, g.oh, g.ow], &mut rng));
+        let y = forward(&x, &w, &g, groups, k);
+        let both = backward(&x, &w, &dy, &g, groups, k);
+        let (dx, dw) = both.split_at(x.len());
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        let take = |v: &[f32], part: usize, q: usize| -> Vec<f32> {
+            (v.chunks(part * groups))
+                .flat_map(|img| img[q * part..(q + 1) * part].to_vec())
+                .collect()
+        };
+        for q in 0..groups {
+            let wq = &w[q * w.len() / groups..(q + 1) * w.len() / groups];
+            let (xq, dyq) = (take(&x, g.chw(), q), take(&dy, yg, q));
+            let alone = backward(&xq, wq, &dyq, &g, 1, k);
+            let (adx, adw) = alone.split_at(xq.len());
+            assert_eq!(bits(&take(&y, yg, q)), bits(&forward(&xq, wq, &g, 1, k)));
+            assert_eq!(bits(&take(dx, g.chw(), q)), bits(adx), "group {q} dx");
+            assert_eq!(bits(&dw[q * adw.len()..(q + 1) * adw.len()]), bits(adw));
+        }
+    }
 }

@@ -260,9 +260,9 @@ pub enum Command {
         #[arg(long, default_value_t = 5.0)]
         min_seconds: f64,
         /// Parts to time: train, teacher, data, cohort (Table 1's KD, SL, En-SL and KD-SL
-        /// rows at a small scale, run by run and as a cohort), fused (4 ResNet20 and 4
-        /// ResNet56 students on one batch, one after another and as one fused network,
-        /// checked for identical results first), imagenet-loader (decoding
+        /// rows at a small scale, run by run, as a cohort and fused), fused (ResNet20 and
+        /// ResNet56 students on one batch, one after another and as one fused network of
+        /// --fused-members, checked for identical results first), imagenet-loader (decoding
         /// and the training transform of generated JPEGs with the loader on all cores).
         #[arg(
             long,
@@ -273,6 +273,9 @@ pub enum Command {
         /// Training images of each run of the cohort part (one epoch).
         #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(64..))]
         cohort_images: u32,
+        /// Students per fused network in the fused part, comma-separated (e.g. 4,6).
+        #[arg(long, value_delimiter = ',', default_value = "4", value_parser = clap::value_parser!(u32).range(2..=64))]
+        fused_members: Vec<u32>,
         /// Generated JPEGs (about 400×350, quality 90) of the imagenet-loader part.
         #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(8..))]
         imagenet_images: u32,
@@ -482,6 +485,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             min_seconds,
             parts,
             cohort_images,
+            fused_members,
             imagenet_images,
             imagenet_dir,
             csv,
@@ -496,6 +500,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 min_seconds,
                 parts,
                 cohort_images: cohort_images as usize,
+                fused_members: fused_members.iter().map(|&m| m as usize).collect(),
                 imagenet_images: imagenet_images as usize,
                 imagenet_dir,
                 csv,

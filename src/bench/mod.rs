@@ -47,6 +47,8 @@ pub struct Options {
     pub parts: Vec<String>,
     /// Training images of each run of the cohort part.
     pub cohort_images: usize,
+    /// Students per fused network in the fused part.
+    pub fused_members: Vec<usize>,
     /// Generated JPEGs of the `imagenet-loader` part, and where they are written.
     pub imagenet_images: usize,
     pub imagenet_dir: std::path::PathBuf,
@@ -200,8 +202,10 @@ pub fn run(o: &Options) -> anyhow::Result<Vec<Measure>> {
     }
     if part("fused") {
         let models = [ModelName::Resnet20, ModelName::Resnet56];
-        for (what, imp, r) in fused::measure(&models, 4, o.kernels, &o.device, o.min_seconds)? {
-            push(what, imp, r);
+        for &k in &o.fused_members {
+            for (what, imp, r) in fused::measure(&models, k, o.kernels, &o.device, o.min_seconds)? {
+                push(what, imp, r);
+            }
         }
     }
     if part("imagenet-loader") {

@@ -16,6 +16,7 @@ pub struct BenchOptions {
     pub min_seconds: f64,
     pub parts: Vec<String>,
     pub cohort_images: usize,
+    pub fused_members: Vec<usize>,
     pub imagenet_images: usize,
     pub imagenet_dir: PathBuf,
     pub csv: Option<PathBuf>,
@@ -44,6 +45,7 @@ pub fn bench(
         min_seconds,
         parts,
         cohort_images,
+        fused_members,
         imagenet_images,
         imagenet_dir,
         csv,
@@ -92,6 +94,7 @@ pub fn bench(
         min_seconds,
         parts,
         cohort_images,
+        fused_members,
         imagenet_images,
         imagenet_dir,
     };

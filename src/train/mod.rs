@@ -118,9 +118,8 @@ pub trait Trainer: Sync {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum FusionChoice {
     /// On on CUDA, where a small network's step is bound by kernel launches that fusion
-    /// divides by the group's size; off on the CPU, where lecal's grouped convolution
-    /// copies each group in and out and a fused step is slower than its members' steps
-    /// one after another (BENCHMARKS.md, "Fused students").
+    /// divides by the group's size; off on the CPU, which has no launches to save and
+    /// where a fused cohort measured about 10% slower (BENCHMARKS.md, "Fused students").
     #[default]
     Auto,
     On,

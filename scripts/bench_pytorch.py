@@ -22,6 +22,9 @@ Batch 64, 32x32 RGB images, 100 classes, float32.
   train <model>        one SGD step (lr 0.1, momentum 0.9, weight decay 5e-4) of a CIFAR
                        ResNet (option B shortcuts) in training mode on a fixed random batch:
                        forward, cross-entropy, backward, update, reading the loss back.
+  fused Kx <model>     lecal's K runs as one fused network, against PyTorch eager
+                       training the same K runs one after another: one run's train
+                       <model> step (images/s count every run's images).
   teacher resnet110    forward pass of ResNet110 in evaluation mode without a graph,
                        logits copied back to the CPU.
   crop+flip+normalise  one epoch over 2048 uint8 images in batches of 64: random crop with
@@ -295,6 +298,16 @@ def pil_resize_step(root):
     return step, len(images), torch.device("cpu")
 
 
+def basis(what):
+    """The PyTorch measurement a lecal `what` is compared with: `fused Kx <model>` (K runs
+    trained as one fused network by lecal) against PyTorch eager training the same K runs
+    one after another, whose images per second are one run's `train <model>`."""
+    parts = what.split()
+    if len(parts) == 3 and parts[0] == "fused" and parts[1].endswith("x"):
+        return f"train {parts[2]}"
+    return what
+
+
 def make_step(what, device, models, imagenet_dir=None, threads=1):
     """The step of one lecal `what`, or None when it is not measured here."""
     if what.startswith("train "):
@@ -419,10 +432,12 @@ def main():
     # One PyTorch measurement per `what` of the lecal CSV, in its order.
     pytorch = {}
     for r in rows:
-        what = r["what"]
+        what = basis(r["what"])
         if what in pytorch:
             continue
-        made = make_step(what, device, models, a.imagenet_dir, a.threads)
+        # A fused row's PyTorch baseline is measured whatever --models says.
+        allowed = models if what == r["what"] else list(MODEL_DEPTHS)
+        made = make_step(what, device, allowed, a.imagenet_dir, a.threads)
         if made is None:
             pytorch[what] = None
             print(f"  {what:<22} not measured with PyTorch", file=sys.stderr, flush=True)
@@ -442,7 +457,7 @@ def main():
     table = []
     for r in rows:
         lecal = float(r["images_per_second"])
-        torch_ips = pytorch.get(r["what"])
+        torch_ips = pytorch.get(basis(r["what"]))
         table.append(
             [
                 label(r["what"], r["implementation"]),

@@ -246,7 +246,7 @@ pub enum Command {
     Bench {
         #[arg(long, default_value = "cpu")]
         device: DeviceChoice,
-        /// Models whose training step to time.
+        /// Models whose training step (and fused students) to time.
         #[arg(
             long,
             value_delimiter = ',',
@@ -260,8 +260,8 @@ pub enum Command {
         #[arg(long, default_value_t = 5.0)]
         min_seconds: f64,
         /// Parts to time: train, teacher, data, cohort (Table 1's KD, SL, En-SL and KD-SL
-        /// rows at a small scale, run by run, as a cohort and fused), fused (ResNet20 and
-        /// ResNet56 students on one batch, one after another and as one fused network of
+        /// rows at a small scale, run by run, as a cohort and fused), fused (students of
+        /// each of --models on one batch, one after another and as one fused network of
         /// --fused-members, checked for identical results first), imagenet-loader (decoding
         /// and the training transform of generated JPEGs with the loader on all cores).
         #[arg(

@@ -181,8 +181,11 @@ mod cuda {
             .ok()
             .map(|_| format!("{major}.{minor}"));
         let toolkit = Some(env!("LECAL_CUDA_TOOLKIT").to_string()).filter(|t| !t.is_empty());
+        let context = c.cuda_stream().context().clone();
         DeviceDetails {
-            name: c.cuda_stream().context().name().ok(),
+            name: context.name().ok(),
+            compute_capability: (context.compute_capability().ok())
+                .map(|(major, minor)| format!("{major}.{minor}")),
             cuda_driver: driver,
             cuda_runtime: runtime,
             cuda_toolkit: toolkit,

@@ -201,7 +201,9 @@ pub fn run(o: &Options) -> anyhow::Result<Vec<Measure>> {
         }
     }
     if part("fused") {
-        let models = [ModelName::Resnet20, ModelName::Resnet56];
+        let models: Vec<ModelName> = (o.models.iter().copied())
+            .filter(|m| m.cifar_depth().is_some())
+            .collect();
         for &k in &o.fused_members {
             for (what, imp, r) in fused::measure(&models, k, o.kernels, &o.device, o.min_seconds)? {
                 push(what, imp, r);

@@ -125,6 +125,9 @@ pub struct DeviceDetails {
     /// each gives the same bits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_kernels: Option<String>,
+    /// On CUDA, the GPU's compute capability, e.g. `9.0` (H100), `8.0` (A100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute_capability: Option<String>,
     /// The CUDA version the driver supports (`cuDriverGetVersion`), e.g. `13.0`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cuda_driver: Option<String>,

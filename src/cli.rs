@@ -89,7 +89,7 @@ pub enum Command {
         /// Attempt again the runs that failed in an earlier invocation.
         #[arg(long)]
         retry_failed: bool,
-        /// The convolution: auto (lecal's on the CPU, candle's on CUDA), lecal, candle.
+        /// The convolution: auto or lecal (lecal's, on CUDA through cuDNN; checked at first use), candle.
         #[arg(long, value_enum, default_value = "auto", env = "LECAL_CONV")]
         conv: ConvChoice,
         /// lecal's CPU matrix-product kernel: auto (AVX2 + FMA where the CPU has both),
@@ -200,7 +200,7 @@ pub enum Command {
         /// Folder holding the datasets.
         #[arg(long, default_value = "data", env = "LECAL_DATA")]
         data_dir: PathBuf,
-        /// The convolution: auto (lecal's on the CPU, candle's on CUDA), lecal, candle.
+        /// The convolution: auto or lecal (lecal's, on CUDA through cuDNN; checked at first use), candle.
         #[arg(long, value_enum, default_value = "auto", env = "LECAL_CONV")]
         conv: ConvChoice,
         /// lecal's CPU matrix-product kernel: auto (AVX2 + FMA where the CPU has both),
@@ -288,7 +288,7 @@ pub enum Command {
         /// Instead: one training step on this device against the same step on the CPU.
         #[arg(long)]
         check: bool,
-        /// The convolution: auto (lecal's on the CPU, candle's on CUDA), lecal, candle.
+        /// The convolution: auto or lecal (lecal's, on CUDA through cuDNN; checked at first use), candle.
         #[arg(long, value_enum, default_value = "auto", env = "LECAL_CONV")]
         conv: ConvChoice,
         /// lecal's CPU matrix-product kernel: auto (AVX2 + FMA where the CPU has both),

@@ -76,8 +76,12 @@ pub(super) fn execute(
         .map(|(name, dev)| {
             let kernels = crate::model::Kernels::new(o.conv, o.cpu_kernels, &dev)
                 .map_err(anyhow::Error::msg)?;
+            // lecal's kernels checked on this device before anything trains with them.
+            let checked = crate::model::kernels::selfcheck::checked(kernels, &dev);
             let fused = o.fusion.on(dev.is_cuda());
-            let t = CandleTrainer::new(dev, kernels, o.data_dir.clone()).with_fusion(fused);
+            let mut t =
+                CandleTrainer::new(dev, checked.kernels, o.data_dir.clone()).with_fusion(fused);
+            t.fallbacks = checked.fallbacks;
             Ok((name, t))
         })
         .collect::<anyhow::Result<_>>()?;

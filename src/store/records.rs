@@ -140,6 +140,10 @@ pub struct DeviceDetails {
     /// The cuDNN library loaded (builds with the `cudnn` feature).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cudnn: Option<String>,
+    /// lecal's kernels that failed their check at first use on the device, and that
+    /// candle's path replaced for this run (`model::kernels::selfcheck`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -163,6 +163,8 @@ pub struct CandleTrainer {
     /// Whether a cohort's members of one architecture train as one fused network
     /// (`RunSpec::fusion_key`); off, each takes its own step.
     pub fusion: bool,
+    /// What the kernels' check at first use replaced (`selfcheck`), for provenance.
+    pub fallbacks: Vec<String>,
     cache: Mutex<HashMap<String, Arc<Splits>>>,
 }
 
@@ -176,6 +178,7 @@ impl CandleTrainer {
             kernels,
             data_dir,
             fusion: false,
+            fallbacks: Vec::new(),
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -346,6 +349,7 @@ impl Trainer for CandleTrainer {
 
     fn device_details(&self) -> crate::store::DeviceDetails {
         let mut d = crate::device::details(&self.device);
+        d.fallbacks = self.fallbacks.clone();
         if self.device.is_cpu() {
             d.cpu_kernels = Some(self.kernels.gemm.as_str().to_string());
         }

@@ -2,7 +2,8 @@
 //! convolution (`conv/`), its CUDA passes through cuDNN (`cudnn.rs`), the fused CPU batch
 //! norm (`batch_norm.rs`), the CPU matrix product with the same bits on every CPU
 //! (`gemm/`) and the matrix-product op of the linear layers and heads (`matmul.rs`), the
-//! CPU kernel level (`level.rs`), and what they share (`common.rs`).
+//! CPU kernel level (`level.rs`), their check at first use on a device (`selfcheck.rs`),
+//! and what they share (`common.rs`).
 //!
 //! Which kernels a model runs is a [`Kernels`] value given when the model is built, never
 //! a process-wide switch: two models in one process may run different convolutions (the
@@ -16,6 +17,7 @@ mod cudnn;
 pub mod gemm;
 pub mod level;
 pub mod matmul;
+pub mod selfcheck;
 
 use candle_core::Device;
 pub use level::{CpuKernelChoice, CpuLevel, Microkernel};
@@ -42,8 +44,9 @@ impl ConvKernel {
 /// What the user asked for (`--conv`, `LECAL_CONV`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum ConvChoice {
-    /// lecal's on the CPU; candle's on CUDA, until lecal's cuDNN passes have been checked
-    /// against the CPU on a GPU (`scripts/gpu-check.sh`).
+    /// lecal's: on the CPU, and on CUDA through cuDNN (builds with the `cudnn` feature);
+    /// checked against candle's on the CPU at first use (`selfcheck`), candle's where it
+    /// disagrees.
     #[default]
     Auto,
     Lecal,
@@ -59,6 +62,9 @@ pub struct Kernels {
     /// The microkernel of lecal's CPU matrix products (convolutions, linear layers,
     /// heads): all give the same bits.
     pub gemm: Microkernel,
+    /// Whether the linear layers and heads may run lecal's matrix product (off after it
+    /// failed its check, `selfcheck`).
+    pub lecal_matmul: bool,
 }
 
 impl Kernels {
@@ -67,6 +73,7 @@ impl Kernels {
         Self {
             conv: ConvKernel::Lecal,
             gemm: Microkernel::auto(),
+            lecal_matmul: true,
         }
     }
 
@@ -74,24 +81,25 @@ impl Kernels {
     pub const CANDLE: Kernels = Kernels {
         conv: ConvKernel::Candle,
         gemm: Microkernel::Portable,
+        lecal_matmul: false,
     };
 
     /// The kernels `choice` and `cpu` mean on `device`; an error where the CPU lacks the
     /// microkernel asked for.
     pub fn new(choice: ConvChoice, cpu: CpuKernelChoice, device: &Device) -> Result<Self, String> {
         let conv = match choice {
-            ConvChoice::Auto if device.is_cpu() => ConvKernel::Lecal,
-            ConvChoice::Auto | ConvChoice::Candle => ConvKernel::Candle,
-            ConvChoice::Lecal => ConvKernel::Lecal,
+            ConvChoice::Auto | ConvChoice::Lecal => ConvKernel::Lecal,
+            ConvChoice::Candle => ConvKernel::Candle,
         };
         Ok(Self {
             conv,
             gemm: Microkernel::detect(cpu)?,
+            lecal_matmul: true,
         })
     }
 
     /// Whether lecal's matrix product runs on `device` (else candle's).
     pub fn lecal_matmul_on(self, device: &Device) -> bool {
-        device.is_cpu() && self.conv == ConvKernel::Lecal
+        device.is_cpu() && self.conv == ConvKernel::Lecal && self.lecal_matmul
     }
 }

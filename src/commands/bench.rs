@@ -64,7 +64,7 @@ pub fn bench(
         std::env::set_var("NVIDIA_TF32_OVERRIDE", "0");
     }
     let dev = device::open(device)?;
-    let kernels = |conv| crate::model::Kernels::new(conv, cpu_kernels, &dev);
+    let kernels = |conv| crate::model::Kernels::new(conv, cpu_kernels);
     if check {
         return check_device(&dev, kernels(conv).map_err(anyhow::Error::msg)?);
     }

@@ -74,8 +74,8 @@ pub(super) fn execute(
     let trainers: Vec<(String, CandleTrainer)> = devices
         .into_iter()
         .map(|(name, dev)| {
-            let kernels = crate::model::Kernels::new(o.conv, o.cpu_kernels, &dev)
-                .map_err(anyhow::Error::msg)?;
+            let kernels =
+                crate::model::Kernels::new(o.conv, o.cpu_kernels).map_err(anyhow::Error::msg)?;
             // lecal's kernels checked on this device before anything trains with them.
             let checked = crate::model::kernels::selfcheck::checked(kernels, &dev);
             let fused = o.fusion.on(dev.is_cuda());

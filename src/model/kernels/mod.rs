@@ -84,9 +84,10 @@ impl Kernels {
         lecal_matmul: false,
     };
 
-    /// The kernels `choice` and `cpu` mean on `device`; an error where the CPU lacks the
-    /// microkernel asked for.
-    pub fn new(choice: ConvChoice, cpu: CpuKernelChoice, device: &Device) -> Result<Self, String> {
+    /// The kernels `choice` and `cpu` mean (on any device: `ConvKernel::lecal_on` says
+    /// where lecal's convolution runs); an error where the CPU lacks the microkernel
+    /// asked for.
+    pub fn new(choice: ConvChoice, cpu: CpuKernelChoice) -> Result<Self, String> {
         let conv = match choice {
             ConvChoice::Auto | ConvChoice::Lecal => ConvKernel::Lecal,
             ConvChoice::Candle => ConvKernel::Candle,

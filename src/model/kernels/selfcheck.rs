@@ -52,7 +52,11 @@ pub fn checked(kernels: Kernels, device: &Device) -> Checked {
 
 fn check(mut kernels: Kernels, device: &Device) -> Checked {
     let mut fallbacks = Vec::new();
-    let on = crate::device::describe(device);
+    let on = match device.location() {
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+        candle_core::DeviceLocation::Cpu => "cpu".to_string(),
+    };
     let fault = std::env::var(FAULT_INJECT).unwrap_or_default();
     if kernels.conv.lecal_on(device) {
         if let Some(why) = disagreement(|| conv_case(kernels, device), fault == "conv") {

@@ -16,7 +16,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ENV=${CUDA_ENV:-$PWD/.cuda-env}
-COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}   # H100/H200; the kernels are compiled for this one
+# candle's kernels are PTX, which the driver compiles for the GPU it runs on. PTX for
+# compute capability 7.5, the lowest CUDA 13 supports, runs on every GPU from the T4 on:
+# A100 (8.0), A40 and RTX 30 (8.6), L40 and RTX 40 (8.9), H100 and H200 (9.0). lecal
+# trains in f32, which needs nothing newer. CUDA_COMPUTE_CAP=90 builds for one GPU only.
+COMPUTE_CAP=${CUDA_COMPUTE_CAP:-75}
+# The GPUs whose machine code the kernels' PTX must compile to (checked below with ptxas,
+# which is what the driver runs on the GPU).
+TARGETS=${CUDA_TARGETS:-75 80 86 89 90}
 CHECK=1
 [ "${1:-}" = "--no-check" ] && CHECK=0
 
@@ -69,10 +76,23 @@ readelf -d "$BIN" | grep NEEDED | grep -E "cu|nv" || true
 
 [ "$CHECK" = 1 ] || exit 0
 
-echo "== checking the CUDA build on a machine without a GPU (driver stub)"
-export LD_LIBRARY_PATH=$STUBS:$CU/lib:$CUDNN/lib
+echo "== the kernels' PTX compiled to machine code for each target GPU (ptxas)"
+PTX_DIR=$(ls -td target/cuda/release/build/candle-kernels-*/out 2>/dev/null | head -1)
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
+n=0
+for ptx in "$PTX_DIR"/*.ptx; do
+  for sm in $TARGETS; do
+    "$CU/bin/ptxas" -arch="sm_$sm" -o "$T/k.cubin" "$ptx" \
+      || { echo "FAIL: $(basename "$ptx") does not compile for sm_$sm"; exit 1; }
+    n=$((n + 1))
+  done
+done
+[ "$n" -gt 0 ] || { echo "FAIL: no PTX found under target/cuda"; exit 1; }
+echo "ok: $(ls "$PTX_DIR"/*.ptx | wc -l) PTX files ($(grep -m1 -h '^.target' "$PTX_DIR"/affine.ptx)) compile for sm_${TARGETS// /, sm_}"
+
+echo "== checking the CUDA build on a machine without a GPU (driver stub)"
+export LD_LIBRARY_PATH=$STUBS:$CU/lib:$CUDNN/lib
 mkdir -p "$T/recipes/c"
 printf 'title = "c"\nrows = ["Vanilla"]\ncolumns = ["ResNet8"]\n' > "$T/recipes/c/c.table.toml"
 cat > "$T/recipes/c/v.toml" <<'EOF'

@@ -129,15 +129,7 @@ fn a_cohort_trains_each_member_bit_identical_to_training_it_alone() {
         &results(&d.path().join("alone"), 7),
         &results(&d.path().join("together"), 7),
     );
-    let failure = |p: &str| {
-        let runs = d.path().join(p).join("runs");
-        let failed: Vec<String> = fs::read_dir(runs)
-            .unwrap()
-            .filter_map(|r| fs::read_to_string(r.unwrap().path().join("failed.toml")).ok())
-            .collect();
-        assert_eq!(failed.len(), 1, "{failed:?}");
-        failed[0].clone()
-    };
+    let failure = |p: &str| common::only_failure(&d.path().join(p));
     assert!(failure("together").contains("diverged") || failure("together").contains("loss"));
     assert_eq!(failure("alone"), failure("together"));
 }

@@ -182,15 +182,7 @@ fn fused_students_train_bit_identical_to_each_run_alone() {
         &results(&d.path().join("alone"), DONE),
         &results(&d.path().join("fused"), DONE),
     );
-    let failure = |p: &str| {
-        let runs = d.path().join(p).join("runs");
-        let failed: Vec<String> = fs::read_dir(runs)
-            .unwrap()
-            .filter_map(|r| fs::read_to_string(r.unwrap().path().join("failed.toml")).ok())
-            .collect();
-        assert_eq!(failed.len(), 1, "{failed:?}");
-        failed[0].clone()
-    };
+    let failure = |p: &str| common::only_failure(&d.path().join(p));
     // It fails inside a step of its first epoch, leaving the fused group mid-epoch.
     let why = failure("fused");
     assert!(

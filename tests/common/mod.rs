@@ -84,6 +84,16 @@ pub fn same(a: &BTreeMap<String, Vec<u8>>, b: &BTreeMap<String, Vec<u8>>) {
     }
 }
 
+/// The failed.toml of the one failed run in the results folder `results`.
+pub fn only_failure(results: &Path) -> String {
+    let failed: Vec<String> = fs::read_dir(results.join("runs"))
+        .unwrap()
+        .filter_map(|r| fs::read_to_string(r.unwrap().path().join("failed.toml")).ok())
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    failed[0].clone()
+}
+
 /// The epochs of the checkpoints in the results folder `results`, of the runs whose
 /// folder `keep` accepts.
 pub fn checkpoint_epochs(results: &Path, keep: impl Fn(&Path) -> bool) -> Vec<usize> {

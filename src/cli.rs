@@ -52,6 +52,7 @@ pub enum Command {
         /// for --device cuda), on, off.
         #[arg(long, value_enum, default_value = "auto")]
         fusion: crate::train::FusionChoice,
+        /// `--fusion off`.
         #[arg(long)]
         no_fusion: bool,
     },

@@ -19,9 +19,21 @@ pub(super) fn measured(path: &Path) -> anyhow::Result<Rates> {
     }
     let mut r =
         csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let (mut train, mut forward) = (Vec::new(), Vec::new());
+    let (mut train, mut forward, mut fused) = (Vec::new(), Vec::new(), Vec::new());
     for row in r.deserialize::<Row>() {
         let row = row.with_context(|| format!("{}: not a `lecal bench` CSV", path.display()))?;
+        if row.implementation == "fused" {
+            // `fused <K>x <model>`: K students as one network, every member's images.
+            let what: Vec<&str> = row.what.split(' ').collect();
+            let k = what.get(1).and_then(|k| k.strip_suffix('x')?.parse().ok());
+            let m = ModelName::CIFAR
+                .into_iter()
+                .find(|m| what.get(2) == Some(&m.as_str()));
+            if let (["fused", _, _], Some(k), Some(m)) = (what.as_slice(), k, m) {
+                fused.push((m, k, row.images_per_second));
+            }
+            continue;
+        }
         if !row.implementation.starts_with("lecal") || row.implementation.contains("candle") {
             continue;
         }
@@ -37,7 +49,10 @@ pub(super) fn measured(path: &Path) -> anyhow::Result<Rates> {
             _ => {}
         }
     }
-    Rates::from_measured(&train, &forward, format!("measured: {}", path.display()))
+    let mut rates =
+        Rates::from_measured(&train, &forward, format!("measured: {}", path.display()))?;
+    rates.fused = fused;
+    Ok(rates)
 }
 
 pub fn print(plan: &Plan, cohorts: &[Cohort], o: &EstimateOptions) -> anyhow::Result<()> {
@@ -51,15 +66,17 @@ pub fn print(plan: &Plan, cohorts: &[Cohort], o: &EstimateOptions) -> anyhow::Re
         ),
     };
     outln!("estimate for {} ({})", o.device, rates.source);
+    let fused = !rates.fused.is_empty();
     outln!(
-        "{:<28} {:>6} {:>9} {:>12} {:>13} {:>13} {:>7}",
+        "{:<28} {:>6} {:>9} {:>12} {:>13} {:>13} {:>7}{}",
         "table",
         "runs",
         "epochs",
         "images (M)",
         "alone (h)",
         "cohorts (h)",
-        "ratio"
+        "ratio",
+        if fused { "    fused (h)" } else { "" }
     );
     let tables: BTreeSet<&str> = plan.cells.keys().map(|c| c.table.as_str()).collect();
     let all: BTreeSet<&str> = plan.runs.iter().map(|r| r.id.as_str()).collect();
@@ -69,8 +86,12 @@ pub fn print(plan: &Plan, cohorts: &[Cohort], o: &EstimateOptions) -> anyhow::Re
         .chain([("total (each run once)", all)]);
     for (name, ids) in rows {
         let e = estimate(plan, &ids, cohorts, &rates);
+        let fused_column = match fused {
+            true => format!(" {:>12.1}", e.fused_hours),
+            false => String::new(),
+        };
         outln!(
-            "{:<28} {:>6} {:>9} {:>12.1} {:>13.1} {:>13.1} {:>7.2}",
+            "{:<28} {:>6} {:>9} {:>12.1} {:>13.1} {:>13.1} {:>7.2}{fused_column}",
             name,
             e.runs,
             e.epochs,

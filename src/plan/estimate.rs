@@ -17,6 +17,9 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct Rates {
     pub train: BTreeMap<ModelName, f64>,
     pub forward: BTreeMap<ModelName, f64>,
+    /// Measured training steps of fused networks: (model, members, images per second
+    /// counting every member's), from `lecal bench`'s fused part; none, no fused estimate.
+    pub fused: Vec<(ModelName, usize, f64)>,
     /// Where the numbers come from, printed with the estimate.
     pub source: String,
 }
@@ -56,6 +59,7 @@ impl Rates {
         let mut out = Rates {
             train: BTreeMap::new(),
             forward: BTreeMap::new(),
+            fused: Vec::new(),
             source,
         };
         for m in ModelName::CIFAR.into_iter().chain(ModelName::IMAGENET) {
@@ -102,6 +106,20 @@ impl Rates {
     fn forward(&self, m: ModelName, d: &DataSpec) -> f64 {
         scale(d) / self.forward.get(&m).copied().unwrap_or(f64::INFINITY)
     }
+
+    /// Seconds of a fused group of `k` students of `m` on one image of the batch (each
+    /// member's step included), from the measured fused network nearest in members, then
+    /// in cost, scaled per member and by relative cost; `None` without fused rates.
+    fn fused_step(&self, m: ModelName, k: usize, d: &DataSpec) -> Option<f64> {
+        let near = |&&(fm, fk, _): &&(ModelName, usize, f64)| {
+            let cost = (relative_cost(fm) - relative_cost(m)).abs();
+            (fk.abs_diff(k), (cost * 1e6) as u64)
+        };
+        let &(fm, _, rate) = self.fused.iter().min_by_key(near)?;
+        // Seconds per member-image of the measured group, scaled to `m`.
+        let per_member = relative_cost(m) / relative_cost(fm) / rate;
+        Some(scale(d) * k as f64 * per_member)
+    }
 }
 
 /// Cost of an image relative to a 32×32 one.
@@ -145,6 +163,9 @@ pub struct Estimate {
     pub images: u64,
     pub alone_hours: f64,
     pub cohort_hours: f64,
+    /// As cohorts with their students fused (`plan::fused_groups`), where `Rates::fused`
+    /// has measurements; else equal to `cohort_hours`.
+    pub fused_hours: f64,
 }
 
 fn teacher_model(plan: &Plan, t: &TeacherRef, fallback: ModelName) -> ModelName {
@@ -202,6 +223,15 @@ pub fn estimate(plan: &Plan, ids: &BTreeSet<&str>, cohorts: &[Cohort], rates: &R
             let (train, test) = (images(d).0 * active[0].spec.views(), evaluated(d));
             let mut seen = BTreeSet::new();
             let mut seconds = 0.0;
+            let active_runs: Vec<&PlannedRun> = active.iter().map(|r| **r).collect();
+            // What fusing the epoch's groups saves over their members' steps.
+            let saved: f64 = (super::cohort::fused_groups(&active_runs).iter())
+                .filter_map(|g| {
+                    let (m, k) = (g[0].spec.model, g.len());
+                    let fused = rates.fused_step(m, k, d)?;
+                    Some(train as f64 * (k as f64 * rates.step(m, d) - fused))
+                })
+                .sum();
             for r in &active {
                 seconds += train as f64 * rates.step(r.spec.model, d)
                     + test as f64 * rates.forward(r.spec.model, d);
@@ -213,6 +243,7 @@ pub fn estimate(plan: &Plan, ids: &BTreeSet<&str>, cohorts: &[Cohort], rates: &R
                 }
             }
             e.cohort_hours += seconds / 3600.0;
+            e.fused_hours += (seconds - saved) / 3600.0;
         }
         // Members with the same teacher and head settings train their SSKD head once (as
         // `train::sskd` shares it).
@@ -226,6 +257,7 @@ pub fn estimate(plan: &Plan, ids: &BTreeSet<&str>, cohorts: &[Cohort], rates: &R
             let (m, wd, g) = (s.momentum, s.weight_decay, s.gamma);
             if heads.insert(format!("{}|{head:?}|{m} {wd} {g}", identity(t))) {
                 e.cohort_hours += sskd_head(plan, r, rates) / 3600.0;
+                e.fused_hours += sskd_head(plan, r, rates) / 3600.0;
             }
         }
     }
@@ -267,5 +299,32 @@ mod tests {
         assert_eq!((e.runs, e.epochs, e.images), (1, 2, 2 * 20));
         assert!((e.alone_hours * 3600.0 - seconds).abs() < 1e-12, "{e:?}");
         assert!((e.cohort_hours * 3600.0 - seconds).abs() < 1e-12, "{e:?}");
+        assert_eq!(
+            e.fused_hours, e.cohort_hours,
+            "no fused rates, no fused estimate"
+        );
+    }
+
+    /// Two ResNet8 students of one seed (vanilla, label smoothing) fuse: with a fused
+    /// group of two measured at 300 img/s (both members' images), each epoch's two steps
+    /// of 64 8×8 images cost 2·4/300 s instead of 2·4/100 s; evaluation is the same.
+    #[test]
+    fn a_fused_group_is_estimated_from_the_fused_rate() {
+        let one = VANILLA.replace("seeds = [0, 1]", "seeds = [0]");
+        let ls = one
+            .replace("row = \"Vanilla\"", "row = \"LS\"")
+            .replace("\"vanilla\"", "\"smoothing\"");
+        let (_d, s) = set(&[("v.toml", &one), ("ls.toml", &ls)]);
+        let p = build(&s, &full()).unwrap();
+        let all: BTreeSet<&str> = p.runs.iter().map(|r| r.id.as_str()).collect();
+        let mut rates = resnet8_rates();
+        let unfused = estimate(&p, &all, &cohorts(&p), &rates);
+        rates.fused = vec![(ModelName::Resnet8, 2, 300.0)];
+        let e = estimate(&p, &all, &cohorts(&p), &rates);
+        assert_eq!(e.cohort_hours, unfused.cohort_hours);
+        // 64 images at 8×8 are 4 units of 32×32; two epochs.
+        let saved = 2.0 * (2.0 * 4.0 / 100.0 - 2.0 * 4.0 / 300.0);
+        let got = (e.cohort_hours - e.fused_hours) * 3600.0;
+        assert!((got - saved).abs() < 1e-9, "{got} vs {saved}");
     }
 }

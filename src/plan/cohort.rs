@@ -135,20 +135,7 @@ fn activations(model: ModelName, resolution: usize) -> u64 {
 /// The members of `runs` that train as one fused network when fusion is on: each set
 /// of two or more with one `RunSpec::fusion_key`, in the order of `runs`.
 pub fn fused_groups<'a>(runs: &[&'a PlannedRun]) -> Vec<Vec<&'a PlannedRun>> {
-    let mut groups: Vec<(String, Vec<&PlannedRun>)> = Vec::new();
-    for &r in runs {
-        let Some(key) = r.spec.fusion_key() else {
-            continue;
-        };
-        match groups.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, members)) => members.push(r),
-            None => groups.push((key, vec![r])),
-        }
-    }
-    (groups.into_iter())
-        .map(|(_, members)| members)
-        .filter(|m| m.len() > 1)
-        .collect()
+    crate::spec::RunSpec::fused_sets(runs.iter().map(|&r| (&r.spec, r)))
 }
 
 /// Fused groups as `3 × resnet20, 2 × resnet56`.

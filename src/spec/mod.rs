@@ -328,6 +328,26 @@ impl RunSpec {
         ))
     }
 
+    /// The sets of `items` (each with its run's spec) that train as one fused network:
+    /// two or more with one `fusion_key` each, in the order of their first member; the
+    /// one grouping the planner and the trainer share.
+    pub fn fused_sets<'a, T>(items: impl IntoIterator<Item = (&'a RunSpec, T)>) -> Vec<Vec<T>> {
+        let mut sets: Vec<(String, Vec<T>)> = Vec::new();
+        for (spec, item) in items {
+            let Some(key) = spec.fusion_key() else {
+                continue;
+            };
+            match sets.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, members)) => members.push(item),
+                None => sets.push((key, vec![item])),
+            }
+        }
+        (sets.into_iter())
+            .map(|(_, members)| members)
+            .filter(|m| m.len() > 1)
+            .collect()
+    }
+
     /// Images per sample in a training batch: SSKD's rotated copies, else 1.
     pub fn views(&self) -> usize {
         if self.method.sskd().is_some() {

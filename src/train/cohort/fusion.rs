@@ -17,7 +17,7 @@ use super::Student;
 use crate::model::{self, CifarResNet};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// Members training as one network.
 pub(super) struct Group {
@@ -31,15 +31,7 @@ pub(super) struct Group {
 /// The sets of `students` that can fuse (`RunSpec::fusion_key`), two or more each, by
 /// `Student::index`, in cohort order.
 pub(super) fn fusable(students: &[Student]) -> Vec<Vec<usize>> {
-    let mut by_key: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for s in students {
-        if let Some(key) = s.spec.fusion_key() {
-            by_key.entry(key).or_default().push(s.index);
-        }
-    }
-    let mut sets: Vec<Vec<usize>> = by_key.into_values().filter(|m| m.len() > 1).collect();
-    sets.sort();
-    sets
+    crate::spec::RunSpec::fused_sets(students.iter().map(|s| (s.spec, s.index)))
 }
 
 fn find<'a, 'b>(students: &'a [Student<'b>], index: usize) -> Option<&'a Student<'b>> {
